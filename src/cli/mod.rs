@@ -1,0 +1,29 @@
+//! Command-line interface: one file per command group; `main.rs` only dispatches.
+
+use clap::{Parser, Subcommand};
+
+pub mod params;
+
+/// Tessera: a metadata-private messaging relay.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the protocol parameters and limits this build uses.
+    Params(params::ParamsArgs),
+}
+
+/// Parses the command line and runs the command; returns the process exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Params(args) => params::run(args),
+    }
+}
