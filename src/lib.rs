@@ -13,9 +13,13 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
+//! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod engine;
+pub mod index;
 pub mod proto;
