@@ -13,13 +13,18 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`driver`]: glommio executors (one per core), sockets, signals — the only runtime-specific code.
 //! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
+//! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
+//!   bounded send queues, cross-shard messages, metrics, the HTTP surface of `/metrics` and `/healthz`.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod driver;
 pub mod engine;
 pub mod index;
 pub mod proto;
+pub mod server;

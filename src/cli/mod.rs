@@ -1,8 +1,11 @@
 //! Command-line interface: one file per command group; `main.rs` only dispatches.
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 pub mod params;
+pub mod relay;
 
 /// Tessera: a metadata-private messaging relay.
 #[derive(Parser, Debug)]
@@ -16,14 +19,41 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the relay (embedded defaults: 127.0.0.1:8100, ./tessera-data).
+    Relay(relay::RelayArgs),
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn run() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line naming the bad flag or value (clap's first line), exit status 2.
+            let rendered = e.to_string();
+            eprintln!("{}", rendered.lines().next().unwrap_or("invalid arguments"));
+            return 2;
+        }
+        Err(e) => {
+            // --help and --version.
+            let _ = e.print();
+            return 0;
+        }
+    };
     match cli.command {
+        Command::Relay(args) => relay::run(args),
         Command::Params(args) => params::run(args),
     }
+}
+
+/// Logs go to stderr through `tracing`; the level comes from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use super::subscriptions::SubscribeError;
 use crate::proto::{BloomParams, Limits, NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
 
 /// Default clock skew, seconds: a proof from a publisher whose clock is up to 2 s ahead (or a proof for the
@@ -182,6 +183,28 @@ impl EngineConfig {
         let latest = crate::proto::window_start(now_s.saturating_add(self.clock_skew_s), w);
         let earliest = crate::proto::window_start(now_s.saturating_sub(self.clock_skew_s), w).saturating_sub(w);
         (earliest, latest)
+    }
+
+    /// Checks a subscription's window range at `now_s`: aligned, not inverted, not wholly before the earliest
+    /// accepted window, and ending at most `subscription_windows_ahead_max` windows after the current one.
+    /// The server runs the same check on a whole SUBSCRIBE before splitting it across shards.
+    pub fn check_window_range(&self, now_s: u64, from_s: u64, to_s: u64) -> Result<(), SubscribeError> {
+        let w = self.window_s;
+        if from_s % w != 0 || to_s % w != 0 {
+            return Err(SubscribeError::RangeMisaligned);
+        }
+        if to_s < from_s {
+            return Err(SubscribeError::RangeInverted);
+        }
+        if to_s < self.accepted_windows(now_s).0 {
+            return Err(SubscribeError::RangeInPast);
+        }
+        let latest_to_s =
+            crate::proto::window_start(now_s, w).saturating_add(self.subscription_windows_ahead_max as u64 * w);
+        if to_s > latest_to_s {
+            return Err(SubscribeError::RangeTooFarAhead);
+        }
+        Ok(())
     }
 }
 

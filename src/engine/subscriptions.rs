@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::index::{BucketIndex, Slot};
 use crate::proto::derive::BloomPositions;
-use crate::proto::{window_start, ErrorCode, SubscribeEntry, SubscriberId};
+use crate::proto::{ErrorCode, SubscribeEntry, SubscriberId};
 
 use super::config::EngineConfig;
 use super::keyed_hash::KeyedState;
@@ -179,9 +179,6 @@ impl Subscriptions {
         if entries.len() > u16::MAX as usize {
             return Err(SubscribeError::TooManyEntries);
         }
-        let (earliest_s, _) = config.accepted_windows(now_s);
-        let ahead_s = config.subscription_windows_ahead_max as u64 * config.window_s;
-        let latest_to_s = window_start(now_s, config.window_s).saturating_add(ahead_s);
         let result = entries.iter().try_for_each(|e| {
             let bucket = e.bucket;
             if bucket >= config.num_buckets {
@@ -193,18 +190,7 @@ impl Subscriptions {
             if e.filter.params() != config.bloom {
                 return Err(SubscribeError::FilterParams { bucket });
             }
-            if e.window_from_s % config.window_s != 0 || e.window_to_s % config.window_s != 0 {
-                return Err(SubscribeError::RangeMisaligned);
-            }
-            if e.window_to_s < e.window_from_s {
-                return Err(SubscribeError::RangeInverted);
-            }
-            if e.window_to_s < earliest_s {
-                return Err(SubscribeError::RangeInPast);
-            }
-            if e.window_to_s > latest_to_s {
-                return Err(SubscribeError::RangeTooFarAhead);
-            }
+            config.check_window_range(now_s, e.window_from_s, e.window_to_s)?;
             let count = &mut self.scratch_counts[(bucket - config.buckets.start) as usize];
             *count += 1;
             if *count > config.filters_per_bucket_max {

@@ -380,12 +380,13 @@ pub fn encode_message(frames: &[Frame]) -> Bytes {
 }
 
 /// Appends a DELIVER frame for `subscriber` built from proof byte slices (the server's fast path: the proofs
-/// are copied once, straight from wherever the engine keeps them, into the outgoing message).
-pub fn encode_deliver<'a>(
-    subscriber: &SubscriberId,
-    proofs: impl ExactSizeIterator<Item = &'a [u8; PROOF_LEN]>,
-    out: &mut BytesMut,
-) {
+/// are copied once, straight from wherever they are queued, into the outgoing message). Each item must be
+/// exactly `PROOF_LEN` bytes and there must be 1..=`u16::MAX` of them.
+pub fn encode_deliver<I>(subscriber: &SubscriberId, proofs: I, out: &mut BytesMut)
+where
+    I: ExactSizeIterator,
+    I::Item: AsRef<[u8]>,
+{
     let count = proofs.len();
     debug_assert!(count > 0 && count <= u16::MAX as usize);
     let body_len = 16 + 2 + count * PROOF_LEN;
@@ -395,6 +396,8 @@ pub fn encode_deliver<'a>(
     out.put_slice(&subscriber.0);
     out.put_u16(count as u16);
     for proof in proofs {
+        let proof = proof.as_ref();
+        debug_assert_eq!(proof.len(), PROOF_LEN);
         out.put_slice(proof);
     }
 }
