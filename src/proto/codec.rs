@@ -169,8 +169,11 @@ impl Codec {
             return Err(DecodeError::TooManyEntries { count, max });
         }
         let expected = self.bloom.byte_len();
-        // Check the whole length before allocating for `count` entries.
-        r.need(count * (SUBSCRIBE_ENTRY_FIXED_LEN + expected))?;
+        // Bound the entry list by bytes actually present before allocating for `count` entries. Only the fixed
+        // part is required here: requiring whole filters of *our* size would report a client's filters of
+        // another size as a short body instead of `FilterLength`. Each filter is copied only once its bytes
+        // are present, so allocation stays proportional to the message.
+        r.need(count * SUBSCRIBE_ENTRY_FIXED_LEN)?;
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
             let bucket = r.u16()?;
