@@ -26,7 +26,7 @@ fn subscribe_publish_deliver_and_ack() {
 
     let (mut publisher, _) = Client::hello(&relay);
     let p = proof(&commit, w, 0xA1);
-    let seq = publisher.publish(&[p.clone()]);
+    let seq = publisher.publish(std::slice::from_ref(&p));
     assert_eq!(publisher.recv_until(|f| matches!(f, Frame::Ack { .. })), Frame::Ack { seq });
     let got = subscriber.recv_proofs(sub(1), 1);
     assert_eq!(&got[0][..], &p.as_bytes()[..], "the delivered proof is byte-for-byte the published one");
@@ -77,7 +77,7 @@ fn malformed_messages_get_error_and_others_keep_being_served() {
     let seq = attacker.publish(&[proof(&commit_in_bucket(8, 0), w, 0)]);
     assert_eq!(attacker.recv_until(|f| matches!(f, Frame::Ack { .. })), Frame::Ack { seq });
     let p = proof(&commit, w, 9);
-    publisher.publish(&[p.clone()]);
+    publisher.publish(std::slice::from_ref(&p));
     assert_eq!(&subscriber.recv_proofs(sub(3), 1)[0][..], &p.as_bytes()[..]);
     assert_eq!(relay.metric("tessera_frames_malformed_total", ""), 2);
 }
@@ -149,10 +149,10 @@ fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
     std::fs::write(&config, "slow_consumer_grace_ms = 1000\n[limits]\nsend_queue_proofs_max = 256\n").unwrap();
     let relay = Relay::start(&["--shards", "2", "--config", config.to_str().unwrap()]);
     let w = current_window();
-    // The slow subscriber matches every proof of bucket 9 and never reads; shrink its receive buffer so the
-    // relay's send queue fills quickly.
-    let (mut slow, _) = Client::hello(&relay);
-    slow.subscribe(sub(4), vec![match_all_entry(9, w - 10, w + 60)]);
+    // The slow subscriber matches every proof of every bucket (so deliveries to it come from both shards) and
+    // never reads; its small receive buffer (no auto-tuning) makes the relay's writes to it block quickly.
+    let (mut slow, _) = Client::hello_on(Client::connect_small_buffer(&relay, 16 * 1024));
+    slow.subscribe(sub(4), (0..64).map(|b| match_all_entry(b, w - 10, w + 60)).collect());
     let watched = commits_in_bucket(9, 1, 20);
     let (mut fast, _) = Client::hello(&relay);
     fast.subscribe(sub(5), vec![entry(9, w - 10, w + 60, &watched)]);
@@ -160,7 +160,9 @@ fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
     let (mut publisher, _) = Client::hello(&relay);
     let started = Instant::now();
     let mut last_seq = 0;
-    let noise = commits_in_bucket(9, 2, 40 * 500);
+    let noise: Vec<[u8; 32]> = (0..40 * 500u32)
+        .map(|i| tessera::proto::derive::fingerprint(&[9; 32], i.into()).repeat(4).try_into().unwrap())
+        .collect();
     for (batch, chunk) in noise.chunks(500).enumerate() {
         let mut proofs: Vec<_> = chunk.iter().map(|c| proof(c, w, 7)).collect();
         if let Some(c) = watched.get(batch) {
@@ -169,7 +171,10 @@ fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
         last_seq = publisher.publish(&proofs);
     }
     // The publisher is acknowledged and the fast subscriber gets all its proofs while the slow one is stuck.
-    assert_eq!(publisher.recv_until(|f| matches!(f, Frame::Ack { seq } if *seq == last_seq)), Frame::Ack { seq: last_seq });
+    assert_eq!(
+        publisher.recv_until(|f| matches!(f, Frame::Ack { seq } if *seq == last_seq)),
+        Frame::Ack { seq: last_seq }
+    );
     let got = fast.recv_proofs(sub(5), watched.len());
     assert!(got.len() >= watched.len());
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -191,7 +196,10 @@ fn subscription_limits_are_enforced_and_named() {
     client.send(&[Frame::Subscribe(tessera::proto::frame::Subscribe { subscriber: sub(6), entries: vec![far] })]);
     assert!(matches!(client.recv_one(), Frame::Error(e) if e.code == ErrorCode::SUBSCRIPTION_RANGE));
     let out_of_range = entry(64, w, w + 10, &[]);
-    client.send(&[Frame::Subscribe(tessera::proto::frame::Subscribe { subscriber: sub(6), entries: vec![out_of_range] })]);
+    client.send(&[Frame::Subscribe(tessera::proto::frame::Subscribe {
+        subscriber: sub(6),
+        entries: vec![out_of_range],
+    })]);
     assert!(matches!(client.recv_one(), Frame::Error(e) if e.code == ErrorCode::BUCKET_OUT_OF_RANGE));
     assert_eq!(relay.metric("tessera_subscribe_rejected_total", ""), 3);
     assert_eq!(relay.metric("tessera_limit_subscriptions_total", ""), 1);

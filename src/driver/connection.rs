@@ -153,27 +153,27 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
             Some(Some(Ok(message))) => message,
             Some(Some(Err(e))) => {
                 if matches!(e, WsError::Capacity(_)) {
-                    ShardMetrics::add(&ctx.metrics().limit_message_size, 1);
+                    ctx.server.borrow_mut().message_too_big(conn);
+                    ctx.wake_connections();
                 }
                 break;
             }
         };
         match message {
-            Message::Binary(bytes) => {
+            // A text message is decoded like a binary one (docs/PROTOCOL.md §2): JSON then fails as frame type 0x7b.
+            Message::Text(text) => {
+                let bytes = bytes::Bytes::from(text);
                 let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
                 ctx.dispatch(out).await;
                 ctx.wake_connections();
             }
-            Message::Text(_) => {
-                // The native protocol is binary; a text message is malformed (the JSON compatibility mode is planned).
-                let frame = Frame::Error(ErrorFrame {
-                    code: ErrorCode::MALFORMED,
-                    ref_seq: 0,
-                    detail: 0,
-                    text: "text messages are not part of the native protocol; send binary frames".into(),
-                });
-                ctx.server.borrow_mut().push_control(conn, &frame);
+            Message::Binary(bytes) => {
+                let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
+                ctx.dispatch(out).await;
                 ctx.wake_connections();
+                // glommio is cooperative: with messages already buffered this loop would never suspend, and
+                // the writers (and other connections) of this shard would starve until the burst ends.
+                futures_lite::future::yield_now().await;
             }
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -198,7 +198,7 @@ async fn writer(
     mut sink: async_tungstenite::WebSocketSender<TcpStream>,
 ) {
     loop {
-        let next = ctx.server.borrow_mut().next_message(conn);
+        let next = ctx.server.borrow_mut().next_message(conn, ctx.clock());
         match next {
             Some(message) => {
                 if sink.feed(Message::Binary(message)).await.is_err() {
@@ -211,6 +211,7 @@ async fn writer(
                 if sink.flush().await.is_err() {
                     break;
                 }
+                ctx.server.borrow_mut().written(conn, ctx.clock());
             }
             None => {
                 let reason = ctx.server.borrow().close_reason(conn);

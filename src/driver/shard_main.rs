@@ -89,7 +89,7 @@ impl ShardCtx {
             ShardMetrics::add(&self.metrics().connections_refused, 1);
             return None;
         }
-        Some(self.server.borrow_mut().open_conn())
+        Some(self.server.borrow_mut().open_conn(self.clock()))
     }
 
     /// Gives back an admitted connection's place.
@@ -250,6 +250,8 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
                 let out = ctx.server.borrow_mut().handle_request(request, clock);
                 ctx.dispatch(out).await;
                 ctx.wake_connections();
+                // Let writers run between batches (see connection.rs: glommio tasks are cooperative).
+                futures_lite::future::yield_now().await;
             }
         })
         .detach();
@@ -262,6 +264,7 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
                 let clock = ctx.clock();
                 ctx.server.borrow_mut().handle_response(response, clock);
                 ctx.wake_connections();
+                futures_lite::future::yield_now().await;
             }
         })
         .detach();

@@ -89,6 +89,7 @@ shard_metrics! {
         bytes_in: "tessera_bytes_in_total", "Payload bytes received in WebSocket messages.";
         bytes_out: "tessera_bytes_out_total", "Payload bytes sent in WebSocket messages.";
         frames_malformed: "tessera_frames_malformed_total", "Messages rejected by the decoder (ERROR MALFORMED sent).";
+        errors_received: "tessera_errors_received_total", "ERROR frames received from clients or peers (logged, never answered).";
         protocol_errors: "tessera_protocol_errors_total", "Protocol errors (malformed, unexpected frame, bad sequence, limits).";
         limit_message_size: "tessera_limit_message_size_total", "Connections closed for a message over message_bytes_max (1009).";
         limit_batch: "tessera_limit_batch_total", "Messages rejected for more than proofs_per_batch_max proofs.";

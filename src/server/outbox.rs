@@ -3,9 +3,11 @@
 //! Shards push encoded control frames (ACK, ERROR, SUBSCRIBED, ...) and matched proofs; the connection's
 //! writer takes whole WebSocket messages out, merging consecutive proofs for one subscriber into one DELIVER
 //! frame. Pushing never blocks: a slow subscriber must never slow a shard. When `proofs_max` proofs are
-//! queued, further deliveries are refused (the caller keeps them for FETCH or counts them) and the time the
-//! queue first filled is kept; the shard's tick closes the connection once it has stayed full past the grace
-//! period. Control frames are bounded by bytes for the same reason.
+//! queued, further deliveries are refused (the caller keeps them for FETCH or counts them). The writer's
+//! progress is the stall signal: when something is waiting — queued, or taken by the writer and not yet
+//! written to the socket — and the writer has made no progress for the grace period, the peer is not reading
+//! (its writer is blocked on a full socket), and the shard's tick closes that connection. Control frames are
+//! bounded by bytes for the same reason.
 
 use std::collections::VecDeque;
 
@@ -53,15 +55,17 @@ pub struct Outbox {
     frames_max: usize,
     /// Limit on proofs per DELIVER frame.
     batch_max: usize,
-    /// Monotonic ms when the queue last became full; cleared when it drains below the limit.
-    full_since_ms: Option<u64>,
+    /// Monotonic ms of the writer's last progress: a message taken or written (or the queue's creation).
+    last_progress_ms: u64,
+    /// The writer took a message and has not yet reported it written.
+    write_in_flight: bool,
     /// Set once the connection is closing: nothing more is accepted, the writer drains and closes.
     closing: bool,
 }
 
 impl Outbox {
-    /// An empty queue with these limits.
-    pub fn new(proofs_max: usize, frames_max: usize, batch_max: usize) -> Self {
+    /// An empty queue with these limits, created at `now_ms`.
+    pub fn new(proofs_max: usize, frames_max: usize, batch_max: usize, now_ms: u64) -> Self {
         Self {
             items: VecDeque::new(),
             proofs: 0,
@@ -69,7 +73,8 @@ impl Outbox {
             proofs_max,
             frames_max: frames_max.max(1),
             batch_max: batch_max.max(1),
-            full_since_ms: None,
+            last_progress_ms: now_ms,
+            write_in_flight: false,
             closing: false,
         }
     }
@@ -95,12 +100,11 @@ impl Outbox {
     }
 
     /// Queues a matched proof; refused when full (the caller diverts it) or closing.
-    pub fn push_proof(&mut self, subscriber: SubscriberId, proof: Bytes, now_ms: u64) -> Result<(), Refused> {
+    pub fn push_proof(&mut self, subscriber: SubscriberId, proof: Bytes) -> Result<(), Refused> {
         if self.closing {
             return Err(Refused::Closing);
         }
         if self.proofs >= self.proofs_max {
-            self.full_since_ms.get_or_insert(now_ms);
             return Err(Refused::ProofsFull);
         }
         self.proofs += 1;
@@ -118,9 +122,15 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Whether the queue has been full for longer than `grace_ms` at `now_ms`.
+    /// Whether something is waiting (queued or in flight) and the writer made no progress for `grace_ms`.
     pub fn stalled(&self, now_ms: u64, grace_ms: u64) -> bool {
-        self.full_since_ms.is_some_and(|since| now_ms.saturating_sub(since) >= grace_ms)
+        (self.write_in_flight || !self.items.is_empty()) && now_ms.saturating_sub(self.last_progress_ms) >= grace_ms
+    }
+
+    /// The writer finished writing what it took (flushed to the socket).
+    pub fn written(&mut self, now_ms: u64) {
+        self.write_in_flight = false;
+        self.last_progress_ms = now_ms;
     }
 
     /// Stops accepting items; what is queued is still delivered by the writer.
@@ -135,11 +145,13 @@ impl Outbox {
 
     /// Takes the next WebSocket message: up to `frames_max` frames and about `MESSAGE_TARGET_BYTES`, with
     /// consecutive proofs of one subscriber merged into DELIVER frames. Returns the message and the number of
-    /// proofs it carries, or `None` when the queue is empty.
-    pub fn next_message(&mut self) -> Option<(Bytes, usize)> {
+    /// proofs it carries, or `None` when the queue is empty. `now_ms` records the writer's progress.
+    pub fn next_message(&mut self, now_ms: u64) -> Option<(Bytes, usize)> {
         if self.items.is_empty() {
             return None;
         }
+        self.last_progress_ms = now_ms;
+        self.write_in_flight = true;
         let mut out = BytesMut::with_capacity(4096);
         let (mut frames, mut proofs) = (0, 0);
         while frames < self.frames_max && out.len() < MESSAGE_TARGET_BYTES {
@@ -171,9 +183,6 @@ impl Outbox {
             }
             frames += 1;
         }
-        if self.proofs < self.proofs_max {
-            self.full_since_ms = None;
-        }
         Some((out.freeze(), proofs))
     }
 }
@@ -190,12 +199,12 @@ mod tests {
     #[test]
     fn merges_runs_into_deliver_frames_in_order() {
         let (a, b) = (SubscriberId([1; 16]), SubscriberId([2; 16]));
-        let mut q = Outbox::new(10, 64, 1024);
-        q.push_proof(a, proof(1), 0).unwrap();
-        q.push_proof(a, proof(2), 0).unwrap();
+        let mut q = Outbox::new(10, 64, 1024, 0);
+        q.push_proof(a, proof(1)).unwrap();
+        q.push_proof(a, proof(2)).unwrap();
         q.push_frame(&Frame::Ack { seq: 5 }).unwrap();
-        q.push_proof(b, proof(3), 0).unwrap();
-        let (msg, n) = q.next_message().unwrap();
+        q.push_proof(b, proof(3)).unwrap();
+        let (msg, n) = q.next_message(1).unwrap();
         assert_eq!(n, 3);
         let frames = Codec::default().decode_message(&msg).unwrap();
         assert_eq!(frames.len(), 3);
@@ -204,33 +213,39 @@ mod tests {
         assert!(
             matches!(&frames[2], Frame::Deliver { subscriber, proofs } if *subscriber == b && proofs.get(0).bucket() == 3)
         );
-        assert!(q.next_message().is_none());
+        assert!(q.next_message(2).is_none());
     }
 
     #[test]
-    fn full_queue_refuses_then_stalls_then_recovers() {
+    fn full_queue_refuses_and_an_undrained_queue_stalls() {
         let s = SubscriberId([9; 16]);
-        let mut q = Outbox::new(2, 64, 1024);
-        q.push_proof(s, proof(1), 100).unwrap();
-        q.push_proof(s, proof(2), 100).unwrap();
-        assert_eq!(q.push_proof(s, proof(3), 200), Err(Refused::ProofsFull));
-        assert!(!q.stalled(1_000, 5_000));
-        assert!(q.stalled(5_200, 5_000));
-        assert_eq!(q.next_message().unwrap().1, 2);
-        assert!(!q.stalled(10_000, 5_000));
+        let mut q = Outbox::new(2, 64, 1024, 100);
+        assert!(!q.stalled(100_000, 5_000), "an empty queue never stalls");
+        q.push_proof(s, proof(1)).unwrap();
+        q.push_proof(s, proof(2)).unwrap();
+        assert_eq!(q.push_proof(s, proof(3)), Err(Refused::ProofsFull));
+        assert!(!q.stalled(5_099, 5_000));
+        assert!(q.stalled(5_100, 5_000), "not drained for the grace period");
+        assert_eq!(q.next_message(5_200).unwrap().1, 2);
+        assert!(!q.stalled(10_000, 5_000), "the writer made progress at 5,200");
+        assert!(q.stalled(10_200, 5_000), "taken but never written: the socket is blocked");
+        q.written(10_300);
+        assert!(!q.stalled(99_000, 5_000), "nothing waiting");
+        q.push_proof(s, proof(4)).unwrap();
+        assert!(q.stalled(15_300, 5_000));
         q.close();
-        assert_eq!(q.push_proof(s, proof(4), 0), Err(Refused::Closing));
+        assert_eq!(q.push_proof(s, proof(5)), Err(Refused::Closing));
     }
 
     #[test]
     fn frames_per_message_and_batch_limits_hold() {
-        let mut q = Outbox::new(100, 2, 3);
+        let mut q = Outbox::new(100, 2, 3, 0);
         for i in 0..7 {
-            q.push_proof(SubscriberId([1; 16]), proof(i), 0).unwrap();
+            q.push_proof(SubscriberId([1; 16]), proof(i)).unwrap();
         }
-        let (msg, n) = q.next_message().unwrap();
+        let (msg, n) = q.next_message(0).unwrap();
         assert_eq!(n, 6, "two DELIVER frames of three proofs");
         assert_eq!(Codec::default().decode_message(&msg).unwrap().len(), 2);
-        assert_eq!(q.next_message().unwrap().1, 1);
+        assert_eq!(q.next_message(0).unwrap().1, 1);
     }
 }

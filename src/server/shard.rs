@@ -26,7 +26,7 @@ use super::outbox::Outbox;
 use crate::engine::{EngineConfig, MemoryLog, Origin, Rejection, Shard};
 use crate::proto::frame::{ErrorFrame, Hello, Publish, Subscribe};
 use crate::proto::{
-    Codec, ErrorCode, Frame, ProofBatch, RelayParams, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN,
+    Codec, ErrorCode, Frame, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN,
     PROTOCOL_VERSION,
 };
 
@@ -52,6 +52,8 @@ pub enum CloseReason {
     Shutdown,
     /// The peer closed or the connection failed (1000, normal closure).
     PeerClosed,
+    /// A message over `message_bytes_max` (1009, message too big).
+    MessageTooBig,
 }
 
 impl CloseReason {
@@ -62,6 +64,7 @@ impl CloseReason {
             CloseReason::UnsupportedVersion => 1002,
             CloseReason::Shutdown => 1001,
             CloseReason::PeerClosed => 1000,
+            CloseReason::MessageTooBig => 1009,
         }
     }
 
@@ -73,6 +76,7 @@ impl CloseReason {
             CloseReason::UnsupportedVersion => "unsupported protocol version",
             CloseReason::Shutdown => "relay shutting down",
             CloseReason::PeerClosed => "closed",
+            CloseReason::MessageTooBig => "message over message_bytes_max",
         }
     }
 }
@@ -183,13 +187,14 @@ impl ShardServer {
     }
 
     /// Registers a new connection and returns its id.
-    pub fn open_conn(&mut self) -> ConnId {
+    pub fn open_conn(&mut self, clock: Clock) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         let outbox = Outbox::new(
             self.limits.send_queue_proofs_max as usize,
             self.limits.frames_per_message_max as usize,
             self.limits.proofs_per_batch_max as usize,
+            clock.mono_us / 1000,
         );
         self.conns.insert(id, Conn { state: ConnState::default(), outbox, close: None });
         ShardMetrics::add(&self.m().connections_accepted, 1);
@@ -229,21 +234,42 @@ impl ShardServer {
                 self.protocol_error(conn, ErrorCode::MALFORMED, 0, e.code(), &e.to_string());
             }
             Ok(frames) => {
-                for frame in frames {
-                    self.on_frame(conn, frame, clock, &mut out);
+                if let Some(frames) = self.admit_frames(conn, frames) {
+                    for frame in frames {
+                        self.on_frame(conn, frame, clock, &mut out);
+                    }
                 }
             }
         }
         out
     }
 
-    fn on_frame(&mut self, conn: ConnId, frame: Frame, clock: Clock, out: &mut Outgoing) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        if c.close.is_some() {
-            return;
+    /// Checks a decoded message against the connection state (docs/PROTOCOL.md §5): HELLO first, and every
+    /// frame allowed for the role. A message is acted on only if all of its frames are allowed.
+    fn admit_frames(&mut self, conn: ConnId, frames: Vec<Frame>) -> Option<Vec<Frame>> {
+        let c = self.conns.get(&conn)?;
+        let awaiting_hello = c.state.role.is_none();
+        let role = match (c.state.role, frames.first()) {
+            (Some(role), _) => role,
+            (None, Some(Frame::Hello(hello))) => hello.role,
+            (None, first) => {
+                let detail = first.map_or(0, |f| f.type_byte().into());
+                self.protocol_error(conn, ErrorCode::HELLO_REQUIRED, 0, detail, "the first frame must be HELLO");
+                return None;
+            }
+        };
+        let forbidden =
+            frames.iter().enumerate().find(|(i, frame)| !frame_allowed(role, frame, awaiting_hello && *i == 0));
+        if let Some((_, frame)) = forbidden {
+            let detail = frame.type_byte().into();
+            self.protocol_error(conn, ErrorCode::UNEXPECTED_FRAME, 0, detail, "frame not allowed on this connection");
+            return None;
         }
-        if c.state.role.is_none() && !matches!(frame, Frame::Hello(_)) {
-            self.protocol_error(conn, ErrorCode::HELLO_REQUIRED, 0, frame.type_byte().into(), "send HELLO first");
+        Some(frames)
+    }
+
+    fn on_frame(&mut self, conn: ConnId, frame: Frame, clock: Clock, out: &mut Outgoing) {
+        if self.conns.get(&conn).is_none_or(|c| c.close.is_some()) {
             return;
         }
         match frame {
@@ -264,22 +290,22 @@ impl ShardServer {
                     Frame::FetchReply { subscriber, next_cursor: cursor, more: false, proofs: ProofBatch::empty() };
                 self.push_frame(conn, &reply);
             }
-            other => {
-                let detail = other.type_byte().into();
-                self.protocol_error(conn, ErrorCode::UNEXPECTED_FRAME, 0, detail, "frame not accepted from clients");
+            Frame::Error(e) => {
+                // Logged and counted, never answered (an answer could start an error loop between peers).
+                ShardMetrics::add(&self.m().errors_received, 1);
+                tracing::debug!(conn, code = %e.code, text = %e.text, "ERROR received");
             }
+            // `admit_frames` lets through only the frames above.
+            _ => {}
         }
     }
 
     fn on_hello(&mut self, conn: ConnId, hello: Hello) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if c.state.role.is_some() {
-            self.protocol_error(conn, ErrorCode::UNEXPECTED_FRAME, 0, 1, "HELLO sent twice");
-            return;
-        }
         if hello.version < 1 {
             let text = format!("this relay speaks protocol version {PROTOCOL_VERSION}");
-            self.push_frame(conn, &error_frame(ErrorCode::UNSUPPORTED_VERSION, 0, hello.version.into(), &text));
+            let detail = PROTOCOL_VERSION.into();
+            self.push_frame(conn, &error_frame(ErrorCode::UNSUPPORTED_VERSION, 0, detail, &text));
             self.close(conn, CloseReason::UnsupportedVersion);
             return;
         }
@@ -328,12 +354,13 @@ impl ShardServer {
 
     fn on_subscribe(&mut self, conn: ConnId, subscribe: Subscribe, clock: Clock, out: &mut Outgoing) {
         let Subscribe { subscriber, entries } = subscribe;
-        if let Err((code, text)) = self.check_subscribe(&entries, clock.unix_s) {
+        if let Err((code, detail, text)) = self.check_subscribe(&entries, clock.unix_s) {
+            // Not a protocol error (docs/PROTOCOL.md §5.6): one ERROR, the previous entries stay.
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
             if code == ErrorCode::TOO_MANY_FILTERS {
                 ShardMetrics::add(&self.m().limit_subscriptions, 1);
             }
-            self.protocol_error(conn, code, 0, 0, &text);
+            self.push_frame(conn, &error_frame(code, 0, detail, &text));
             return;
         }
         let subscribers_max = self.limits.subscribers_per_connection_max as usize;
@@ -342,7 +369,7 @@ impl ShardServer {
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
             ShardMetrics::add(&self.m().limit_subscriptions, 1);
             let text = format!("at most {subscribers_max} subscribers per connection");
-            self.protocol_error(conn, ErrorCode::TOO_MANY_SUBSCRIBERS, 0, subscribers_max as u32, &text);
+            self.push_frame(conn, &error_frame(ErrorCode::TOO_MANY_SUBSCRIBERS, 0, subscribers_max as u32, &text));
             return;
         }
         let mut per_shard: Vec<Vec<SubscribeEntry>> = vec![Vec::new(); self.shards];
@@ -357,24 +384,28 @@ impl ShardServer {
     }
 
     /// Checks a SUBSCRIBE as a whole before any shard applies it, so it is applied everywhere or nowhere.
-    fn check_subscribe(&self, entries: &[SubscribeEntry], now_s: u64) -> Result<(), (ErrorCode, String)> {
+    /// Errors carry (code, detail, text) as docs/PROTOCOL.md §5.6 specifies.
+    fn check_subscribe(&self, entries: &[SubscribeEntry], now_s: u64) -> Result<(), (ErrorCode, u32, String)> {
         let mut per_bucket: HashMap<u16, u16> = HashMap::new();
-        for entry in entries {
+        for (index, entry) in entries.iter().enumerate() {
             if entry.bucket >= self.num_buckets {
-                let text = format!("bucket {} is not below {}", entry.bucket, self.num_buckets);
-                return Err((ErrorCode::BUCKET_OUT_OF_RANGE, text));
+                let text = format!("entry {index}: bucket {} is not below {}", entry.bucket, self.num_buckets);
+                return Err((ErrorCode::BUCKET_OUT_OF_RANGE, index as u32, text));
+            }
+            let range = self.engine.config().check_window_range(now_s, entry.window_from_s, entry.window_to_s);
+            if let Err(e) = range {
+                return Err((e.error_code(), index as u32, format!("entry {index}: {e}")));
             }
             let n = per_bucket.entry(entry.bucket).or_default();
             *n += 1;
             if *n > self.limits.filters_per_bucket_max {
-                let text =
-                    format!("more than {} filters for bucket {}", self.limits.filters_per_bucket_max, entry.bucket);
-                return Err((ErrorCode::TOO_MANY_FILTERS, text));
+                let max = self.limits.filters_per_bucket_max;
+                return Err((
+                    ErrorCode::TOO_MANY_FILTERS,
+                    entry.bucket.into(),
+                    format!("more than {max} filters for bucket {}", entry.bucket),
+                ));
             }
-            self.engine.config().check_window_range(now_s, entry.window_from_s, entry.window_to_s).map_err(|e| {
-                let code = e.error_code();
-                (code, e.to_string())
-            })?;
         }
         Ok(())
     }
@@ -484,7 +515,7 @@ impl ShardServer {
             ShardMetrics::add(&m.deliveries_offline, 1);
             return;
         };
-        match c.outbox.push_proof(subscriber, proof, clock.mono_us / 1000) {
+        match c.outbox.push_proof(subscriber, proof) {
             Ok(()) => {
                 ShardMetrics::add(&m.deliveries_queued, 1);
                 m.publish_deliver_latency.record_us(clock.mono_us.saturating_sub(received_us));
@@ -561,14 +592,21 @@ impl ShardServer {
     }
 
     /// The next outgoing WebSocket message for `conn`, if any.
-    pub fn next_message(&mut self, conn: ConnId) -> Option<Bytes> {
+    pub fn next_message(&mut self, conn: ConnId, clock: Clock) -> Option<Bytes> {
         let c = self.conns.get_mut(&conn)?;
-        let (msg, proofs) = c.outbox.next_message()?;
+        let (msg, proofs) = c.outbox.next_message(clock.mono_us / 1000)?;
         let m = &self.metrics[self.id as usize];
         ShardMetrics::add(&m.deliveries_written, proofs as u64);
         ShardMetrics::add(&m.messages_out, 1);
         ShardMetrics::add(&m.bytes_out, msg.len() as u64);
         Some(msg)
+    }
+
+    /// The writer of `conn` finished writing what it took (the stall clock restarts).
+    pub fn written(&mut self, conn: ConnId, clock: Clock) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.outbox.written(clock.mono_us / 1000);
+        }
     }
 
     /// Whether `conn` has queued outgoing data.
@@ -579,6 +617,12 @@ impl ShardServer {
     /// The peer closed `conn` (or it failed): stop queueing for it and let its writer finish.
     pub fn peer_closed(&mut self, conn: ConnId) {
         self.close(conn, CloseReason::PeerClosed);
+    }
+
+    /// The WebSocket layer refused a message over `message_bytes_max` on `conn` (closed with 1009).
+    pub fn message_too_big(&mut self, conn: ConnId) {
+        ShardMetrics::add(&self.m().limit_message_size, 1);
+        self.close(conn, CloseReason::MessageTooBig);
     }
 
     /// Queues a control frame on `conn` (used by the driver for errors it detects itself).
@@ -612,6 +656,7 @@ impl ShardServer {
     fn close(&mut self, conn: ConnId, reason: CloseReason) {
         if let Some(c) = self.conns.get_mut(&conn) {
             if c.close.is_none() {
+                tracing::debug!(shard = self.id, conn, ?reason, "closing connection");
                 c.close = Some(reason);
                 c.outbox.close();
                 self.wakeups.push(conn);
@@ -657,6 +702,16 @@ impl ShardServer {
         let counters = self.engine.counters();
         ShardMetrics::set(&self.m().subscribers, counters.subscribers);
         ShardMetrics::set(&self.m().subscription_entries, counters.entries);
+    }
+}
+
+/// Whether `role` may send `frame` (docs/PROTOCOL.md §5.3); HELLO only as the connection's first frame.
+fn frame_allowed(role: Role, frame: &Frame, hello_allowed: bool) -> bool {
+    match frame {
+        Frame::Hello(_) => hello_allowed,
+        Frame::Publish(_) | Frame::Error(_) => true,
+        Frame::Subscribe(_) | Frame::Unsubscribe { .. } | Frame::Fetch { .. } => role == Role::Client,
+        _ => false,
     }
 }
 

@@ -44,7 +44,7 @@ impl Relay {
             .args(["--port", "0", "--storage"])
             .arg(dir.path())
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("TEST_RELAY_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -152,7 +152,20 @@ pub struct Client {
 impl Client {
     /// Connects (no HELLO yet).
     pub fn connect(relay: &Relay) -> Client {
-        let stream = TcpStream::connect(&relay.addr).expect("connect");
+        Self::connect_stream(relay, TcpStream::connect(&relay.addr).expect("connect"))
+    }
+
+    /// Connects with a small fixed receive buffer (no auto-tuning), so that a client that stops reading
+    /// stops the relay's writes after a few kilobytes instead of tens of megabytes.
+    pub fn connect_small_buffer(relay: &Relay, recv_buffer_bytes: usize) -> Client {
+        let addr: std::net::SocketAddr = relay.addr.parse().expect("socket address");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(recv_buffer_bytes).expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("connect");
+        Self::connect_stream(relay, socket.into())
+    }
+
+    fn connect_stream(relay: &Relay, stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_nodelay(true).unwrap();
         let (ws, _) = tungstenite::client(relay.url(), stream).expect("WebSocket handshake");
@@ -161,7 +174,11 @@ impl Client {
 
     /// Connects and completes HELLO; returns the relay's parameters.
     pub fn hello(relay: &Relay) -> (Client, RelayParams) {
-        let mut client = Self::connect(relay);
+        Self::hello_on(Self::connect(relay))
+    }
+
+    /// Completes HELLO on a connected client.
+    pub fn hello_on(mut client: Client) -> (Client, RelayParams) {
         client.send(&[Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] })]);
         match client.recv_one() {
             Frame::HelloReply(params) => (client, params),
