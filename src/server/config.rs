@@ -336,6 +336,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/relay.example.toml")).unwrap();
+        let mut c = RelayConfig::defaults(2);
+        c.apply(&ConfigLayer::from_toml(&text).unwrap()).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c, RelayConfig::defaults(2), "the example shows the embedded defaults");
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let mut c = RelayConfig::defaults(2);
         c.cover_traffic_epsilon = 0.0;
