@@ -14,16 +14,16 @@
 
 use std::collections::VecDeque;
 
+use crate::index::simd::sha256::HashBackend;
+use crate::proto::derive::BloomPositions;
+use crate::proto::{ProofBatch, SubscribeEntry, SubscriberId, PROOF_LEN};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-
-use crate::proto::derive::{fingerprint_input, fingerprint_positions};
-use crate::proto::{ProofBatch, ProofRef, SubscribeEntry, SubscriberId, PROOF_LEN};
 
 use super::config::EngineConfig;
 use super::counters::ShardCounters;
-use super::dedup::{Dedup, DedupOutcome};
+use super::dedup::{commit_hash_bits, Dedup, DedupOutcome};
 use super::gossip::{Gossip, Origin, PeerId};
+use super::hashing::{BatchHasher, CHUNK_PROOFS};
 use super::log_sink::{LogPosition, LogSink};
 use super::subscriptions::{SubscribeError, Subscriptions};
 use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
@@ -56,8 +56,11 @@ pub struct PublishSummary {
     pub last_log_position: Option<LogPosition>,
 }
 
-/// What happened to one proof.
-enum Outcome {
+/// What happened to one proof of the chunk being processed.
+#[derive(Clone, Copy, Debug)]
+enum Status {
+    /// Passed the field checks; derivations not yet compared.
+    Pending,
     Accepted(LogPosition),
     Duplicate,
     Rejected(Rejection),
@@ -72,11 +75,13 @@ pub struct Shard<L: LogSink> {
     /// Earliest accepted window at the last expiry, so a tick within one window does no work.
     expired_before_s: u64,
     dedup: Dedup,
+    /// Scratch and SIMD backend for the chunk's SHA-256 work.
+    hasher: BatchHasher,
     subscriptions: Subscriptions,
     gossip: Gossip,
     deliveries: VecDeque<Delivery>,
     counters: ShardCounters,
-    /// Accepted proofs ever: identifies a proof while matching (one delivery per subscriber per proof).
+    /// Matched proofs ever: identifies a proof while matching (one delivery per subscriber per proof).
     accepted_seq: u64,
 }
 
@@ -97,6 +102,7 @@ impl<L: LogSink> Shard<L> {
         }
         Self {
             dedup: Dedup::new(config.window_s, config.dedup_entries_per_window_max, config.hash_key),
+            hasher: BatchHasher::new(HashBackend::detect(), config.bloom),
             subscriptions: Subscriptions::new(&config),
             config,
             log,
@@ -122,7 +128,10 @@ impl<L: LogSink> Shard<L> {
     }
 
     /// Verifies, deduplicates, logs, matches and gossips a batch. Rejections are pushed to `rejected` as
-    /// (index in batch, reason). The batch must hold at most `PUBLISH_BATCH_PROOFS_MAX` proofs.
+    /// (index in batch, reason), in index order. The batch must hold at most `PUBLISH_BATCH_PROOFS_MAX` proofs.
+    ///
+    /// Proofs are processed in chunks of `CHUNK_PROOFS`: cheap field checks, then the chunk's derivation
+    /// hashes in one interleaved pass, then in order dedup → log → (Bloom positions, one pass) → match.
     pub fn handle_publish(
         &mut self,
         now_s: u64,
@@ -139,27 +148,29 @@ impl<L: LogSink> Shard<L> {
         };
         let mut summary = PublishSummary::default();
         let mut run_start = None;
-        for (i, proof) in batch.iter().enumerate() {
-            self.counters.received += 1;
-            match self.process(now_s, &windows, batch, i, proof) {
-                Outcome::Accepted(position) => {
-                    summary.accepted += 1;
-                    summary.last_log_position = Some(position);
-                    run_start.get_or_insert(i);
-                    continue;
+        let mut status = [Status::Pending; CHUNK_PROOFS];
+        for base in (0..batch.len()).step_by(CHUNK_PROOFS) {
+            let status = &mut status[..CHUNK_PROOFS.min(batch.len() - base)];
+            self.process_chunk(now_s, &windows, batch, base, status);
+            for (j, st) in status.iter().enumerate() {
+                let i = base + j;
+                match *st {
+                    Status::Accepted(position) => {
+                        summary.accepted += 1;
+                        summary.last_log_position = Some(position);
+                        run_start.get_or_insert(i);
+                        continue;
+                    }
+                    Status::Duplicate => summary.duplicates += 1,
+                    Status::Rejected(reason) => {
+                        summary.rejected += 1;
+                        rejected.push((i as u16, reason));
+                    }
+                    Status::Pending => unreachable!("process_chunk resolves every proof of its chunk"),
                 }
-                Outcome::Duplicate => {
-                    summary.duplicates += 1;
-                    self.counters.duplicates += 1;
+                if let Some(start) = run_start.take() {
+                    self.queue_gossip(batch, start..i, except);
                 }
-                Outcome::Rejected(reason) => {
-                    summary.rejected += 1;
-                    self.counters.count_rejection(reason);
-                    rejected.push((i as u16, reason));
-                }
-            }
-            if let Some(start) = run_start.take() {
-                self.queue_gossip(batch, start..i, except);
             }
         }
         if let Some(start) = run_start {
@@ -168,44 +179,110 @@ impl<L: LogSink> Shard<L> {
         summary
     }
 
-    fn process(
+    /// Resolves proofs `base..base + status.len()` of `batch` into `status`.
+    #[inline(never)]
+    fn process_chunk(
         &mut self,
         now_s: u64,
         windows: &WindowCheck,
         batch: &ProofBatch,
-        i: usize,
-        proof: ProofRef<'_>,
-    ) -> Outcome {
-        if let Err(r) = check_fields(&self.config, windows, proof) {
-            return Outcome::Rejected(r);
+        base: usize,
+        status: &mut [Status],
+    ) {
+        self.hasher.clear();
+        // 1. Field checks (no hashing for proofs that fail them); queue the derivation hashes of the rest.
+        for (j, st) in status.iter_mut().enumerate() {
+            let proof = batch.get(base + j);
+            *st = match check_fields(&self.config, windows, proof) {
+                Ok(()) => {
+                    self.hasher.push_derivations(proof);
+                    Status::Pending
+                }
+                Err(reason) => self.reject(reason),
+            };
         }
-        let commit_digest: [u8; 32] = Sha256::digest(proof.commit()).into();
-        let fingerprint_digest: [u8; 32] =
-            Sha256::digest(fingerprint_input(proof.commit(), proof.window_start())).into();
-        if let Err(r) = check_derivations(&self.config, proof, &commit_digest, &fingerprint_digest) {
-            return Outcome::Rejected(r);
+        self.counters.received += status.len() as u64;
+        // 2. Both derivation hashes of the whole chunk, interleaved; then prefetch every candidate's dedup slot
+        //    so that the table's cache misses overlap instead of queueing one by one in step 3.
+        self.hasher.hash_derivations();
+        let mut candidate = 0;
+        for (j, st) in status.iter().enumerate() {
+            if matches!(st, Status::Pending) {
+                let bits = commit_hash_bits(self.hasher.commit_state(candidate));
+                self.dedup.prefetch(batch.get(base + j).window_start(), bits);
+                candidate += 1;
+            }
         }
-        match self.dedup.insert(proof.commit(), proof.window_start()) {
-            DedupOutcome::Duplicate => return Outcome::Duplicate,
-            DedupOutcome::Full => return Outcome::Rejected(Rejection::DedupFull),
-            DedupOutcome::New => {}
+        // 3. In batch order (the first copy of a duplicate wins): compare, dedup, log, queue positions.
+        let mut to_match = [(0u16, LogPosition(0)); CHUNK_PROOFS];
+        let mut matching = 0;
+        let mut candidate = 0;
+        for (j, st) in status.iter_mut().enumerate() {
+            if !matches!(st, Status::Pending) {
+                continue;
+            }
+            let c = candidate;
+            candidate += 1;
+            let proof = batch.get(base + j);
+            let derived = self.hasher.derived_fingerprint(c);
+            if let Err(reason) = check_derivations(&self.config, proof, self.hasher.commit_prefix(c), &derived) {
+                *st = self.reject(reason);
+                continue;
+            }
+            let bits = commit_hash_bits(self.hasher.commit_state(c));
+            match self.dedup.insert(proof.commit(), proof.window_start(), bits) {
+                DedupOutcome::New => {}
+                DedupOutcome::Duplicate => {
+                    self.counters.duplicates += 1;
+                    *st = Status::Duplicate;
+                    continue;
+                }
+                DedupOutcome::Full => {
+                    *st = self.reject(Rejection::DedupFull);
+                    continue;
+                }
+            }
+            let position = self.log.append(proof, now_s);
+            self.counters.accepted += 1;
+            *st = Status::Accepted(position);
+            if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
+                self.hasher.push_positions(proof.fingerprint());
+                to_match[matching] = (j as u16, position);
+                matching += 1;
+            }
         }
-        let position = self.log.append(proof, now_s);
-        self.counters.accepted += 1;
-        let seq = self.accepted_seq;
-        self.accepted_seq += 1;
-        let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
-        if self.subscriptions.bucket_has_filters(bucket_local) {
-            let positions = fingerprint_positions(proof.fingerprint(), self.config.bloom.m_bits, self.config.bloom.k);
+        if matching == 0 {
+            return;
+        }
+        // 4. The k Bloom positions of every accepted proof with filters in its bucket, interleaved; prefetch
+        //    the index rows they select for the whole chunk, then match.
+        self.hasher.hash_positions();
+        let mut positions = [BloomPositions::from_slice(&[]); CHUNK_PROOFS];
+        for (n, &(j, _)) in to_match[..matching].iter().enumerate() {
+            positions[n] = self.hasher.positions(n);
+            let bucket_local = (batch.get(base + j as usize).bucket() - self.config.buckets.start) as usize;
+            self.subscriptions.prefetch(bucket_local, &positions[n]);
+        }
+        for (n, &(j, position)) in to_match[..matching].iter().enumerate() {
+            let i = base + j as usize;
+            let proof = batch.get(i);
+            let seq = self.accepted_seq;
+            self.accepted_seq += 1;
             let deliveries = &mut self.deliveries;
             let mut matched = 0u64;
-            self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions, seq, |subscriber| {
+            let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
+            self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions[n], seq, |subscriber| {
                 matched += 1;
                 deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), log_position: position });
             });
             self.counters.deliveries += matched;
         }
-        Outcome::Accepted(position)
+    }
+
+    #[inline]
+    fn reject(&mut self, reason: Rejection) -> Status {
+        self.counters.count_rejection(reason);
+        Status::Rejected(reason)
     }
 
     fn queue_gossip(&mut self, batch: &ProofBatch, range: std::ops::Range<usize>, except: Option<PeerId>) {
