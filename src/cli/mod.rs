@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod params;
+pub mod perf;
 
 /// Tessera: a metadata-private messaging relay.
 #[derive(Parser, Debug)]
@@ -18,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
+    /// Run a standard workload (W-route, W-sub) on one core and report its throughput.
+    Perf(perf::PerfArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -25,5 +28,6 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Params(args) => params::run(args),
+        Command::Perf(args) => perf::run(args),
     }
 }

@@ -3,9 +3,9 @@
 //! ```text
 //! verified proof ──(commit, window, h = SHA-256(commit) bits)──▶ ring slot (window / window_s) mod DEDUP_WINDOWS
 //!   ├─ slot holds an older window: it has expired, clear & reuse its table
-//!   └─ open-addressing table: tag byte array (1 B/slot) + commit array (32 B/slot), linear probing
-//!        ├─ tag and commit equal: duplicate (counted, not an error)
-//!        └─ empty slot reached: insert, the proof is new
+//!   └─ open-addressing table of 64-byte lines, two 32-byte commits per line, linear probing by line
+//!        ├─ commit found: duplicate (counted, not an error)
+//!        └─ empty entry reached: insert, the proof is new
 //! ```
 //! Because `clock_skew_s < window_s`, at most three consecutive windows are accepted at any instant, so a
 //! ring of four per-window tables never holds two live windows in one slot. Tables are cleared, not freed,
@@ -13,14 +13,18 @@
 //! dedup never allocates again unless traffic grows.
 //!
 //! Why not `HashSet<[u8; 32]>`: at a million commits per window a table is far larger than the caches, so a
-//! lookup is a DRAM miss (~0.5–1 µs with the TLB miss; measured in docs/PERFORMANCE.md). This table takes
-//! its hash from the SHA-256 of the commit the verifier computes anyway (mixed with the shard's secret
-//! key, so clients cannot aim collisions), which lets the engine `prefetch` every slot of a chunk before
-//! probing: the misses overlap instead of queueing. The tag array (1 byte per slot) answers most probes
-//! without touching the commit array.
+//! lookup is a DRAM miss plus a page walk (~0.5–1 µs here; docs/PERFORMANCE.md). This table takes its hash
+//! from the SHA-256 of the commit the verifier computes anyway (mixed with the shard's secret key, so clients
+//! cannot aim collisions), which lets the engine `prefetch` every line of a chunk before probing: the misses
+//! overlap instead of queueing. A probe almost always touches exactly one cache line (the entries live in
+//! the line the hash selects; no separate tag array), so each new proof costs one miss, not two.
 //!
-//! Bounds: each window holds at most `dedup_entries_per_window_max` commits and a probe visits at most
-//! `PROBE_SLOTS_MAX` slots; past either the proof is refused (`Full`), never remembered without bound.
+//! An all-zero entry marks "empty"; the all-zero commit (a valid, if odd, commit) is remembered in a flag.
+//!
+//! Bounds: each window holds at most `dedup_entries_per_window_max` commits (load ≤ 1/2) and a probe visits
+//! at most `PROBE_LINES_MAX` lines; past either the proof is refused (`Full`), never remembered without bound.
+//! Clearing an expired window's table writes its whole array (64 B per two entries, ~25 ms for the 4 Mi
+//! default bound), once per window, on the tick rather than on the publish path.
 
 use crate::index::simd::prefetch_read;
 use crate::proto::Commit;
@@ -28,15 +32,14 @@ use crate::proto::Commit;
 /// Ring size: one more than the three windows that can be live at once (see module docs).
 pub const DEDUP_WINDOWS: usize = 4;
 
-/// Initial table size per window (slots). Small so idle shards and tests stay small; doubling reaches the
-/// steady-state size within the first window.
-const TABLE_SLOTS_MIN: usize = 1 << 10;
+/// Initial table size per window (lines of two entries). Small so idle shards and tests stay small;
+/// doubling reaches the steady-state size within the first window.
+const TABLE_LINES_MIN: usize = 1 << 9;
 
-/// Longest probe sequence. At load ≤ 1/2 linear probing averages ~2.5 tag bytes per insert and the longest
-/// run in a table of millions stays well under 100; 1024 tag bytes (16 cache lines) is only reachable by
-/// engineered collisions (which the secret key prevents) and bounds the work if it happens anyway.
-/// (A 3/4 load was tried: runs past 128 slots appeared within a million honest inserts.)
-pub const PROBE_SLOTS_MAX: usize = 1024;
+/// Longest probe sequence, in lines. At load ≤ 1/2 nearly every probe ends in its first line and the longest
+/// run in a table of millions stays far below this; 512 lines (32 KiB) is only reachable by engineered
+/// collisions (which the secret key prevents) and bounds the work if it happens anyway.
+pub const PROBE_LINES_MAX: usize = 512;
 
 /// The outcome of offering a commit to the dedup table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,48 +52,58 @@ pub enum DedupOutcome {
     Full,
 }
 
-/// One window's set of accepted commits: open addressing with linear probing, load factor ≤ 1/2.
+/// One cache line: two commits (all-zero = empty).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([Commit; 2]);
+
+const EMPTY_LINE: Line = Line([[0u8; 32]; 2]);
+const ZERO_COMMIT: Commit = [0u8; 32];
+
+/// One window's set of accepted commits: open addressing over lines, load factor ≤ 1/2.
 struct CommitTable {
     /// Which window the table holds (`None` before first use and after expiry).
     window_start_s: Option<u64>,
-    /// Per slot: 0 = empty, else a 1..=255 tag from the hash (skips most commit comparisons).
-    tags: Vec<u8>,
-    /// Per slot: the commit (meaningful where the tag is non-zero).
-    commits: Vec<Commit>,
-    /// Occupied slots.
+    /// Power-of-two number of lines.
+    lines: Vec<Line>,
+    /// Whether the all-zero commit was accepted (it cannot be stored: it is the empty marker).
+    zero_seen: bool,
+    /// Commits held (entries plus the zero flag).
     len: usize,
 }
 
 impl CommitTable {
     fn new() -> Self {
-        Self { window_start_s: None, tags: Vec::new(), commits: Vec::new(), len: 0 }
+        Self { window_start_s: None, lines: Vec::new(), zero_seen: false, len: 0 }
     }
 
     fn clear(&mut self) {
         if self.len > 0 {
-            self.tags.fill(0);
+            self.lines.fill(EMPTY_LINE);
         }
+        self.zero_seen = false;
         self.len = 0;
     }
 
     #[inline]
-    fn mask(&self) -> usize {
-        self.tags.len() - 1
+    fn line_mask(&self) -> usize {
+        self.lines.len() - 1
     }
 
-    /// Doubles the table (or creates it) and reinserts every commit.
-    fn grow(&mut self, hash: impl Fn(&Commit) -> u64) {
-        let slots = (self.tags.len() * 2).max(TABLE_SLOTS_MIN);
-        let old_tags = std::mem::replace(&mut self.tags, vec![0u8; slots]);
-        let old_commits = std::mem::replace(&mut self.commits, vec![[0u8; 32]; slots]);
-        let mask = slots - 1;
-        for (tag, commit) in old_tags.iter().zip(&old_commits).filter(|(t, _)| **t != 0) {
-            let mut i = (hash(commit) as usize) & mask;
-            while self.tags[i] != 0 {
+    /// Doubles the table (or creates it) and reinserts every commit at the line `line_of` gives.
+    fn grow(&mut self, line_of: impl Fn(&Commit) -> usize) {
+        let count = (self.lines.len() * 2).max(TABLE_LINES_MIN);
+        let old = std::mem::replace(&mut self.lines, vec![EMPTY_LINE; count]);
+        let mask = count - 1;
+        for commit in old.iter().flat_map(|l| l.0.iter()).filter(|c| **c != ZERO_COMMIT) {
+            let mut i = line_of(commit) & mask;
+            loop {
+                if let Some(e) = self.lines[i].0.iter_mut().find(|e| **e == ZERO_COMMIT) {
+                    *e = *commit;
+                    break;
+                }
                 i = (i + 1) & mask;
             }
-            self.tags[i] = *tag;
-            self.commits[i] = *commit;
         }
     }
 }
@@ -125,26 +138,20 @@ impl Dedup {
         ((window_start_s / self.window_s) % DEDUP_WINDOWS as u64) as usize
     }
 
-    /// Keyed mix of the commit's SHA-256 bits: slot index in the low bits, tag from the high byte.
+    /// Keyed mix of the commit's SHA-256 bits.
     #[inline]
     fn mix(key: [u64; 2], bits: u64) -> u64 {
         let x = (bits ^ key[0]).wrapping_mul(key[1] | 1);
         x ^ (x >> 31)
     }
 
-    #[inline]
-    fn tag(mixed: u64) -> u8 {
-        ((mixed >> 56) as u8).max(1)
-    }
-
-    /// Hints the CPU to fetch the slot `insert` will probe first (call for a whole chunk before inserting).
+    /// Hints the CPU to fetch the line `insert` will probe first (call for a whole chunk before inserting).
     #[inline]
     pub fn prefetch(&self, window_start_s: u64, commit_bits: u64) {
         let table = &self.windows[self.ring_slot(window_start_s)];
-        if table.window_start_s == Some(window_start_s) && !table.tags.is_empty() {
-            let i = Self::mix(self.key, commit_bits) as usize & table.mask();
-            prefetch_read(table.tags.as_ptr().wrapping_add(i));
-            prefetch_read(table.commits.as_ptr().wrapping_add(i).cast());
+        if table.window_start_s == Some(window_start_s) && !table.lines.is_empty() {
+            let i = Self::mix(self.key, commit_bits) as usize & table.line_mask();
+            prefetch_read(table.lines.as_ptr().wrapping_add(i).cast());
         }
     }
 
@@ -161,31 +168,40 @@ impl Dedup {
             table.clear();
             table.window_start_s = Some(window_start_s);
         }
-        if table.tags.is_empty() {
+        if *commit == ZERO_COMMIT {
+            return match (table.zero_seen, table.len >= max) {
+                (true, _) => DedupOutcome::Duplicate,
+                (false, true) => DedupOutcome::Full,
+                (false, false) => {
+                    table.zero_seen = true;
+                    table.len += 1;
+                    DedupOutcome::New
+                }
+            };
+        }
+        if table.lines.is_empty() {
             table.grow(|_| 0);
         }
-        let mixed = Self::mix(key, commit_bits);
-        let tag = Self::tag(mixed);
-        let mask = table.mask();
-        let mut i = mixed as usize & mask;
-        for _ in 0..PROBE_SLOTS_MAX {
-            let t = table.tags[i];
-            if t == 0 {
-                if table.len >= max {
-                    return DedupOutcome::Full;
+        let mask = table.line_mask();
+        let mut i = Self::mix(key, commit_bits) as usize & mask;
+        for _ in 0..PROBE_LINES_MAX {
+            for e in table.lines[i].0.iter_mut() {
+                if *e == *commit {
+                    return DedupOutcome::Duplicate;
                 }
-                table.tags[i] = tag;
-                table.commits[i] = *commit;
-                table.len += 1;
-                if table.len * 2 > table.tags.len() {
-                    // The stored commits' hash bits are recomputed from the commits themselves on growth
-                    // (rare: doubling), so the table needs no extra 8 bytes per slot.
-                    table.grow(|c| Self::mix(key, commit_hash_bits(&sha256_state(c))));
+                if *e == ZERO_COMMIT {
+                    if table.len >= max {
+                        return DedupOutcome::Full;
+                    }
+                    *e = *commit;
+                    table.len += 1;
+                    // Load ≤ 1/2 of the entries. Growth recomputes each stored commit's hash bits from the
+                    // commit itself (rare: doubling), so the table needs no extra bytes per entry.
+                    if table.len > table.lines.len() {
+                        table.grow(|c| Self::mix(key, commit_hash_bits(&sha256_state(c))) as usize);
+                    }
+                    return DedupOutcome::New;
                 }
-                return DedupOutcome::New;
-            }
-            if t == tag && table.commits[i] == *commit {
-                return DedupOutcome::Duplicate;
             }
             i = (i + 1) & mask;
         }

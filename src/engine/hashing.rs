@@ -92,8 +92,22 @@ impl BatchHasher {
     /// Hashes every queued derivation block.
     #[inline]
     pub fn hash_derivations(&mut self) {
+        self.hash_derivations_of(0..self.derivation.len / 2);
+    }
+
+    /// Hashes the derivation blocks of candidates `candidates` (lets the caller interleave its own work,
+    /// such as prefetches, with the hashing of a chunk).
+    #[inline]
+    pub fn hash_derivations_of(&mut self, candidates: std::ops::Range<usize>) {
         let lane = &mut self.derivation;
-        one_block_states(self.backend, &lane.blocks[..lane.len], &mut lane.states);
+        let blocks = 2 * candidates.start..2 * candidates.end;
+        one_block_states(self.backend, &lane.blocks[blocks.clone()], &mut lane.states[blocks]);
+    }
+
+    /// Candidates queued with `push_derivations`.
+    #[inline]
+    pub fn candidates(&self) -> usize {
+        self.derivation.len / 2
     }
 
     /// `u16_be(SHA-256(commit)[0..2])` of candidate `c` (reduce it mod num_buckets).

@@ -32,6 +32,9 @@ use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
 /// `Limits::proofs_per_batch_max` (a `u16`), so a decoded batch always fits.
 pub const PUBLISH_BATCH_PROOFS_MAX: usize = u16::MAX as usize + 1;
 
+/// Candidates hashed between two bursts of dedup prefetches (4 SHA-NI lanes × 2 derivations each).
+const PREFETCH_GROUP_PROOFS: usize = 8;
+
 /// One proof for one subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -59,8 +62,10 @@ pub struct PublishSummary {
 /// What happened to one proof of the chunk being processed.
 #[derive(Clone, Copy, Debug)]
 enum Status {
-    /// Passed the field checks; derivations not yet compared.
+    /// Not yet looked at.
     Pending,
+    /// Field checks and derivations passed; the number is its candidate index in the chunk's hasher.
+    Verified(u8),
     Accepted(LogPosition),
     Duplicate,
     Rejected(Rejection),
@@ -75,8 +80,8 @@ pub struct Shard<L: LogSink> {
     /// Earliest accepted window at the last expiry, so a tick within one window does no work.
     expired_before_s: u64,
     dedup: Dedup,
-    /// Scratch and SIMD backend for the chunk's SHA-256 work.
-    hasher: BatchHasher,
+    /// Scratch and SIMD backend for the SHA-256 work of the two chunks in flight.
+    hashers: [BatchHasher; 2],
     subscriptions: Subscriptions,
     gossip: Gossip,
     deliveries: VecDeque<Delivery>,
@@ -102,7 +107,7 @@ impl<L: LogSink> Shard<L> {
         }
         Self {
             dedup: Dedup::new(config.window_s, config.dedup_entries_per_window_max, config.hash_key),
-            hasher: BatchHasher::new(HashBackend::detect(), config.bloom),
+            hashers: [(); 2].map(|_| BatchHasher::new(HashBackend::detect(), config.bloom)),
             subscriptions: Subscriptions::new(&config),
             config,
             log,
@@ -131,7 +136,8 @@ impl<L: LogSink> Shard<L> {
     /// (index in batch, reason), in index order. The batch must hold at most `PUBLISH_BATCH_PROOFS_MAX` proofs.
     ///
     /// Proofs are processed in chunks of `CHUNK_PROOFS`: cheap field checks, then the chunk's derivation
-    /// hashes in one interleaved pass, then in order dedup → log → (Bloom positions, one pass) → match.
+    /// hashes in one interleaved pass, then in order dedup → log → (Bloom positions, one pass) → match,
+    /// with the next chunk's verification overlapping the current chunk's dedup memory accesses.
     pub fn handle_publish(
         &mut self,
         now_s: u64,
@@ -148,12 +154,21 @@ impl<L: LogSink> Shard<L> {
         };
         let mut summary = PublishSummary::default();
         let mut run_start = None;
-        let mut status = [Status::Pending; CHUNK_PROOFS];
-        for base in (0..batch.len()).step_by(CHUNK_PROOFS) {
-            let status = &mut status[..CHUNK_PROOFS.min(batch.len() - base)];
-            self.process_chunk(now_s, &windows, batch, base, status);
-            for (j, st) in status.iter().enumerate() {
-                let i = base + j;
+        // Two chunks in flight: chunk c+1 is verified (and its dedup lines prefetched) before chunk c is
+        // committed, so the prefetches have a whole chunk of hashing and logging to arrive in.
+        let mut status = [[Status::Pending; CHUNK_PROOFS]; 2];
+        let chunks = batch.len().div_ceil(CHUNK_PROOFS);
+        let span = |c: usize| c * CHUNK_PROOFS..((c + 1) * CHUNK_PROOFS).min(batch.len());
+        if chunks > 0 {
+            self.prepare_chunk(0, &windows, batch, span(0), &mut status[0]);
+        }
+        for c in 0..chunks {
+            let (cur, next) = (c % 2, (c + 1) % 2);
+            if c + 1 < chunks {
+                self.prepare_chunk(next, &windows, batch, span(c + 1), &mut status[next]);
+            }
+            self.commit_chunk(cur, now_s, batch, span(c), &mut status[cur]);
+            for (i, st) in span(c).zip(&status[cur]) {
                 match *st {
                     Status::Accepted(position) => {
                         summary.accepted += 1;
@@ -166,7 +181,9 @@ impl<L: LogSink> Shard<L> {
                         summary.rejected += 1;
                         rejected.push((i as u16, reason));
                     }
-                    Status::Pending => unreachable!("process_chunk resolves every proof of its chunk"),
+                    Status::Pending | Status::Verified(_) => {
+                        unreachable!("commit_chunk resolves every proof of its chunk")
+                    }
                 }
                 if let Some(start) = run_start.take() {
                     self.queue_gossip(batch, start..i, except);
@@ -179,57 +196,75 @@ impl<L: LogSink> Shard<L> {
         summary
     }
 
-    /// Resolves proofs `base..base + status.len()` of `batch` into `status`.
-    #[inline(never)]
-    fn process_chunk(
+    /// Stage 1 of a chunk (proofs `span` of `batch`, scratch `hashers[h]`): field checks (no hashing for
+    /// proofs that fail them), both derivation hashes of the chunk interleaved, derivation comparison, and a
+    /// prefetch of each verified proof's dedup line.
+    fn prepare_chunk(
         &mut self,
-        now_s: u64,
+        h: usize,
         windows: &WindowCheck,
         batch: &ProofBatch,
-        base: usize,
-        status: &mut [Status],
+        span: std::ops::Range<usize>,
+        status: &mut [Status; CHUNK_PROOFS],
     ) {
-        self.hasher.clear();
-        // 1. Field checks (no hashing for proofs that fail them); queue the derivation hashes of the rest.
-        for (j, st) in status.iter_mut().enumerate() {
-            let proof = batch.get(base + j);
+        let hasher = &mut self.hashers[h];
+        hasher.clear();
+        // Batch index of each candidate (proof that passed the field checks), in order.
+        let mut candidate_at = [0u32; CHUNK_PROOFS];
+        for (i, st) in span.clone().zip(status.iter_mut()) {
+            let proof = batch.get(i);
             *st = match check_fields(&self.config, windows, proof) {
                 Ok(()) => {
-                    self.hasher.push_derivations(proof);
-                    Status::Pending
+                    let c = hasher.push_derivations(proof);
+                    candidate_at[c] = i as u32;
+                    Status::Verified(c as u8)
                 }
-                Err(reason) => self.reject(reason),
+                Err(reason) => {
+                    self.counters.count_rejection(reason);
+                    Status::Rejected(reason)
+                }
             };
         }
-        self.counters.received += status.len() as u64;
-        // 2. Both derivation hashes of the whole chunk, interleaved; then prefetch every candidate's dedup slot
-        //    so that the table's cache misses overlap instead of queueing one by one in step 3.
-        self.hasher.hash_derivations();
-        let mut candidate = 0;
-        for (j, st) in status.iter().enumerate() {
-            if matches!(st, Status::Pending) {
-                let bits = commit_hash_bits(self.hasher.commit_state(candidate));
-                self.dedup.prefetch(batch.get(base + j).window_start(), bits);
-                candidate += 1;
+        self.counters.received += span.len() as u64;
+        // Hash in groups and prefetch each group's dedup lines as soon as they are known: prefetches spread
+        // over the hashing instead of arriving in one burst that overflows the CPU's miss buffers.
+        let candidates = hasher.candidates();
+        for group in (0..candidates).step_by(PREFETCH_GROUP_PROOFS) {
+            let group = group..(group + PREFETCH_GROUP_PROOFS).min(candidates);
+            hasher.hash_derivations_of(group.clone());
+            for c in group {
+                let i = candidate_at[c] as usize;
+                let proof = batch.get(i);
+                let derived = hasher.derived_fingerprint(c);
+                match check_derivations(&self.config, proof, hasher.commit_prefix(c), &derived) {
+                    Ok(()) => self.dedup.prefetch(proof.window_start(), commit_hash_bits(hasher.commit_state(c))),
+                    Err(reason) => {
+                        self.counters.count_rejection(reason);
+                        status[i - span.start] = Status::Rejected(reason);
+                    }
+                }
             }
         }
-        // 3. In batch order (the first copy of a duplicate wins): compare, dedup, log, queue positions.
-        let mut to_match = [(0u16, LogPosition(0)); CHUNK_PROOFS];
+    }
+
+    /// Stage 2 of a chunk prepared into `hashers[h]`: in batch order (the first copy of a duplicate wins)
+    /// dedup and log; then the k Bloom positions of every accepted proof with filters in its bucket,
+    /// interleaved; prefetch the index rows they select; match and queue deliveries.
+    fn commit_chunk(
+        &mut self,
+        h: usize,
+        now_s: u64,
+        batch: &ProofBatch,
+        span: std::ops::Range<usize>,
+        status: &mut [Status; CHUNK_PROOFS],
+    ) {
+        let hasher = &mut self.hashers[h];
+        let mut to_match = [(0u32, LogPosition(0)); CHUNK_PROOFS];
         let mut matching = 0;
-        let mut candidate = 0;
-        for (j, st) in status.iter_mut().enumerate() {
-            if !matches!(st, Status::Pending) {
-                continue;
-            }
-            let c = candidate;
-            candidate += 1;
-            let proof = batch.get(base + j);
-            let derived = self.hasher.derived_fingerprint(c);
-            if let Err(reason) = check_derivations(&self.config, proof, self.hasher.commit_prefix(c), &derived) {
-                *st = self.reject(reason);
-                continue;
-            }
-            let bits = commit_hash_bits(self.hasher.commit_state(c));
+        for (i, st) in span.zip(status.iter_mut()) {
+            let Status::Verified(c) = *st else { continue };
+            let proof = batch.get(i);
+            let bits = commit_hash_bits(hasher.commit_state(c as usize));
             match self.dedup.insert(proof.commit(), proof.window_start(), bits) {
                 DedupOutcome::New => {}
                 DedupOutcome::Duplicate => {
@@ -238,7 +273,8 @@ impl<L: LogSink> Shard<L> {
                     continue;
                 }
                 DedupOutcome::Full => {
-                    *st = self.reject(Rejection::DedupFull);
+                    self.counters.count_rejection(Rejection::DedupFull);
+                    *st = Status::Rejected(Rejection::DedupFull);
                     continue;
                 }
             }
@@ -246,25 +282,23 @@ impl<L: LogSink> Shard<L> {
             self.counters.accepted += 1;
             *st = Status::Accepted(position);
             if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
-                self.hasher.push_positions(proof.fingerprint());
-                to_match[matching] = (j as u16, position);
+                hasher.push_positions(proof.fingerprint());
+                to_match[matching] = (i as u32, position);
                 matching += 1;
             }
         }
         if matching == 0 {
             return;
         }
-        // 4. The k Bloom positions of every accepted proof with filters in its bucket, interleaved; prefetch
-        //    the index rows they select for the whole chunk, then match.
-        self.hasher.hash_positions();
+        hasher.hash_positions();
         let mut positions = [BloomPositions::from_slice(&[]); CHUNK_PROOFS];
-        for (n, &(j, _)) in to_match[..matching].iter().enumerate() {
-            positions[n] = self.hasher.positions(n);
-            let bucket_local = (batch.get(base + j as usize).bucket() - self.config.buckets.start) as usize;
+        for (n, &(i, _)) in to_match[..matching].iter().enumerate() {
+            positions[n] = hasher.positions(n);
+            let bucket_local = (batch.get(i as usize).bucket() - self.config.buckets.start) as usize;
             self.subscriptions.prefetch(bucket_local, &positions[n]);
         }
-        for (n, &(j, position)) in to_match[..matching].iter().enumerate() {
-            let i = base + j as usize;
+        for (n, &(i, position)) in to_match[..matching].iter().enumerate() {
+            let i = i as usize;
             let proof = batch.get(i);
             let seq = self.accepted_seq;
             self.accepted_seq += 1;
@@ -277,12 +311,6 @@ impl<L: LogSink> Shard<L> {
             });
             self.counters.deliveries += matched;
         }
-    }
-
-    #[inline]
-    fn reject(&mut self, reason: Rejection) -> Status {
-        self.counters.count_rejection(reason);
-        Status::Rejected(reason)
     }
 
     fn queue_gossip(&mut self, batch: &ProofBatch, range: std::ops::Range<usize>, except: Option<PeerId>) {

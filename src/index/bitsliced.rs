@@ -164,19 +164,29 @@ impl BucketIndex for BitSlicedIndex {
         if self.len == 0 {
             return;
         }
-        let positions = positions.as_slice();
-        let mut rows: [&[u64]; BLOOM_K_MAX] = [&[]; BLOOM_K_MAX];
-        for (row, &p) in rows.iter_mut().zip(positions) {
+        let (words, used) = (self.words, self.used_words);
+        let row = |p: u32| {
             debug_assert!(p < self.m_bits);
-            let start = p as usize * self.words;
-            *row = &self.bits[start..start + self.used_words];
-        }
-        and_rows(self.kernel, &rows[..positions.len()], |w, mut bits| {
+            let start = p as usize * words;
+            &self.bits[start..start + used]
+        };
+        let report = |w: usize, mut bits: u64| {
             while bits != 0 {
                 on_match((w * 64) as Slot + bits.trailing_zeros());
                 bits &= bits - 1;
             }
-        });
+        };
+        match *positions.as_slice() {
+            // The protocol's k = 3: three row slices on the stack, no array of BLOOM_K_MAX slices to fill.
+            [p0, p1, p2] => and_rows(self.kernel, &[row(p0), row(p1), row(p2)], report),
+            ref positions => {
+                let mut rows: [&[u64]; BLOOM_K_MAX] = [&[]; BLOOM_K_MAX];
+                for (r, &p) in rows.iter_mut().zip(positions) {
+                    *r = row(p);
+                }
+                and_rows(self.kernel, &rows[..positions.len()], report);
+            }
+        }
     }
 
     fn len(&self) -> usize {

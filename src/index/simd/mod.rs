@@ -82,6 +82,9 @@ pub fn prefetch_read(ptr: *const u8) {
     let _ = ptr;
 }
 
+/// Rows up to this many words are scanned inline with scalar code whatever the kernel.
+pub const SCALAR_WORDS_MAX: usize = 4;
+
 /// ANDs the `rows` (equal lengths) word by word and calls `on_word(i, bits)` for every word index `i` whose
 /// AND is non-zero, in ascending order. An unavailable `kernel` falls back to the portable one.
 #[inline]
@@ -89,6 +92,11 @@ pub fn and_rows(kernel: Kernel, rows: &[&[u64]], mut on_word: impl FnMut(usize, 
     let Some(first) = rows.first() else { return };
     let words = first.len();
     assert!(rows.iter().all(|r| r.len() == words), "rows of one index have equal lengths");
+    // Up to 256 subscribers (4 words) a vector step would be all tail: the inline scalar loop is faster than
+    // a call into a `target_feature` function that cannot be inlined here.
+    if words <= SCALAR_WORDS_MAX {
+        return portable::and_rows(rows, 0, words, &mut on_word);
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 if kernel.is_available() => {
