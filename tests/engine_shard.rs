@@ -340,3 +340,29 @@ fn clock_never_steps_back() {
     s.handle_publish(NOW, Origin::Client, &batch(&[proof(1, T0)]), &mut rejected);
     assert_eq!(rejected, vec![(0, Rejection::WindowStale)]);
 }
+
+#[test]
+fn batches_larger_than_a_chunk_keep_order_and_dedup_across_chunks() {
+    let mut s = shard();
+    s.add_peer(1);
+    s.handle_subscribe(NOW, sub(1), &[entry_for(70, T0, T0, T0 + 10)]).unwrap();
+    let mut proofs: Vec<Proof> = (0..150).map(|n| proof(n, T0)).collect();
+    proofs[100] = proof(10, T0); // duplicate of index 10, in a later chunk
+    let mut bad = *proofs[64].as_bytes();
+    bad[44] ^= 0xFF;
+    proofs[64] = Proof::from_slice(&bad).unwrap(); // first proof of the second chunk
+    proofs[63] = proof(63, T0 + 40); // last proof of the first chunk
+    let b = batch(&proofs);
+    let mut rejected = Vec::new();
+    let summary = s.handle_publish(NOW, Origin::Client, &b, &mut rejected);
+    assert_eq!((summary.accepted, summary.duplicates, summary.rejected), (147, 1, 2));
+    assert_eq!(rejected, vec![(63, Rejection::WindowFuture), (64, Rejection::BadFingerprint)]);
+    assert_eq!(summary.last_log_position, Some(LogPosition(146)));
+    // Log order is batch order minus the refused and duplicate proofs.
+    assert_eq!(s.log().get(LogPosition(63)).unwrap().0.commit(), &commit(65));
+    let d = drain(&mut s);
+    assert!(d.iter().any(|(who, p, _)| *who == sub(1) && p[12..44] == commit(70)));
+    // Gossip runs split at 63..65 and at 100: [0, 63), [65, 100), [101, 150).
+    let runs: Vec<usize> = std::iter::from_fn(|| s.poll_gossip(1)).map(|g| g.len()).collect();
+    assert_eq!(runs, vec![63, 35, 49]);
+}

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 
 pub mod params;
+pub mod perf;
 pub mod relay;
 
 /// Tessera: a metadata-private messaging relay.
@@ -23,6 +24,8 @@ pub enum Command {
     Relay(relay::RelayArgs),
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
+    /// Run a standard workload (W-route, W-sub) on one core and report its throughput.
+    Perf(perf::PerfArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -44,6 +47,7 @@ pub fn run() -> i32 {
     match cli.command {
         Command::Relay(args) => relay::run(args),
         Command::Params(args) => params::run(args),
+        Command::Perf(args) => perf::run(args),
     }
 }
 

@@ -190,7 +190,7 @@ impl EngineConfig {
     /// The server runs the same check on a whole SUBSCRIBE before splitting it across shards.
     pub fn check_window_range(&self, now_s: u64, from_s: u64, to_s: u64) -> Result<(), SubscribeError> {
         let w = self.window_s;
-        if from_s % w != 0 || to_s % w != 0 {
+        if !from_s.is_multiple_of(w) || !to_s.is_multiple_of(w) {
             return Err(SubscribeError::RangeMisaligned);
         }
         if to_s < from_s {

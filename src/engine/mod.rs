@@ -17,11 +17,13 @@ pub mod config;
 pub mod counters;
 pub mod dedup;
 pub mod gossip;
+pub mod hashing;
 pub mod keyed_hash;
 pub mod log_sink;
 pub mod shard;
 pub mod subscriptions;
 pub mod verify;
+pub mod workload;
 
 pub use config::{ConfigError, EngineConfig};
 pub use counters::ShardCounters;

@@ -14,16 +14,16 @@
 
 use std::collections::VecDeque;
 
+use crate::index::simd::sha256::HashBackend;
+use crate::proto::derive::BloomPositions;
+use crate::proto::{ProofBatch, SubscribeEntry, SubscriberId, PROOF_LEN};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-
-use crate::proto::derive::{fingerprint_input, fingerprint_positions};
-use crate::proto::{ProofBatch, ProofRef, SubscribeEntry, SubscriberId, PROOF_LEN};
 
 use super::config::EngineConfig;
 use super::counters::ShardCounters;
-use super::dedup::{Dedup, DedupOutcome};
+use super::dedup::{commit_hash_bits, Dedup, DedupOutcome};
 use super::gossip::{Gossip, Origin, PeerId};
+use super::hashing::{BatchHasher, CHUNK_PROOFS};
 use super::log_sink::{LogPosition, LogSink};
 use super::subscriptions::{SubscribeError, Subscriptions};
 use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
@@ -31,6 +31,9 @@ use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
 /// Largest batch `handle_publish` takes: rejection indexes are `u16`. The codec caps batches at
 /// `Limits::proofs_per_batch_max` (a `u16`), so a decoded batch always fits.
 pub const PUBLISH_BATCH_PROOFS_MAX: usize = u16::MAX as usize + 1;
+
+/// Candidates hashed between two bursts of dedup prefetches (4 SHA-NI lanes × 2 derivations each).
+const PREFETCH_GROUP_PROOFS: usize = 8;
 
 /// One proof for one subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +59,13 @@ pub struct PublishSummary {
     pub last_log_position: Option<LogPosition>,
 }
 
-/// What happened to one proof.
-enum Outcome {
+/// What happened to one proof of the chunk being processed.
+#[derive(Clone, Copy, Debug)]
+enum Status {
+    /// Not yet looked at.
+    Pending,
+    /// Field checks and derivations passed; the number is its candidate index in the chunk's hasher.
+    Verified(u8),
     Accepted(LogPosition),
     Duplicate,
     Rejected(Rejection),
@@ -72,11 +80,13 @@ pub struct Shard<L: LogSink> {
     /// Earliest accepted window at the last expiry, so a tick within one window does no work.
     expired_before_s: u64,
     dedup: Dedup,
+    /// Scratch and SIMD backend for the SHA-256 work of the two chunks in flight.
+    hashers: [BatchHasher; 2],
     subscriptions: Subscriptions,
     gossip: Gossip,
     deliveries: VecDeque<Delivery>,
     counters: ShardCounters,
-    /// Accepted proofs ever: identifies a proof while matching (one delivery per subscriber per proof).
+    /// Matched proofs ever: identifies a proof while matching (one delivery per subscriber per proof).
     accepted_seq: u64,
 }
 
@@ -97,6 +107,7 @@ impl<L: LogSink> Shard<L> {
         }
         Self {
             dedup: Dedup::new(config.window_s, config.dedup_entries_per_window_max, config.hash_key),
+            hashers: [(); 2].map(|_| BatchHasher::new(HashBackend::detect(), config.bloom)),
             subscriptions: Subscriptions::new(&config),
             config,
             log,
@@ -122,7 +133,11 @@ impl<L: LogSink> Shard<L> {
     }
 
     /// Verifies, deduplicates, logs, matches and gossips a batch. Rejections are pushed to `rejected` as
-    /// (index in batch, reason). The batch must hold at most `PUBLISH_BATCH_PROOFS_MAX` proofs.
+    /// (index in batch, reason), in index order. The batch must hold at most `PUBLISH_BATCH_PROOFS_MAX` proofs.
+    ///
+    /// Proofs are processed in chunks of `CHUNK_PROOFS`: cheap field checks, then the chunk's derivation
+    /// hashes in one interleaved pass, then in order dedup → log → (Bloom positions, one pass) → match,
+    /// with the next chunk's verification overlapping the current chunk's dedup memory accesses.
     pub fn handle_publish(
         &mut self,
         now_s: u64,
@@ -139,27 +154,40 @@ impl<L: LogSink> Shard<L> {
         };
         let mut summary = PublishSummary::default();
         let mut run_start = None;
-        for (i, proof) in batch.iter().enumerate() {
-            self.counters.received += 1;
-            match self.process(now_s, &windows, batch, i, proof) {
-                Outcome::Accepted(position) => {
-                    summary.accepted += 1;
-                    summary.last_log_position = Some(position);
-                    run_start.get_or_insert(i);
-                    continue;
-                }
-                Outcome::Duplicate => {
-                    summary.duplicates += 1;
-                    self.counters.duplicates += 1;
-                }
-                Outcome::Rejected(reason) => {
-                    summary.rejected += 1;
-                    self.counters.count_rejection(reason);
-                    rejected.push((i as u16, reason));
-                }
+        // Two chunks in flight: chunk c+1 is verified (and its dedup lines prefetched) before chunk c is
+        // committed, so the prefetches have a whole chunk of hashing and logging to arrive in.
+        let mut status = [[Status::Pending; CHUNK_PROOFS]; 2];
+        let chunks = batch.len().div_ceil(CHUNK_PROOFS);
+        let span = |c: usize| c * CHUNK_PROOFS..((c + 1) * CHUNK_PROOFS).min(batch.len());
+        if chunks > 0 {
+            self.prepare_chunk(0, &windows, batch, span(0), &mut status[0]);
+        }
+        for c in 0..chunks {
+            let (cur, next) = (c % 2, (c + 1) % 2);
+            if c + 1 < chunks {
+                self.prepare_chunk(next, &windows, batch, span(c + 1), &mut status[next]);
             }
-            if let Some(start) = run_start.take() {
-                self.queue_gossip(batch, start..i, except);
+            self.commit_chunk(cur, now_s, batch, span(c), &mut status[cur]);
+            for (i, st) in span(c).zip(&status[cur]) {
+                match *st {
+                    Status::Accepted(position) => {
+                        summary.accepted += 1;
+                        summary.last_log_position = Some(position);
+                        run_start.get_or_insert(i);
+                        continue;
+                    }
+                    Status::Duplicate => summary.duplicates += 1,
+                    Status::Rejected(reason) => {
+                        summary.rejected += 1;
+                        rejected.push((i as u16, reason));
+                    }
+                    Status::Pending | Status::Verified(_) => {
+                        unreachable!("commit_chunk resolves every proof of its chunk")
+                    }
+                }
+                if let Some(start) = run_start.take() {
+                    self.queue_gossip(batch, start..i, except);
+                }
             }
         }
         if let Some(start) = run_start {
@@ -168,44 +196,121 @@ impl<L: LogSink> Shard<L> {
         summary
     }
 
-    fn process(
+    /// Stage 1 of a chunk (proofs `span` of `batch`, scratch `hashers[h]`): field checks (no hashing for
+    /// proofs that fail them), both derivation hashes of the chunk interleaved, derivation comparison, and a
+    /// prefetch of each verified proof's dedup line.
+    fn prepare_chunk(
         &mut self,
-        now_s: u64,
+        h: usize,
         windows: &WindowCheck,
         batch: &ProofBatch,
-        i: usize,
-        proof: ProofRef<'_>,
-    ) -> Outcome {
-        if let Err(r) = check_fields(&self.config, windows, proof) {
-            return Outcome::Rejected(r);
+        span: std::ops::Range<usize>,
+        status: &mut [Status; CHUNK_PROOFS],
+    ) {
+        let hasher = &mut self.hashers[h];
+        hasher.clear();
+        // Batch index of each candidate (proof that passed the field checks), in order.
+        let mut candidate_at = [0u32; CHUNK_PROOFS];
+        for (i, st) in span.clone().zip(status.iter_mut()) {
+            let proof = batch.get(i);
+            *st = match check_fields(&self.config, windows, proof) {
+                Ok(()) => {
+                    let c = hasher.push_derivations(proof);
+                    candidate_at[c] = i as u32;
+                    Status::Verified(c as u8)
+                }
+                Err(reason) => {
+                    self.counters.count_rejection(reason);
+                    Status::Rejected(reason)
+                }
+            };
         }
-        let commit_digest: [u8; 32] = Sha256::digest(proof.commit()).into();
-        let fingerprint_digest: [u8; 32] =
-            Sha256::digest(fingerprint_input(proof.commit(), proof.window_start())).into();
-        if let Err(r) = check_derivations(&self.config, proof, &commit_digest, &fingerprint_digest) {
-            return Outcome::Rejected(r);
+        self.counters.received += span.len() as u64;
+        // Hash in groups and prefetch each group's dedup lines as soon as they are known: prefetches spread
+        // over the hashing instead of arriving in one burst that overflows the CPU's miss buffers.
+        let candidates = hasher.candidates();
+        for group in (0..candidates).step_by(PREFETCH_GROUP_PROOFS) {
+            let group = group..(group + PREFETCH_GROUP_PROOFS).min(candidates);
+            hasher.hash_derivations_of(group.clone());
+            for c in group {
+                let i = candidate_at[c] as usize;
+                let proof = batch.get(i);
+                let derived = hasher.derived_fingerprint(c);
+                match check_derivations(&self.config, proof, hasher.commit_prefix(c), &derived) {
+                    Ok(()) => self.dedup.prefetch(proof.window_start(), commit_hash_bits(hasher.commit_state(c))),
+                    Err(reason) => {
+                        self.counters.count_rejection(reason);
+                        status[i - span.start] = Status::Rejected(reason);
+                    }
+                }
+            }
         }
-        match self.dedup.insert(proof.commit(), proof.window_start()) {
-            DedupOutcome::Duplicate => return Outcome::Duplicate,
-            DedupOutcome::Full => return Outcome::Rejected(Rejection::DedupFull),
-            DedupOutcome::New => {}
+    }
+
+    /// Stage 2 of a chunk prepared into `hashers[h]`: in batch order (the first copy of a duplicate wins)
+    /// dedup and log; then the k Bloom positions of every accepted proof with filters in its bucket,
+    /// interleaved; prefetch the index rows they select; match and queue deliveries.
+    fn commit_chunk(
+        &mut self,
+        h: usize,
+        now_s: u64,
+        batch: &ProofBatch,
+        span: std::ops::Range<usize>,
+        status: &mut [Status; CHUNK_PROOFS],
+    ) {
+        let hasher = &mut self.hashers[h];
+        let mut to_match = [(0u32, LogPosition(0)); CHUNK_PROOFS];
+        let mut matching = 0;
+        for (i, st) in span.zip(status.iter_mut()) {
+            let Status::Verified(c) = *st else { continue };
+            let proof = batch.get(i);
+            let bits = commit_hash_bits(hasher.commit_state(c as usize));
+            match self.dedup.insert(proof.commit(), proof.window_start(), bits) {
+                DedupOutcome::New => {}
+                DedupOutcome::Duplicate => {
+                    self.counters.duplicates += 1;
+                    *st = Status::Duplicate;
+                    continue;
+                }
+                DedupOutcome::Full => {
+                    self.counters.count_rejection(Rejection::DedupFull);
+                    *st = Status::Rejected(Rejection::DedupFull);
+                    continue;
+                }
+            }
+            let position = self.log.append(proof, now_s);
+            self.counters.accepted += 1;
+            *st = Status::Accepted(position);
+            if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
+                hasher.push_positions(proof.fingerprint());
+                to_match[matching] = (i as u32, position);
+                matching += 1;
+            }
         }
-        let position = self.log.append(proof, now_s);
-        self.counters.accepted += 1;
-        let seq = self.accepted_seq;
-        self.accepted_seq += 1;
-        let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
-        if self.subscriptions.bucket_has_filters(bucket_local) {
-            let positions = fingerprint_positions(proof.fingerprint(), self.config.bloom.m_bits, self.config.bloom.k);
+        if matching == 0 {
+            return;
+        }
+        hasher.hash_positions();
+        let mut positions = [BloomPositions::from_slice(&[]); CHUNK_PROOFS];
+        for (n, &(i, _)) in to_match[..matching].iter().enumerate() {
+            positions[n] = hasher.positions(n);
+            let bucket_local = (batch.get(i as usize).bucket() - self.config.buckets.start) as usize;
+            self.subscriptions.prefetch(bucket_local, &positions[n]);
+        }
+        for (n, &(i, position)) in to_match[..matching].iter().enumerate() {
+            let i = i as usize;
+            let proof = batch.get(i);
+            let seq = self.accepted_seq;
+            self.accepted_seq += 1;
             let deliveries = &mut self.deliveries;
             let mut matched = 0u64;
-            self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions, seq, |subscriber| {
+            let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
+            self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions[n], seq, |subscriber| {
                 matched += 1;
                 deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), log_position: position });
             });
             self.counters.deliveries += matched;
         }
-        Outcome::Accepted(position)
     }
 
     fn queue_gossip(&mut self, batch: &ProofBatch, range: std::ops::Range<usize>, except: Option<PeerId>) {

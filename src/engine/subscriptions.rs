@@ -19,7 +19,7 @@ use super::config::EngineConfig;
 use super::keyed_hash::KeyedState;
 
 /// The index type every bucket uses.
-pub(crate) type Index = crate::index::scalar::ScalarIndex;
+pub(crate) type Index = crate::index::bitsliced::BitSlicedIndex;
 
 /// Why a SUBSCRIBE was refused; nothing of it was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -107,17 +107,25 @@ struct Subscriber {
     last_delivered_seq: u64,
 }
 
-/// What a slot stands for.
-#[derive(Clone, Copy, Debug, Default)]
+/// What a slot stands for: everything a match needs, in one place, so that a matching slot costs one
+/// memory access (the subscriber table is only read when the subscriber has several filters in the bucket).
+#[derive(Clone, Copy, Debug)]
 struct SlotInfo {
-    /// Internal subscriber index.
-    subscriber: u32,
     window_from_s: u64,
     window_to_s: u64,
+    id: SubscriberId,
+    /// Internal subscriber index.
+    subscriber: u32,
+    /// The subscriber has other filters in this bucket: dedupe its deliveries per proof.
+    shares_bucket: bool,
 }
 
+/// Placeholder for slots not yet written (never read: the index only reports live slots).
+const SLOT_UNUSED: SlotInfo =
+    SlotInfo { window_from_s: 0, window_to_s: 0, id: SubscriberId([0; 16]), subscriber: 0, shares_bucket: false };
+
 /// One owned bucket: its index and what each slot stands for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BucketSubs {
     index: Index,
     /// Indexed by slot; entries of free slots are stale and never read (the index reports live slots only).
@@ -147,7 +155,7 @@ impl Subscriptions {
             ids: HashMap::with_hasher(KeyedState::new(config.hash_key)),
             subscribers: Vec::new(),
             free_subscribers: Vec::new(),
-            buckets: (0..owned).map(|_| BucketSubs::default()).collect(),
+            buckets: (0..owned).map(|_| BucketSubs { index: Index::new(config.bloom), slots: Vec::new() }).collect(),
             scratch_counts: vec![0; owned],
             entries: 0,
         }
@@ -169,7 +177,8 @@ impl Subscriptions {
         !self.buckets[bucket_local].index.is_empty()
     }
 
-    /// Checks every entry; nothing is changed.
+    /// Checks every entry; nothing is changed except, on success, `scratch_counts` = entries per owned bucket
+    /// (the caller reads then resets them).
     fn validate(
         &mut self,
         config: &EngineConfig,
@@ -198,12 +207,19 @@ impl Subscriptions {
             }
             Ok(())
         });
+        if result.is_err() {
+            self.reset_counts(config, entries);
+        }
+        result
+    }
+
+    /// Zeroes the per-bucket counts `validate` left for `entries`.
+    fn reset_counts(&mut self, config: &EngineConfig, entries: &[SubscribeEntry]) {
         for e in entries {
             if config.owns(e.bucket) {
                 self.scratch_counts[(e.bucket - config.buckets.start) as usize] = 0;
             }
         }
-        result
     }
 
     /// Replaces all of `id`'s entries with `entries` (validated first; all-or-nothing).
@@ -215,6 +231,18 @@ impl Subscriptions {
         entries: &[SubscribeEntry],
     ) -> Result<u16, SubscribeError> {
         self.validate(config, now_s, entries)?;
+        let result = self.apply(config, id, entries);
+        self.reset_counts(config, entries);
+        result
+    }
+
+    /// Applies validated entries (`scratch_counts` holds their per-bucket counts).
+    fn apply(
+        &mut self,
+        config: &EngineConfig,
+        id: SubscriberId,
+        entries: &[SubscribeEntry],
+    ) -> Result<u16, SubscribeError> {
         if entries.is_empty() {
             self.remove(id);
             return Ok(0);
@@ -239,10 +267,15 @@ impl Subscriptions {
             let bucket = &mut self.buckets[bucket_local];
             let slot = bucket.index.insert(&e.filter);
             if bucket.slots.len() <= slot as usize {
-                bucket.slots.resize(slot as usize + 1, SlotInfo::default());
+                bucket.slots.resize(slot as usize + 1, SLOT_UNUSED);
             }
-            bucket.slots[slot as usize] =
-                SlotInfo { subscriber: internal, window_from_s: e.window_from_s, window_to_s: e.window_to_s };
+            bucket.slots[slot as usize] = SlotInfo {
+                window_from_s: e.window_from_s,
+                window_to_s: e.window_to_s,
+                id,
+                subscriber: internal,
+                shares_bucket: self.scratch_counts[bucket_local] > 1,
+            };
             refs.push(EntryRef { bucket_local: bucket_local as u16, slot, window_to_s: e.window_to_s });
         }
         self.entries += refs.len();
@@ -315,6 +348,12 @@ impl Subscriptions {
         expired
     }
 
+    /// Prefetches the index rows a match of `positions` in `bucket_local` will read.
+    #[inline]
+    pub(crate) fn prefetch(&self, bucket_local: usize, positions: &BloomPositions) {
+        self.buckets[bucket_local].index.prefetch(positions);
+    }
+
     /// Calls `deliver(subscriber)` once per subscriber with a filter in `bucket_local` that covers
     /// `window_start_s` and matches `positions`. `seq` identifies the proof (delivered at most once each).
     #[inline]
@@ -329,13 +368,16 @@ impl Subscriptions {
         let bucket = &self.buckets[bucket_local];
         let subscribers = &mut self.subscribers;
         bucket.index.for_each_match(positions, |slot| {
-            let info = bucket.slots[slot as usize];
+            let info = &bucket.slots[slot as usize];
             if info.window_from_s <= window_start_s && window_start_s <= info.window_to_s {
-                let s = &mut subscribers[info.subscriber as usize];
-                if s.last_delivered_seq != seq {
+                if info.shares_bucket {
+                    let s = &mut subscribers[info.subscriber as usize];
+                    if s.last_delivered_seq == seq {
+                        return;
+                    }
                     s.last_delivered_seq = seq;
-                    deliver(s.id);
                 }
+                deliver(info.id);
             }
         });
     }

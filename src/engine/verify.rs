@@ -8,8 +8,8 @@
 //! The cheap field checks run first so that hostile proofs cost no hashing. The two derivation hashes are
 //! computed by the caller (batched, `crate::engine::hashing`); this file only compares.
 
-use crate::proto::derive::{bucket_from_digest, Fingerprint};
-use crate::proto::{ErrorCode, ProofRef, FINGERPRINT_LEN};
+use crate::proto::derive::Fingerprint;
+use crate::proto::{ErrorCode, ProofRef};
 
 use super::config::EngineConfig;
 
@@ -77,7 +77,7 @@ impl WindowCheck {
     /// Checks a window start.
     #[inline]
     pub fn check(&self, window_start_s: u64) -> Result<(), Rejection> {
-        if window_start_s % self.window_s != 0 {
+        if !window_start_s.is_multiple_of(self.window_s) {
             Err(Rejection::WindowMisaligned)
         } else if window_start_s > self.latest_s {
             Err(Rejection::WindowFuture)
@@ -102,20 +102,19 @@ pub fn check_fields(config: &EngineConfig, windows: &WindowCheck, proof: ProofRe
     windows.check(proof.window_start())
 }
 
-/// Compares the claimed bucket and fingerprint with the digests `SHA-256(commit)` and
-/// `SHA-256(commit ‖ u64_be(window_start))`.
+/// Compares the claimed bucket and fingerprint with the derived ones: `commit_prefix` =
+/// `u16_be(SHA-256(commit)[0..2])`, `derived_fingerprint` = `SHA-256(commit ‖ u64_be(window_start))[0..8]`.
 #[inline]
 pub fn check_derivations(
     config: &EngineConfig,
     proof: ProofRef<'_>,
-    commit_digest: &[u8; 32],
-    fingerprint_digest: &[u8; 32],
+    commit_prefix: u16,
+    derived_fingerprint: &Fingerprint,
 ) -> Result<(), Rejection> {
-    if bucket_from_digest(commit_digest, config.num_buckets) != proof.bucket() {
+    if commit_prefix % config.num_buckets != proof.bucket() {
         return Err(Rejection::BadBucket);
     }
-    let derived: &Fingerprint = fingerprint_digest[..FINGERPRINT_LEN].try_into().expect("32-byte digest holds 8");
-    if derived != proof.fingerprint() {
+    if derived_fingerprint != proof.fingerprint() {
         return Err(Rejection::BadFingerprint);
     }
     Ok(())

@@ -5,12 +5,18 @@
 //! proof ──k Bloom positions (computed once)──▶ for_each_match ──▶ slots whose filter has all k bits set
 //! ```
 //! Two implementations of one [`BucketIndex`] contract:
+//! - [`bitsliced::BitSlicedIndex`]: filters stored transposed, a match is k ANDs over ⌈S/64⌉ words with the
+//!   [`simd`] kernels (AVX-512 / AVX2 / NEON chosen at runtime, portable fallback). The engine uses it.
 //! - [`scalar::ScalarIndex`]: one filter at a time, `BloomFilter::contains_positions`. Obviously correct;
-//!   the oracle the fast index is property-tested against.
+//!   the oracle the fast index is property-tested against (tests/index_oracle.rs).
+//!
+//! [`simd`] also holds the batched one-block SHA-256 (SHA-NI multi-buffer) the engine hashes with.
 //!
 //! An index knows nothing about subscribers or windows: the engine maps slots to them.
 
+pub mod bitsliced;
 pub mod scalar;
+pub mod simd;
 
 use crate::proto::derive::BloomPositions;
 use crate::proto::BloomFilter;
