@@ -13,9 +13,11 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`client`]: identities, invites, the end-to-end envelope and the sans-IO client state (plus `store`, its key directory).
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod proto;
