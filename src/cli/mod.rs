@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod contacts;
+pub mod home;
+pub mod id;
 pub mod params;
 
 /// Tessera: a metadata-private messaging relay.
@@ -18,6 +21,12 @@ pub struct Cli {
 pub enum Command {
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
+    /// Create or show your identity (key pair) in the key directory.
+    Id(id::IdArgs),
+    /// Print your invite code: your public key and relays, for a contact to enroll.
+    Invite(contacts::InviteArgs),
+    /// Enroll a contact from their invite code.
+    Enroll(contacts::EnrollArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -25,5 +34,8 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Params(args) => params::run(args),
+        Command::Id(args) => id::run(args),
+        Command::Invite(args) => contacts::run_invite(args),
+        Command::Enroll(args) => contacts::run_enroll(args),
     }
 }

@@ -41,8 +41,8 @@ pub const AEAD_NONCE_LEN: usize = 12;
 ///
 /// The recipient precomputes and registers one fingerprint per (window, seq), so this is a protocol
 /// constant both sides share. 8 allows a 3 KiB message, or 8 short ones, per contact per 10 s window, and
-/// keeps a one-hour horizon at 8 × 362 = 2,896 fingerprints per contact: five contacts per subscriber id
-/// (64 buckets × 4 filters × 60 fingerprints = 15,360).
+/// keeps a one-hour horizon at 8 × 360 = 2,880 fingerprints per contact (SUBSCRIBE sizes that follow:
+/// docs/PERFORMANCE.md §Client envelope).
 pub const SEQS_PER_WINDOW: u32 = 8;
 
 /// Identifies one delivery within a pair: window, direction, sequence number.

@@ -20,10 +20,11 @@
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::delivery::{DeliveryId, DeliverySecrets, Routing, SealKey, SEQS_PER_WINDOW};
 use super::identity::Identity;
+use super::kdf::compress_base_mults;
 use super::pairwise::PairwiseSecret;
 use super::schnorr::{self, ChallengeContext, SchnorrError, SCHNORR_PROOF_LEN};
 use crate::proto::params::{AEAD_TAG_LEN, CIPHERTEXT_LEN, ENVELOPE_PLAINTEXT_LEN};
@@ -166,13 +167,10 @@ pub fn seal(
     aux: &[u8; 32],
 ) -> Proof {
     let secrets = DeliverySecrets::derive(k, id);
-    let (x_blinded, y_point) = secrets.blinded_secret(sender);
-    let y_blinded = y_point.compress().to_bytes();
-    let routing = Routing::new(secrets.commit(&y_blinded), id.window_start_s, num_buckets);
+    let x_blinded = Zeroizing::new(sender.secret() + secrets.blind);
 
     let mut buf = Zeroizing::new([0u8; CIPHERTEXT_LEN]);
     let plain = &mut buf[..layout::END];
-    plain[layout::Y_BLINDED..layout::PROOF].copy_from_slice(&y_blinded);
     plain[layout::VERSION] = ENVELOPE_VERSION;
     plain[layout::PART_INDEX] = part.index;
     plain[layout::PART_COUNT] = part.count;
@@ -180,9 +178,17 @@ pub fn seal(
     plain[layout::CHUNK_LEN..layout::CHUNK].copy_from_slice(&(part.chunk.len() as u16).to_be_bytes());
     plain[layout::CHUNK..layout::CHUNK + part.chunk.len()].copy_from_slice(part.chunk);
 
+    // Y' = x'·G and R = r·G, encoded together (one shared inversion instead of two inverse square roots).
+    let r = schnorr::nonce(&x_blinded, aux, &plain[layout::BODY..]);
+    let mut scalars = [*x_blinded, r];
+    let encoded = compress_base_mults(&scalars);
+    scalars.zeroize();
+    let (y_blinded, big_r) = (encoded[0], encoded[1]);
+    let routing = Routing::new(secrets.commit(&y_blinded), id.window_start_s, num_buckets);
     let ctx =
         ChallengeContext { commit: &routing.commit, window_start_s: id.window_start_s, body: &plain[layout::BODY..] };
-    let proof = schnorr::prove(&x_blinded, &y_blinded, &ctx, aux);
+    let proof = schnorr::respond(r, &big_r, &x_blinded, &y_blinded, &ctx);
+    plain[layout::Y_BLINDED..layout::PROOF].copy_from_slice(&y_blinded);
     plain[layout::PROOF..layout::BODY].copy_from_slice(&proof);
 
     let seal_key = SealKey::derive(k, id);

@@ -11,6 +11,8 @@
 //! change of every label, and no two derivations share an input prefix. docs/PROTOCOL.md §End-to-end
 //! envelope and key schedule lists them with their output lengths.
 
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
+use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use ring::hkdf;
 use sha2::{Digest, Sha512};
@@ -36,8 +38,21 @@ pub const LABEL_SCHNORR_CHALLENGE: &[u8] = b"tessera/v1/schnorr-challenge";
 pub const LABEL_INVITE: &[u8] = b"tessera/v1/invite";
 /// SHA-256 prefix of the safety code two contacts compare out of band.
 pub const LABEL_SAFETY: &[u8] = b"tessera/v1/safety";
+/// SHA-256 prefix of the key that derives a client's filter padding from its identity seed.
+pub const LABEL_PADDING: &[u8] = b"tessera/v1/padding";
 /// AAD prefix of a passphrase-encrypted key file.
 pub const LABEL_KEYFILE: &[u8] = b"tessera/v1/keyfile";
+
+/// `1/2 mod ℓ = (ℓ + 1) / 2`, little-endian: lets points be computed halved so that
+/// `RistrettoPoint::double_and_compress_batch` encodes several of them with one shared field inversion
+/// instead of one inverse square root each.
+pub static INV2: std::sync::LazyLock<Scalar> = std::sync::LazyLock::new(|| {
+    const BYTES: [u8; 32] = [
+        247, 233, 122, 46, 141, 49, 9, 44, 107, 206, 123, 81, 239, 124, 111, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 8,
+    ];
+    Option::from(Scalar::from_canonical_bytes(BYTES)).expect("(ℓ + 1) / 2 is below ℓ")
+});
 
 /// An HKDF output length, as `ring` wants it.
 struct OutLen(usize);
@@ -88,9 +103,26 @@ pub fn scalar_from_sha512(parts: &[&[u8]]) -> Scalar {
     scalar
 }
 
+/// Encodings of `scalars[i]·G`, computed as `double(scalars[i]/2 · G)` with one batched inversion.
+/// Constant time in the scalars (fixed-base table multiplication, then field arithmetic).
+pub fn compress_base_mults(scalars: &[Scalar]) -> Vec<[u8; 32]> {
+    let halves: Vec<RistrettoPoint> = scalars.iter().map(|s| &(s * *INV2) * RISTRETTO_BASEPOINT_TABLE).collect();
+    RistrettoPoint::double_and_compress_batch(&halves).into_iter().map(|c| c.to_bytes()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inverse_of_two_and_batched_encodings() {
+        assert_eq!(*INV2 * Scalar::from(2u8), Scalar::ONE);
+        let scalars = [Scalar::from(3u8), Scalar::from(1_000_000u64), -Scalar::from(5u8)];
+        let batched = compress_base_mults(&scalars);
+        for (s, enc) in scalars.iter().zip(&batched) {
+            assert_eq!(enc, (s * RISTRETTO_BASEPOINT_TABLE).compress().as_bytes());
+        }
+    }
 
     /// RFC 5869 test case 1 (HKDF-SHA256, 42-byte output): checks the `ring` plumbing, not `ring`.
     #[test]
@@ -118,6 +150,7 @@ mod tests {
             LABEL_INVITE,
             LABEL_SAFETY,
             LABEL_KEYFILE,
+            LABEL_PADDING,
         ];
         for (i, a) in labels.iter().enumerate() {
             for (j, b) in labels.iter().enumerate() {

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! poll_subscribe(now_s, rng), when due (first call, a contact added, or the renewal time reached):
-//!   advance(now_s)                                   expectations for [from, current + ahead]
-//!   entries = plan(expected in [current − 1 window, current + ahead])
+//!   advance(now_s)                                   expectations for [from, current + ahead] (whole chunks)
+//!   entries = plan(expected of the grid chunks over [current − 1 window, current + ahead])
 //!   one Subscribe per subscriber id (new ids drawn from rng as needed; surplus ids get no entries)
 //! next renewal = start of window (sent_in + renew_every) − renew_lead_s
 //! ```
@@ -16,7 +16,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::persist::Coverage;
 use super::state::{ClientState, SUBSCRIBER_IDS_MAX};
-use super::subscription::{plan, Expectation, PlanError, PlanParams};
+use super::subscription::{chunk_bounds, plan, Expectation, PlanError, PlanParams, SubscribeMode};
 use crate::proto::derive::window_start;
 use crate::proto::frame::{Subscribe, SubscriberId};
 
@@ -61,9 +61,17 @@ impl ClientState {
             self.expect_from_s = Some(from);
         }
         self.advance(now_s.max(current));
+        let chunk_windows = self.chunk_windows();
+        // Padded filters hold every window of their grid chunk (see `subscription`).
+        let (items_from, items_to) = match self.config.subscribe_mode {
+            SubscribeMode::EveryBucketPadded => {
+                (chunk_bounds(from, chunk_windows, ws).0, chunk_bounds(to, chunk_windows, ws).1)
+            }
+            _ => (from, to),
+        };
         let items: Vec<Expectation> = self
             .expected
-            .in_windows(from, to)
+            .in_windows(items_from, items_to)
             .map(|e| Expectation {
                 bucket: e.routing.bucket,
                 window_start_s: e.id.window_start_s,
@@ -75,12 +83,13 @@ impl ClientState {
             window_s: ws,
             bloom: self.config.bloom,
             fingerprints_per_filter_max: self.config.fingerprints_per_filter_max,
+            chunk_windows,
             filters_per_bucket_max: self.config.limits.filters_per_bucket_max,
             entries_per_subscribe_max: self.config.limits.entries_per_subscribe_max,
             subscribers_max: self.config.limits.subscribers_per_connection_max.min(SUBSCRIBER_IDS_MAX as u16),
             mode: self.config.subscribe_mode,
         };
-        let mut slots = plan(&items, from, to, &params, rng)?;
+        let mut slots = plan(&items, from, to, &params, &self.pad_key)?;
         while self.subscriber_ids.len() < slots.len() {
             let mut id = [0u8; 16];
             rng.fill_bytes(&mut id);

@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! prove(x', Y', ctx, aux):
-//!   r = wide(SHA-512("tessera/v1/schnorr-nonce" ‖ x' ‖ aux ‖ commit ‖ body))   hedged: deterministic in the
-//!   R = r·G                                                                    secret and message, plus
+//!   r = wide(SHA-512("tessera/v1/schnorr-nonce" ‖ x' ‖ aux ‖ body))   hedged: deterministic in the secret
+//!   R = r·G                                                           and message, plus 32 fresh random bytes
 //!   c = wide(SHA-512("tessera/v1/schnorr-challenge" ‖ Y' ‖ R ‖ commit ‖ u64_be(window_start) ‖ body))
-//!   s = r + c·x'                                                               32 bytes of fresh randomness
+//!   s = r + c·x'
 //!   proof = R ‖ s   (64 bytes)
 //! verify(Y', proof, ctx):  s canonical, and compress(s·G − c·Y') == R
 //! ```
 //! The challenge covers the commit (and through it the bucket), the window, and every byte of the envelope
-//! after the proof, so a proof cannot be moved to another delivery or another message. Verification
+//! after the proof, so a proof cannot be moved to another delivery or another message. The nonce needs no
+//! commit: `x'` is already unique per delivery (`t` is), so equal `(x', aux, body)` means an equal challenge,
+//! and leaving it out lets the sender compute `R` and `Y'` together (`envelope::seal` encodes both with one
+//! shared inversion). Verification
 //! compares encodings (one compression) instead of decoding `R` (one square root): same cost, and a
 //! non-canonical `R` fails automatically.
 
@@ -48,7 +51,8 @@ pub struct ChallengeContext<'a> {
     pub body: &'a [u8],
 }
 
-fn challenge(y_blinded: &[u8; 32], r: &[u8; 32], ctx: &ChallengeContext<'_>) -> Scalar {
+/// The Fiat–Shamir challenge `c`.
+pub fn challenge(y_blinded: &[u8; 32], r: &[u8; 32], ctx: &ChallengeContext<'_>) -> Scalar {
     scalar_from_sha512(&[
         LABEL_SCHNORR_CHALLENGE,
         y_blinded,
@@ -59,20 +63,37 @@ fn challenge(y_blinded: &[u8; 32], r: &[u8; 32], ctx: &ChallengeContext<'_>) -> 
     ])
 }
 
-/// Proves knowledge of `x_blinded` for `y_blinded = x_blinded·G` (its encoding). `aux` is fresh randomness;
-/// the nonce stays safe even if `aux` repeats, since it also hashes the secret and the message.
-pub fn prove(x_blinded: &Scalar, y_blinded: &[u8; 32], ctx: &ChallengeContext<'_>, aux: &[u8; 32]) -> [u8; 64] {
+/// The hedged nonce `r` for proving knowledge of `x_blinded` over `body`. `aux` is fresh randomness; the
+/// nonce stays safe even if `aux` repeats, since it also hashes the secret and the message.
+pub fn nonce(x_blinded: &Scalar, aux: &[u8; 32], body: &[u8]) -> Scalar {
     let mut x_bytes = x_blinded.to_bytes();
-    let mut r = scalar_from_sha512(&[LABEL_SCHNORR_NONCE, &x_bytes, aux, ctx.commit, ctx.body]);
+    let r = scalar_from_sha512(&[LABEL_SCHNORR_NONCE, &x_bytes, aux, body]);
     x_bytes.zeroize();
-    let big_r = (&r * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes();
-    let c = challenge(y_blinded, &big_r, ctx);
+    r
+}
+
+/// Completes a proof from the nonce `r` (consumed and wiped), its encoding `big_r = r·G`, and `x_blinded`.
+pub fn respond(
+    mut r: Scalar,
+    big_r: &[u8; 32],
+    x_blinded: &Scalar,
+    y_blinded: &[u8; 32],
+    ctx: &ChallengeContext<'_>,
+) -> [u8; SCHNORR_PROOF_LEN] {
+    let c = challenge(y_blinded, big_r, ctx);
     let s = r + c * x_blinded;
     r.zeroize();
     let mut out = [0u8; SCHNORR_PROOF_LEN];
-    out[..32].copy_from_slice(&big_r);
+    out[..32].copy_from_slice(big_r);
     out[32..].copy_from_slice(s.as_bytes());
     out
+}
+
+/// Proves knowledge of `x_blinded` for `y_blinded = x_blinded·G` (its encoding), computing `R` on its own.
+pub fn prove(x_blinded: &Scalar, y_blinded: &[u8; 32], ctx: &ChallengeContext<'_>, aux: &[u8; 32]) -> [u8; 64] {
+    let r = nonce(x_blinded, aux, ctx.body);
+    let big_r = (&r * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes();
+    respond(r, &big_r, x_blinded, y_blinded, ctx)
 }
 
 /// Verifies `proof` against the expected blinded key (its point and encoding).

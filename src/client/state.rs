@@ -13,17 +13,23 @@ use std::collections::BTreeSet;
 
 use super::config::{ClientConfig, ConfigError};
 use super::contact::{check_addition, Contact, ContactError};
+use super::delivery::SEQS_PER_WINDOW;
 use super::dummy::dummy_proof;
-use super::expect::{ExpectSource, ExpectedTable};
+use super::expect::{half_point, ExpectSource, ExpectedTable};
 use super::identity::Identity;
+use super::kdf::LABEL_PADDING;
 use super::pairwise::{pair, Pairing, PairwiseError};
 use super::persist::{Coverage, PersistedContact, PersistedState, STATE_VERSION};
 use super::reassembly::Reassembly;
 use super::receive::ReceiveStats;
+use super::subscription::{chunk_bounds, chunk_windows_for, SubscribeMode};
 use crate::proto::derive::window_start;
 use crate::proto::frame::SubscriberId;
 use crate::proto::proof::Proof;
+use curve25519_dalek::ristretto::RistrettoPoint;
 use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 /// Most subscriber ids a state keeps (the relay's default per-connection limit).
 pub const SUBSCRIBER_IDS_MAX: usize = 64;
@@ -60,6 +66,8 @@ pub(super) struct SendCounter {
 pub(super) struct ContactState {
     pub(super) contact: Contact,
     pub(super) pairing: Pairing,
+    /// `Y/2` of the contact, for batched precomputation (`expect::half_point`).
+    pub(super) public_half: RistrettoPoint,
     pub(super) send: Option<SendCounter>,
     /// `(window_start_s, seq)` accepted from this contact: a second proof for one of them is a replay.
     pub(super) received: BTreeSet<(u64, u32)>,
@@ -82,6 +90,9 @@ pub struct ClientState {
     /// Something persistent changed since `mark_clean`.
     pub(super) dirty: bool,
     pub(super) stats: ReceiveStats,
+    /// Derives the padding items of padded subscriptions: `SHA-256("tessera/v1/padding" ‖ seed)`, a secret,
+    /// stable across runs so every renewal pads a window with the same items.
+    pub(super) pad_key: Zeroizing<[u8; 32]>,
 }
 
 fn hex16(id: &SubscriberId) -> String {
@@ -121,7 +132,10 @@ impl ClientState {
             .map(|s| parse_hex16(s))
             .collect::<Option<Vec<_>>>()
             .ok_or(StateError::BadSubscriberIds)?;
+        let pad_key =
+            Zeroizing::new(Sha256::new().chain_update(LABEL_PADDING).chain_update(identity.seed()).finalize().into());
         let mut state = Self {
+            pad_key,
             identity,
             config,
             contacts: Vec::with_capacity(contacts.len()),
@@ -154,7 +168,8 @@ impl ClientState {
             ),
             None => (None, BTreeSet::new()),
         };
-        self.contacts.push(ContactState { contact, pairing, send, received });
+        let public_half = half_point(&contact.public);
+        self.contacts.push(ContactState { contact, pairing, public_half, send, received });
         self.resubscribe = true;
         Ok(())
     }
@@ -206,14 +221,31 @@ impl ClientState {
         dummy_proof(now_s, self.config.window_s, self.config.num_buckets, rng)
     }
 
+    /// Chunk length (windows) of the padded subscription grid for the current contacts, at most the span
+    /// of one subscription (longer chunks would only add precomputation for windows not yet subscribed).
+    pub(super) fn chunk_windows(&self) -> u64 {
+        let per_window = self.contacts.len() as u64 * u64::from(SEQS_PER_WINDOW);
+        let natural = chunk_windows_for(per_window, self.config.num_buckets, self.config.fingerprints_per_filter_max);
+        natural.min(u64::from(self.config.ahead_windows) + 2)
+    }
+
     /// Window range whose deliveries are expected at `now_s`: from the first subscription's start (at most
-    /// `behind_windows` back) to `ahead_windows` past the current window.
+    /// `behind_windows` back) to `ahead_windows` past the current window — widened, in padded mode, to whole
+    /// chunks of the subscription grid, whose filters hold every window of their chunk.
     pub(super) fn expect_range(&self, now_s: u64) -> (u64, u64) {
         let ws = self.config.window_s;
         let current = window_start(now_s, ws);
         let oldest = current.saturating_sub(u64::from(self.config.behind_windows) * ws);
-        let from = self.expect_from_s.unwrap_or(current.saturating_sub(ws)).max(oldest);
-        (from.min(current), current + u64::from(self.config.ahead_windows) * ws)
+        let from = self.expect_from_s.unwrap_or(current.saturating_sub(ws)).max(oldest).min(current);
+        let to = current + u64::from(self.config.ahead_windows) * ws;
+        match self.config.subscribe_mode {
+            SubscribeMode::EveryBucketPadded => {
+                let chunk = self.chunk_windows();
+                let (first, _) = chunk_bounds(current.saturating_sub(ws), chunk, ws);
+                (from.min(first), chunk_bounds(to, chunk, ws).1)
+            }
+            _ => (from, to),
+        }
     }
 
     /// Precomputes expected deliveries up to the horizon at `now_s` and forgets windows that fell out of it.
@@ -231,6 +263,7 @@ impl ClientState {
             let source = ExpectSource {
                 contact: index as u32,
                 public: &c.contact.public,
+                public_half: &c.public_half,
                 secret: &c.pairing.secret,
                 direction: c.pairing.send_direction.reverse(),
             };

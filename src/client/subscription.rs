@@ -1,18 +1,28 @@
 //! Turning expected fingerprints into SUBSCRIBE entries: per bucket, Bloom filters over window ranges.
 //!
 //! ```text
-//! expected (bucket, window, fingerprint) over windows from..=to
-//!   ├─ EveryBucketPadded: one window grid for all buckets (the longest chunk length L for which no bucket
-//!   │    expects more than `fingerprints_per_filter_max` per chunk); every bucket gets the same number of
-//!   │    filters per chunk, each padded with random fingerprints to exactly that many items
+//! expected (bucket, window, fingerprint)
+//!   ├─ EveryBucketPadded: an absolute grid of chunks of L windows (L from the contact count, so each
+//!   │    bucket expects ~60 % of a filter per chunk); per chunk, every bucket gets the same number F of
+//!   │    filters, each holding exactly `fingerprints_per_filter_max` items: its real fingerprints of the
+//!   │    whole chunk, sorted, then padding derived from a client secret and (bucket, chunk, filter, index)
+//!   │    → a chunk's filters are identical at every renewal; only the entry's window range is clipped to
+//!   │    the subscription range
 //!   └─ DangerMatchingBucketsOnly: per bucket, greedy ranges of at most `fingerprints_per_filter_max`, no padding
 //! filters of each bucket ──▶ subscriber slots: ≤ filters_per_bucket_max per bucket, ≤ entries_per_subscribe_max
 //! ```
 //! A filter holds at most `fingerprints_per_filter_max` (60) items so its false-positive rate stays ≈ 0.42 %
-//! (m = 1024, k = 3). Windows with more than that in one bucket get several filters over the same range.
-//! Slots beyond the first are further subscriber ids, each with its own SUBSCRIBE.
+//! (m = 1024, k = 3). Slots beyond the first are further subscriber ids, each with its own SUBSCRIBE.
+//!
+//! Why identical filters across renewals: if padding were redrawn at each renewal, a relay intersecting the
+//! filters that cover one window in successive renewals would keep the real fingerprints' bits and lose the
+//! padding's, and so count (and partly locate) the real ones. With the grid and padding fixed, successive
+//! filters for a chunk are bit-for-bit equal, so the relay learns the grid and F — which depend on the number
+//! of contacts only — and nothing about which buckets hold expected proofs.
 
-use rand_core::{CryptoRng, RngCore};
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
 
 use crate::proto::bloom::{BloomFilter, BloomParams};
 use crate::proto::derive::Fingerprint;
@@ -20,6 +30,9 @@ use crate::proto::frame::SubscribeEntry;
 
 /// Items per filter: 60 keeps the false-positive rate at ≈ 0.42 % with m = 1024, k = 3 (DESIGN.md §2).
 pub const FINGERPRINTS_PER_FILTER_DEFAULT: usize = 60;
+/// Target fill of a padded chunk, percent of a filter on average per bucket: low enough that few buckets
+/// overflow into a second filter (Poisson tail), high enough that padding stays under ~1.7× the real items.
+pub const CHUNK_FILL_PERCENT: u64 = 60;
 /// Largest window range one plan may cover: 1 day of 10-second windows; bounds the planner's tables.
 pub const PLAN_WINDOWS_MAX: u64 = 8_640;
 
@@ -27,9 +40,10 @@ pub const PLAN_WINDOWS_MAX: u64 = 8_640;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubscribeMode {
-    /// Every bucket, one window grid, equal filter counts, each filter padded to the same number of items
-    /// with random fingerprints: the relay learns the horizon and the filter count (a coarse measure of how
-    /// many contacts a client has), nothing about which buckets or windows hold expected proofs.
+    /// Every bucket, the same number of filters per bucket and chunk, every filter holding the same number
+    /// of items, and filters that do not change between renewals: the relay learns the horizon and the
+    /// filter counts (a coarse measure of how many contacts a client has), nothing about which buckets hold
+    /// expected proofs.
     EveryBucketPadded,
     /// Only buckets with expected fingerprints, unpadded: fewer entries, but the relay sees which buckets and
     /// windows a client expects proofs in and how many. Weakens privacy; hence the name.
@@ -47,6 +61,8 @@ pub struct PlanParams {
     pub bloom: BloomParams,
     /// Items per filter before it is split (and the padding target).
     pub fingerprints_per_filter_max: usize,
+    /// Chunk length of the padded grid, windows (see [`chunk_windows_for`]).
+    pub chunk_windows: u64,
     /// The relay's `Limits::filters_per_bucket_max`.
     pub filters_per_bucket_max: u16,
     /// The relay's `Limits::entries_per_subscribe_max`.
@@ -93,14 +109,32 @@ pub enum PlanError {
     },
 }
 
-/// Builds the entries of every subscriber slot for windows `from_s..=to_s`. Expectations outside the range
-/// or bucket space are ignored.
-pub fn plan<R: RngCore + CryptoRng>(
+/// Chunk length (windows) of the padded grid for a client expecting `per_window` fingerprints per window
+/// (all contacts together): on average `CHUNK_FILL_PERCENT` of a filter per bucket and chunk. It depends on
+/// the contact count only, so the grid stays put across renewals.
+pub fn chunk_windows_for(per_window: u64, num_buckets: u16, fingerprints_per_filter_max: usize) -> u64 {
+    let capacity = fingerprints_per_filter_max as u64 * u64::from(num_buckets) * CHUNK_FILL_PERCENT / 100;
+    (capacity / per_window.max(1)).clamp(1, PLAN_WINDOWS_MAX)
+}
+
+/// The chunk of the padded grid containing `window_start_s`: `(first window, last window)`.
+pub fn chunk_bounds(window_start_s: u64, chunk_windows: u64, window_s: u64) -> (u64, u64) {
+    let span = chunk_windows.max(1) * window_s;
+    let start = window_start_s - window_start_s % span;
+    (start, start + span - window_s)
+}
+
+/// Builds the entries of every subscriber slot covering windows `from_s..=to_s`.
+///
+/// Padded mode reads the expectations of every window of the chunks that `from_s..=to_s` touches (the
+/// caller provides them, see [`chunk_bounds`]) and clips entry ranges to `from_s..=to_s`; matching mode
+/// ignores expectations outside the range. `pad_key` (a per-client secret) derives the padding items.
+pub fn plan(
     items: &[Expectation],
     from_s: u64,
     to_s: u64,
     params: &PlanParams,
-    rng: &mut R,
+    pad_key: &[u8; 32],
 ) -> Result<Vec<Vec<SubscribeEntry>>, PlanError> {
     let ws = params.window_s;
     let bad_range = PlanError::BadRange { from_s, to_s };
@@ -114,15 +148,75 @@ pub fn plan<R: RngCore + CryptoRng>(
     if params.filters_per_bucket_max == 0 || params.entries_per_subscribe_max == 0 || params.num_buckets == 0 {
         return Err(PlanError::NoCapacity);
     }
-    let grid = Grid::new(items, from_s, n_windows as usize, params);
     let per_bucket = match params.mode {
-        SubscribeMode::EveryBucketPadded => grid.padded(params, rng),
-        SubscribeMode::DangerMatchingBucketsOnly => grid.matching_only(params),
+        SubscribeMode::EveryBucketPadded => padded(items, from_s, to_s, params, pad_key),
+        SubscribeMode::DangerMatchingBucketsOnly => {
+            Grid::new(items, from_s, n_windows as usize, params).matching_only(params)
+        }
     };
     assign_slots(per_bucket, params)
 }
 
-/// Expected fingerprints sorted into (bucket, window) cells.
+fn padded(
+    items: &[Expectation],
+    from_s: u64,
+    to_s: u64,
+    params: &PlanParams,
+    pad_key: &[u8; 32],
+) -> Vec<Vec<SubscribeEntry>> {
+    let cap = params.fingerprints_per_filter_max.max(1);
+    let ws = params.window_s;
+    let (first_chunk, _) = chunk_bounds(from_s, params.chunk_windows, ws);
+    let (_, last_chunk_end) = chunk_bounds(to_s, params.chunk_windows, ws);
+    // (chunk start, bucket) → real fingerprints of the whole chunk.
+    let mut cells: BTreeMap<(u64, u16), Vec<Fingerprint>> = BTreeMap::new();
+    for item in items {
+        if item.bucket < params.num_buckets && (first_chunk..=last_chunk_end).contains(&item.window_start_s) {
+            let (chunk, _) = chunk_bounds(item.window_start_s, params.chunk_windows, ws);
+            cells.entry((chunk, item.bucket)).or_default().push(item.fingerprint);
+        }
+    }
+    let mut per_bucket = vec![Vec::new(); usize::from(params.num_buckets)];
+    let mut chunk = first_chunk;
+    while chunk <= to_s {
+        let (_, chunk_end) = chunk_bounds(chunk, params.chunk_windows, ws);
+        let (range_from, range_to) = (chunk.max(from_s), chunk_end.min(to_s));
+        let real = |b: u16| cells.get(&(chunk, b)).map_or(&[][..], Vec::as_slice);
+        let filters = (0..params.num_buckets).map(|b| real(b).len().div_ceil(cap)).max().unwrap_or(0).max(1);
+        for (bucket, out) in per_bucket.iter_mut().enumerate() {
+            let mut fps = real(bucket as u16).to_vec();
+            // Sorted, so the same fingerprints land in the same filter at every renewal.
+            fps.sort_unstable();
+            for j in 0..filters {
+                let group = fps.get(j * cap..((j + 1) * cap).min(fps.len())).unwrap_or(&[]);
+                let mut filter = filter_of(group, params.bloom);
+                for i in group.len()..cap {
+                    filter.insert_fingerprint(&pad_fingerprint(pad_key, bucket, chunk, j, i));
+                }
+                out.push(entry(bucket, range_from, range_to, filter));
+            }
+        }
+        chunk = chunk_end + ws;
+    }
+    per_bucket
+}
+
+/// Padding item `i` of filter `j` of `(bucket, chunk)`:
+/// `SHA-256(pad_key ‖ u16_be(bucket) ‖ u64_be(chunk_start) ‖ u32_be(j) ‖ u32_be(i))[0..8]`.
+fn pad_fingerprint(pad_key: &[u8; 32], bucket: usize, chunk_start_s: u64, j: usize, i: usize) -> Fingerprint {
+    let digest = Sha256::new()
+        .chain_update(pad_key)
+        .chain_update((bucket as u16).to_be_bytes())
+        .chain_update(chunk_start_s.to_be_bytes())
+        .chain_update((j as u32).to_be_bytes())
+        .chain_update((i as u32).to_be_bytes())
+        .finalize();
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&digest[..8]);
+    fp
+}
+
+/// Expected fingerprints sorted into (bucket, window) cells over `from..=to` (matching mode).
 struct Grid {
     from_s: u64,
     n_windows: usize,
@@ -155,58 +249,6 @@ impl Grid {
 
     fn buckets(&self) -> usize {
         self.cells.len() / self.n_windows
-    }
-
-    /// Longest chunk length (windows) such that no bucket's chunk holds more than `cap` items.
-    fn chunk_len(&self, cap: usize) -> usize {
-        let prefix: Vec<Vec<usize>> = (0..self.buckets())
-            .map(|b| {
-                let mut acc = vec![0usize; self.n_windows + 1];
-                for w in 0..self.n_windows {
-                    acc[w + 1] = acc[w] + self.cell(b, w).len();
-                }
-                acc
-            })
-            .collect();
-        (1..=self.n_windows)
-            .rev()
-            .find(|&len| {
-                prefix.iter().all(|acc| {
-                    (0..self.n_windows).step_by(len).all(|start| {
-                        let end = (start + len).min(self.n_windows);
-                        acc[end] - acc[start] <= cap
-                    })
-                })
-            })
-            .unwrap_or(1)
-    }
-
-    fn padded<R: RngCore + CryptoRng>(&self, params: &PlanParams, rng: &mut R) -> Vec<Vec<SubscribeEntry>> {
-        let cap = params.fingerprints_per_filter_max.max(1);
-        let len = self.chunk_len(cap);
-        let mut per_bucket = vec![Vec::new(); self.buckets()];
-        for start in (0..self.n_windows).step_by(len) {
-            let end = (start + len).min(self.n_windows);
-            let chunk: Vec<Vec<Fingerprint>> = (0..self.buckets())
-                .map(|b| (start..end).flat_map(|w| self.cell(b, w).iter().copied()).collect())
-                .collect();
-            let filters = chunk.iter().map(|fps| fps.len().div_ceil(cap)).max().unwrap_or(0).max(1);
-            let (from_s, to_s) = (self.window(start, params), self.window(end - 1, params));
-            for (bucket, fps) in chunk.iter().enumerate() {
-                let mut groups = fps.chunks(cap);
-                for _ in 0..filters {
-                    let real = groups.next().unwrap_or(&[]);
-                    let mut filter = filter_of(real, params.bloom);
-                    for _ in real.len()..cap {
-                        let mut fp = [0u8; 8];
-                        rng.fill_bytes(&mut fp);
-                        filter.insert_fingerprint(&fp);
-                    }
-                    per_bucket[bucket].push(entry(bucket, from_s, to_s, filter));
-                }
-            }
-        }
-        per_bucket
     }
 
     fn matching_only(&self, params: &PlanParams) -> Vec<Vec<SubscribeEntry>> {
@@ -261,8 +303,8 @@ fn entry(bucket: usize, window_from_s: u64, window_to_s: u64, filter: BloomFilte
 }
 
 /// Deals each bucket's filters into slots of at most `filters_per_bucket_max` per bucket and
-/// `entries_per_subscribe_max` in all. Each slot serves the buckets with the most filters left first, so
-/// that no bucket's filters trail into extra slots while others leave room.
+/// `entries_per_subscribe_max` in all, one entry at a time to the bucket with the most filters left (ties to
+/// the lower bucket), so no bucket's filters trail into extra slots while others leave room.
 fn assign_slots(
     per_bucket: Vec<Vec<SubscribeEntry>>,
     params: &PlanParams,
@@ -271,13 +313,16 @@ fn assign_slots(
     let entries_max = usize::from(params.entries_per_subscribe_max);
     let mut queues: Vec<std::collections::VecDeque<SubscribeEntry>> = per_bucket.into_iter().map(Into::into).collect();
     let mut slots: Vec<Vec<SubscribeEntry>> = Vec::new();
-    let mut order: Vec<usize> = (0..queues.len()).collect();
     while queues.iter().any(|q| !q.is_empty()) {
-        order.sort_by_key(|&b| (std::cmp::Reverse(queues[b].len()), b));
+        let mut taken = vec![0usize; queues.len()];
         let mut slot = Vec::new();
-        for &b in &order {
-            let take = per_bucket_max.min(entries_max - slot.len()).min(queues[b].len());
-            slot.extend(queues[b].drain(..take));
+        while slot.len() < entries_max {
+            let next = (0..queues.len())
+                .filter(|&b| taken[b] < per_bucket_max && !queues[b].is_empty())
+                .max_by_key(|&b| (queues[b].len(), std::cmp::Reverse(b)));
+            let Some(b) = next else { break };
+            slot.push(queues[b].pop_front().expect("queue checked non-empty"));
+            taken[b] += 1;
         }
         slots.push(slot);
     }
@@ -290,8 +335,8 @@ fn assign_slots(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_chacha::rand_core::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
+
+    const KEY: [u8; 32] = [0x77; 32];
 
     fn params(mode: SubscribeMode) -> PlanParams {
         PlanParams {
@@ -299,6 +344,7 @@ mod tests {
             window_s: 10,
             bloom: BloomParams::default(),
             fingerprints_per_filter_max: 3,
+            chunk_windows: 2,
             filters_per_bucket_max: 2,
             entries_per_subscribe_max: 6,
             subscribers_max: 4,
@@ -318,11 +364,11 @@ mod tests {
             .into_iter()
             .chain((0..4).map(|n| item(2, 10, 10 + n)))
             .collect::<Vec<_>>();
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let slots = plan(&items, 0, 30, &params(SubscribeMode::DangerMatchingBucketsOnly), &mut rng).unwrap();
+        let slots = plan(&items, 0, 30, &params(SubscribeMode::DangerMatchingBucketsOnly), &KEY).unwrap();
         let all: Vec<(u16, u64, u64, u32)> =
             slots.iter().flatten().map(|e| (e.bucket, e.window_from_s, e.window_to_s, e.filter.count_ones())).collect();
-        let ranges: Vec<_> = all.iter().map(|&(b, f, t, _)| (b, f, t)).collect();
+        let mut ranges: Vec<_> = all.iter().map(|&(b, f, t, _)| (b, f, t)).collect();
+        ranges.sort();
         assert_eq!(ranges, vec![(1, 0, 10), (1, 20, 30), (2, 0, 10), (2, 0, 10)]);
         for e in slots.iter().flatten() {
             let fps: Vec<_> = items.iter().filter(|i| i.bucket == e.bucket).collect();
@@ -345,49 +391,69 @@ mod tests {
 
     #[test]
     fn padded_covers_every_bucket_uniformly() {
-        // 4 items in bucket 0 window 0 (more than one filter's 3), 1 item in bucket 3 window 30.
+        // Chunks of 2 windows: [0, 10] and [20, 30]. Bucket 0 expects 4 items in window 0 (more than one
+        // filter's 3), bucket 3 one item in window 30.
         let items = (0..4).map(|n| item(0, 0, n)).chain([item(3, 30, 9)]).collect::<Vec<_>>();
-        let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let slots = plan(&items, 0, 30, &params(SubscribeMode::EveryBucketPadded), &mut rng).unwrap();
+        let slots = plan(&items, 0, 30, &params(SubscribeMode::EveryBucketPadded), &KEY).unwrap();
         let entries: Vec<_> = slots.iter().flatten().collect();
-        // Chunk length 1 (window 0 of bucket 0 alone overflows): 4 chunks; chunk 0 needs 2 filters per bucket.
         for b in 0..4u16 {
-            let ranges: Vec<_> =
+            let mut ranges: Vec<_> =
                 entries.iter().filter(|e| e.bucket == b).map(|e| (e.window_from_s, e.window_to_s)).collect();
-            assert_eq!(ranges.len(), 5, "bucket {b}");
-            let mut sorted = ranges.clone();
-            sorted.sort();
-            assert_eq!(sorted, vec![(0, 0), (0, 0), (10, 10), (20, 20), (30, 30)]);
+            ranges.sort();
+            assert_eq!(ranges, vec![(0, 10), (0, 10), (20, 30)], "bucket {b}");
         }
-        // Every filter has exactly 3 items inserted: 9 bits unless positions collide.
-        assert!(entries.iter().all(|e| (6..=9).contains(&e.filter.count_ones())));
+        // Every filter holds exactly 3 items (9 bits unless positions collide).
+        assert!(entries.iter().all(|e| (5..=9).contains(&e.filter.count_ones())), "{entries:?}");
         for i in &items {
             assert!(entries.iter().any(|e| e.bucket == i.bucket
                 && (e.window_from_s..=e.window_to_s).contains(&i.window_start_s)
                 && e.filter.contains_fingerprint(&i.fingerprint)));
         }
-        // 20 entries, at most 2 per bucket and 6 per slot → 4 slots.
-        assert_eq!(slots.iter().map(Vec::len).collect::<Vec<_>>(), vec![6, 6, 6, 2]);
+        // 12 entries, at most 2 per bucket and 6 per slot → 2 slots.
+        assert_eq!(slots.iter().map(Vec::len).collect::<Vec<_>>(), vec![6, 6]);
         assert!(slots.iter().all(|s| (0..4u16).all(|b| s.iter().filter(|e| e.bucket == b).count() <= 2)));
     }
 
     #[test]
-    fn chunk_length_is_the_longest_that_fits() {
-        let items: Vec<_> = (0..6u8).map(|n| item(0, u64::from(n) * 10, n)).collect();
-        let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let slots = plan(&items, 0, 50, &params(SubscribeMode::EveryBucketPadded), &mut rng).unwrap();
-        let ranges: Vec<_> =
-            slots.iter().flatten().filter(|e| e.bucket == 2).map(|e| (e.window_from_s, e.window_to_s)).collect();
-        assert_eq!(ranges, vec![(0, 20), (30, 50)]);
+    fn padded_filters_are_the_same_at_every_renewal() {
+        let items = [item(1, 10, 1), item(2, 20, 2), item(2, 40, 3)];
+        let p = params(SubscribeMode::EveryBucketPadded);
+        let first: Vec<_> = plan(&items, 0, 30, &p, &KEY).unwrap().concat();
+        let renewed: Vec<_> = plan(&items, 10, 40, &p, &KEY).unwrap().concat();
+        // The renewal starts inside chunk [0, 10]: same filters, range clipped to [10, 10].
+        for e in renewed.iter().filter(|e| e.window_to_s <= 30) {
+            let same_chunk = if e.window_from_s == 10 { (0, 10) } else { (e.window_from_s, e.window_to_s) };
+            assert!(
+                first.iter().any(|f| (f.window_from_s, f.window_to_s) == same_chunk
+                    && f.bucket == e.bucket
+                    && f.filter == e.filter),
+                "{e:?}"
+            );
+        }
+        assert_eq!(renewed.iter().filter(|e| e.window_from_s == 40).count(), 4);
+        let other_key: Vec<_> = plan(&items, 0, 30, &p, &[0x78; 32]).unwrap().concat();
+        assert_ne!(first, other_key);
+    }
+
+    #[test]
+    fn grid_from_contact_count() {
+        assert_eq!(chunk_windows_for(8, 64, 60), 288);
+        assert_eq!(chunk_windows_for(40, 64, 60), 57);
+        assert_eq!(chunk_windows_for(0, 64, 60), 2_304);
+        assert_eq!(chunk_windows_for(100_000, 64, 60), 1);
+        let (start, end) = chunk_bounds(1_700_000_000, 288, 10);
+        assert_eq!((start % 2_880, end - start), (0, 2_870));
+        assert!((start..=end).contains(&1_700_000_000));
+        assert_eq!(chunk_bounds(end + 10, 288, 10).0, end + 10);
     }
 
     #[test]
     fn limits() {
-        let mut rng = ChaCha20Rng::seed_from_u64(4);
         let p = params(SubscribeMode::EveryBucketPadded);
-        assert_eq!(plan(&[], 20, 10, &p, &mut rng).unwrap_err(), PlanError::BadRange { from_s: 20, to_s: 10 });
-        assert_eq!(plan(&[], 5, 10, &p, &mut rng).unwrap_err(), PlanError::BadRange { from_s: 5, to_s: 10 });
+        assert_eq!(plan(&[], 20, 10, &p, &KEY).unwrap_err(), PlanError::BadRange { from_s: 20, to_s: 10 });
+        assert_eq!(plan(&[], 5, 10, &p, &KEY).unwrap_err(), PlanError::BadRange { from_s: 5, to_s: 10 });
         let items: Vec<_> = (0..40u8).map(|n| item(0, 0, n)).collect();
-        assert_eq!(plan(&items, 0, 0, &p, &mut rng).unwrap_err(), PlanError::TooManySubscribers { needed: 10, max: 4 });
+        let p = PlanParams { chunk_windows: 1, ..p };
+        assert_eq!(plan(&items, 0, 0, &p, &KEY).unwrap_err(), PlanError::TooManySubscribers { needed: 10, max: 4 });
     }
 }
