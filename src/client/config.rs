@@ -53,7 +53,8 @@ pub struct ClientConfig {
     /// an absence: the relay's retention.
     pub behind_windows: u32,
     /// Re-subscribe every this many windows (each renewal slides the horizon forward). 6 windows = 1 minute:
-    /// SUBSCRIBE traffic stays ~1 KB/s per client while coverage never drops below `ahead − 6` windows.
+    /// SUBSCRIBE traffic is ~0.5 KB/s for one contact and ~1.1 KB/s for five (28 KB and 66 KB per renewal,
+    /// docs/PERFORMANCE.md), while coverage never drops below `ahead − 6` windows.
     pub renew_every_windows: u32,
     /// Send the renewal this many seconds before the window boundary it is due at.
     pub renew_lead_s: u64,

@@ -22,8 +22,9 @@
 //! let (alice_pk, bob_pk) = (*alice_id.public(), *bob_id.public());
 //! // A short horizon keeps the example quick; the default registers an hour ahead.
 //! let config = ClientConfig { ahead_windows: 2, behind_windows: 2, renew_every_windows: 1, ..Default::default() };
-//! let mut alice = ClientState::new(alice_id, vec![Contact::new("bob", bob_pk, vec![])?], PersistedState::default(), config)?;
-//! let mut bob = ClientState::new(bob_id, vec![Contact::new("alice", alice_pk, vec![])?], PersistedState::default(), config)?;
+//! let (to_bob, to_alice) = (Contact::new("bob", bob_pk, vec![])?, Contact::new("alice", alice_pk, vec![])?);
+//! let mut alice = ClientState::new(alice_id, vec![to_bob], PersistedState::default(), config)?;
+//! let mut bob = ClientState::new(bob_id, vec![to_alice], PersistedState::default(), config)?;
 //!
 //! let now_s = 1_700_000_003;
 //! let subscribe = bob.poll_subscribe(now_s, &mut rng)?.expect("first call subscribes");

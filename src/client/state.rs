@@ -6,7 +6,7 @@
 //! relay  ──DELIVER / FETCH_REPLY──▶ handle_deliver ──▶ Option<ReceivedMessage>        (receive.rs)
 //! driver ◀── persisted() after anything that set `is_dirty()`  (send counters before publishing!)
 //! ```
-//! The methods live in three files by concern: this one (construction, contacts, horizon, persistence),
+//! The methods live in four files by concern: this one (construction, contacts, horizon, persistence),
 //! `send.rs`, `receive.rs` and `renewal.rs`.
 
 use std::collections::BTreeSet;
