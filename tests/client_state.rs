@@ -230,6 +230,12 @@ fn offline_recipient_opens_fetched_proofs_after_restart_and_dedups() {
     assert!(covered(&frames, p.bucket(), p.window_start(), p.fingerprint()), "subscription covers a future window");
 
     let mut bob = client(BOB, ALICE, "alice", saved);
+    // The subscriber ids (FETCH capabilities) and cursors survive the restart.
+    let id = frames[0].subscriber;
+    assert_eq!(bob.subscriber_ids(), &[id][..]);
+    assert_eq!(bob.fetch_cursor(&id), 0);
+    bob.set_fetch_cursor(id, 42);
+    assert_eq!(client(BOB, ALICE, "alice", bob.persisted()).fetch_cursor(&id), 42);
     bob.advance(sent_at + 30);
     let got = bob.handle_deliver(p).unwrap();
     assert_eq!(got.text, "while you were away");

@@ -51,6 +51,9 @@ pub struct PersistedState {
     pub subscribed: Option<Coverage>,
     /// Per contact.
     pub contacts: BTreeMap<String, PersistedContact>,
+    /// FETCH cursor per subscriber id (hex), as returned by the last FETCH_REPLY: where to resume.
+    #[serde(default)]
+    pub fetch_cursors: BTreeMap<String, u64>,
 }
 
 impl Default for PersistedState {
@@ -61,6 +64,7 @@ impl Default for PersistedState {
             expect_from_s: None,
             subscribed: None,
             contacts: BTreeMap::new(),
+            fetch_cursors: BTreeMap::new(),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! The methods live in four files by concern: this one (construction, contacts, horizon, persistence),
 //! `send.rs`, `receive.rs` and `renewal.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::{ClientConfig, ConfigError};
 use super::contact::{check_addition, Contact, ContactError};
@@ -87,6 +87,8 @@ pub struct ClientState {
     pub(super) subscribed: Option<Coverage>,
     /// A contact was added since the last subscription: its fingerprints are not registered yet.
     pub(super) resubscribe: bool,
+    /// FETCH cursor per subscriber id (0 = from the oldest retained proof).
+    pub(super) fetch_cursors: BTreeMap<SubscriberId, u64>,
     /// Something persistent changed since `mark_clean`.
     pub(super) dirty: bool,
     pub(super) stats: ReceiveStats,
@@ -132,6 +134,11 @@ impl ClientState {
             .map(|s| parse_hex16(s))
             .collect::<Option<Vec<_>>>()
             .ok_or(StateError::BadSubscriberIds)?;
+        let mut fetch_cursors = BTreeMap::new();
+        for (id, &cursor) in &persisted.fetch_cursors {
+            let id = parse_hex16(id).filter(|id| subscriber_ids.contains(id)).ok_or(StateError::BadSubscriberIds)?;
+            fetch_cursors.insert(id, cursor);
+        }
         let pad_key =
             Zeroizing::new(Sha256::new().chain_update(LABEL_PADDING).chain_update(identity.seed()).finalize().into());
         let mut state = Self {
@@ -144,6 +151,7 @@ impl ClientState {
             subscriber_ids,
             expect_from_s: persisted.expect_from_s,
             subscribed: persisted.subscribed,
+            fetch_cursors,
             resubscribe: false,
             dirty: false,
             stats: ReceiveStats::default(),
@@ -199,6 +207,18 @@ impl ClientState {
     /// The subscriber ids in use (FETCH each of them on reconnect).
     pub fn subscriber_ids(&self) -> &[SubscriberId] {
         &self.subscriber_ids
+    }
+
+    /// Where to resume FETCH for `subscriber` (0 = from the oldest proof the relay retains).
+    pub fn fetch_cursor(&self, subscriber: &SubscriberId) -> u64 {
+        self.fetch_cursors.get(subscriber).copied().unwrap_or(0)
+    }
+
+    /// Records the `next_cursor` of a FETCH_REPLY for `subscriber`, once its proofs were handled.
+    pub fn set_fetch_cursor(&mut self, subscriber: SubscriberId, cursor: u64) {
+        if self.fetch_cursors.insert(subscriber, cursor) != Some(cursor) {
+            self.dirty = true;
+        }
     }
 
     /// Number of expected deliveries precomputed.
@@ -303,6 +323,7 @@ impl ClientState {
             expect_from_s: self.expect_from_s,
             subscribed: self.subscribed,
             contacts,
+            fetch_cursors: self.fetch_cursors.iter().map(|(id, &c)| (hex16(id), c)).collect(),
         }
     }
 
