@@ -13,6 +13,7 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`client`]: identities, invites, the end-to-end envelope and the sans-IO client state (plus `store`, its key directory).
 //! - [`driver`]: glommio executors (one per core), sockets, signals — the only runtime-specific code.
 //! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod driver;
 pub mod engine;
 pub mod index;

@@ -4,6 +4,9 @@ use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
+pub mod contacts;
+pub mod home;
+pub mod id;
 pub mod params;
 pub mod perf;
 pub mod relay;
@@ -26,6 +29,12 @@ pub enum Command {
     Params(params::ParamsArgs),
     /// Run a standard workload (W-route, W-sub) on one core and report its throughput.
     Perf(perf::PerfArgs),
+    /// Create or show your identity (key pair) in the key directory.
+    Id(id::IdArgs),
+    /// Print your invite code: your public key and relays, for a contact to enroll.
+    Invite(contacts::InviteArgs),
+    /// Enroll a contact from their invite code.
+    Enroll(contacts::EnrollArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -48,6 +57,9 @@ pub fn run() -> i32 {
         Command::Relay(args) => relay::run(args),
         Command::Params(args) => params::run(args),
         Command::Perf(args) => perf::run(args),
+        Command::Id(args) => id::run(args),
+        Command::Invite(args) => contacts::run_invite(args),
+        Command::Enroll(args) => contacts::run_enroll(args),
     }
 }
 
