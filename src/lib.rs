@@ -13,9 +13,12 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`log`]: the durable per-shard log, pure part (segment format, recovery scan, group commit, retention,
+//!   FETCH mailboxes, persisted subscriptions); its I/O is in `driver::log_io`.
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod log;
 pub mod proto;
