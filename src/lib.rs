@@ -13,6 +13,7 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`driver`]: I/O around the pure cores; `driver::log_io` is one shard's log on glommio DMA files.
 //! - [`log`]: the durable per-shard log, pure part (segment format, recovery scan, group commit, retention,
 //!   FETCH mailboxes, persisted subscriptions); its I/O is in `driver::log_io`.
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
@@ -20,5 +21,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod driver;
 pub mod log;
 pub mod proto;

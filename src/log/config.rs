@@ -7,11 +7,12 @@ use super::record::RECORD_LEN;
 use super::retention::{RETENTION_S_DEFAULT, SEGMENTS_PER_RETENTION};
 use crate::proto::bloom::BloomParams;
 
-/// Records one commit writes at most; the rest wait for the next commit. Bounds a commit's buffers (8,192 ×
-/// 584 B ≈ 4.6 MiB) and the window recovery treats as "in flight" (torn) rather than corrupt.
-pub const COMMIT_RECORDS_MAX: u32 = 8_192;
+/// Records one commit writes at most; the rest wait for the next commit. Bounds a commit's buffers (2,048 ×
+/// 584 B ≈ 1.2 MiB) and the window recovery treats as "in flight" (torn) rather than corrupt. At ~2.5 ms per
+/// fdatasync (tuning/log.md) full commits still carry ~800k proofs/s per shard, above the W-e2e target.
+pub const COMMIT_RECORDS_MAX: u32 = 2_048;
 /// Records staged (not yet durable) past which `can_accept` says no: the shard stops taking PUBLISH batches
-/// until a commit drains them. Four full commits ≈ 19 MiB of staging per shard.
+/// until a commit drains them. Four full commits ≈ 4.8 MiB of staging per shard.
 pub const STAGED_RECORDS_MAX: u64 = 4 * COMMIT_RECORDS_MAX as u64;
 /// Segment size: 16,383 blocks of 7 records after the header block = exactly 64 MiB per file. Large enough
 /// that file creation (one directory sync) is rare (every ~115k proofs), small enough that retention frees

@@ -214,7 +214,9 @@ pub struct Recovery {
 }
 
 /// Builds the state from recovered parts (segments sorted by `file_seq`; their mailboxes already scanned into
-/// `mailbox`). `quarantined` and `removed` count files the driver set aside or removed.
+/// `mailbox`). `quarantined` and `removed` count files the driver set aside or removed; `seq_floor` is one
+/// past the largest seq seen in a quarantined segment — new records start at or after it (and after every
+/// persisted FETCH cursor), so a seq is never given to two proofs and no cursor skips a new record.
 pub fn assemble(
     config: LogConfig,
     segments: Vec<RecoveredSegment>,
@@ -222,6 +224,7 @@ pub fn assemble(
     journal: Option<RecoveredJournal>,
     quarantined: u64,
     removed: u64,
+    seq_floor: u64,
 ) -> Result<Recovery, OpenError> {
     let mut c =
         LogCounters { recovery_files_quarantined: quarantined, recovery_files_removed: removed, ..Default::default() };
@@ -285,7 +288,6 @@ pub fn assemble(
             matches_valid,
         });
     }
-    let next_seq = states.last().map_or(0, |s| s.header.first_record_seq + s.records.next_slot());
     let (subs, journal_file_seq, journal_exists) = match journal {
         Some(j) => {
             c.recovery_subscribers = j.table.len() as u64;
@@ -301,6 +303,9 @@ pub fn assemble(
         }
         None => (SubscriptionTable::new(config.shard, config.bloom, 0, None)?, 0, false),
     };
+    let cursor_floor = subs.iter().map(|(_, s)| s.cursor.pos.0.max(s.cursor.prev_pos.0)).max().unwrap_or(0);
+    let files_end = states.last().map_or(0, |s| s.header.first_record_seq + s.records.next_slot());
+    let next_seq = files_end.max(seq_floor).max(cursor_floor);
     let mut state = LogState::assemble(config, states, next_seq, mailbox, subs, journal_file_seq, journal_exists);
     state.counters = c;
     report.counters = state.counters();
@@ -358,7 +363,7 @@ mod tests {
             let bytes = &disk[&id];
             let header = FileHeader::decode(bytes).unwrap();
             check_header(&config, &id, &header).unwrap();
-            let mut s = SegmentScanner::new(header, 1_000);
+            let mut s = SegmentScanner::new(header, 1_000, 0);
             for b in bytes[4096..].chunks_exact(BLOCK_LEN) {
                 s.push_block(b.try_into().unwrap());
             }
@@ -379,7 +384,7 @@ mod tests {
                 mbx: Some(RecoveredMailbox { len: mbx_bytes.len() as u64, scan: mscan, dangling }),
             });
         }
-        assemble(config, segs, mailbox, None, 0, 0).unwrap()
+        assemble(config, segs, mailbox, None, 0, 0, 0).unwrap()
     }
 
     fn proof(i: u64) -> Proof {
@@ -460,7 +465,7 @@ mod tests {
         let seg = |id: FileId| {
             let bytes = &disk[&id];
             let header = FileHeader::decode(bytes).unwrap();
-            let mut sc = SegmentScanner::new(header, 0);
+            let mut sc = SegmentScanner::new(header, 0, 0);
             for b in bytes[4096..].chunks_exact(BLOCK_LEN) {
                 sc.push_block(b.try_into().unwrap());
             }
@@ -468,7 +473,7 @@ mod tests {
             RecoveredSegment { header, log_len: bytes.len() as u64, scan, facts, mbx: None }
         };
         let segs = vec![seg(FileId { kind: FileKind::Segment, file_seq: 0 }), seg(id)];
-        let err = assemble(config, segs, Mailbox::default(), None, 0, 0).unwrap_err();
+        let err = assemble(config, segs, Mailbox::default(), None, 0, 0, 0).unwrap_err();
         assert_eq!(err, OpenError::SeqOverlap { file_seq: 1, first: 5, previous_end: 21 });
     }
 

@@ -86,6 +86,9 @@ pub struct SlotScanner {
     layout: SlotLayout,
     records_max: u64,
     in_flight_slots_max: u64,
+    /// Slots below this are out of reach of any commit that could have been in flight (see
+    /// [`SlotScanner::with_reach_from_slot`]).
+    reach_from_slot: u64,
     next_block: u64,
     last_valid: Option<u64>,
     last_nonblank: Option<u64>,
@@ -103,6 +106,7 @@ impl SlotScanner {
             layout,
             records_max: if records_max == 0 { u64::MAX } else { records_max as u64 },
             in_flight_slots_max: in_flight_slots_max as u64,
+            reach_from_slot: 0,
             next_block: 0,
             last_valid: None,
             last_nonblank: None,
@@ -115,6 +119,18 @@ impl SlotScanner {
     /// Scanner for a file described by `header`.
     pub fn for_header(header: &FileHeader) -> Self {
         Self::new(SlotLayout::new(header.record_len as usize), header.records_max, header.in_flight_slots_max)
+    }
+
+    /// Declares that no commit in flight at the crash can have touched slots below `slot` (the driver knows
+    /// this for older segments from the newest segment's first seq: a commit spans at most
+    /// `in_flight_slots_max` slots before the log's end). Invalid slots below it are corrupt, not torn.
+    pub fn with_reach_from_slot(mut self, slot: u64) -> Self {
+        self.reach_from_slot = slot;
+        self
+    }
+
+    fn horizon(&self, end: u64) -> u64 {
+        end.saturating_sub(self.in_flight_slots_max).max(self.reach_from_slot)
     }
 
     /// Feeds the next block (blocks are fed in file order, starting after the header). `classify` is called
@@ -163,8 +179,7 @@ impl SlotScanner {
     /// Invalid slots more than one commit before the current end stay corrupt whatever comes later (the end
     /// only moves forward), so they leave the pending list and are counted now.
     fn settle_corrupt(&mut self) {
-        let Some(end) = self.last_valid.map(|v| v + 1) else { return };
-        let horizon = end.saturating_sub(self.in_flight_slots_max);
+        let horizon = self.horizon(self.last_valid.map_or(0, |v| v + 1));
         while let Some(&(start, len)) = self.pending_invalid.front() {
             if start >= horizon {
                 break;
@@ -188,15 +203,15 @@ impl SlotScanner {
     /// Classifies what is left and returns the scan.
     pub fn finish(mut self) -> SlotScan {
         let end = self.last_valid.map_or(0, |v| v + 1);
-        let horizon = end.saturating_sub(self.in_flight_slots_max);
+        let horizon = self.horizon(end);
         for (start, len) in std::mem::take(&mut self.pending_invalid) {
             for slot in start..start + len {
-                if slot >= end {
-                    self.scan.torn_tail += 1;
-                } else if slot >= horizon {
-                    self.scan.torn_holes += 1;
-                } else {
+                if slot < horizon {
                     self.count_corrupt(slot, 1);
+                } else if slot >= end {
+                    self.scan.torn_tail += 1;
+                } else {
+                    self.scan.torn_holes += 1;
                 }
             }
         }
@@ -251,10 +266,14 @@ pub struct SegmentScanner {
 
 impl SegmentScanner {
     /// Scanner for the segment described by `header`; windows starting at or after `dedup_from_window_s` have
-    /// their commitments collected.
-    pub fn new(header: FileHeader, dedup_from_window_s: u64) -> Self {
+    /// their commitments collected. `newest_first_seq` is the first seq of the log's newest segment: holes
+    /// more than one commit before it are corruption, whatever this file's own end.
+    pub fn new(header: FileHeader, dedup_from_window_s: u64, newest_first_seq: u64) -> Self {
         debug_assert_eq!(header.record_len as usize, RECORD_LEN);
-        Self { slots: SlotScanner::for_header(&header), header, dedup_from_window_s, facts: SegmentFacts::default() }
+        let reach = newest_first_seq.saturating_sub(header.in_flight_slots_max as u64);
+        let slots =
+            SlotScanner::for_header(&header).with_reach_from_slot(reach.saturating_sub(header.first_record_seq));
+        Self { slots, header, dedup_from_window_s, facts: SegmentFacts::default() }
     }
 
     /// Feeds the next block of the segment.
@@ -330,7 +349,7 @@ mod tests {
     }
 
     fn scan(bytes: &[u8], in_flight: u32, dedup_from: u64) -> (SlotScan, SegmentFacts) {
-        let mut s = SegmentScanner::new(header(in_flight), dedup_from);
+        let mut s = SegmentScanner::new(header(in_flight), dedup_from, 0);
         for block in bytes.chunks_exact(BLOCK_LEN) {
             s.push_block(block.try_into().unwrap());
         }
@@ -412,6 +431,21 @@ mod tests {
         second[..584].copy_from_slice(&first[..584]); // slot 1 now holds seq 100
         let (s, _) = scan(&b, 8, 0);
         assert_eq!((s.valid, s.end_slot, s.corrupt, s.torn_holes), (6, 7, 0, 1));
+    }
+
+    #[test]
+    fn old_segments_are_out_of_reach_of_the_last_commit() {
+        let mut b = body(14);
+        b[584 * 13 + 9] ^= 1; // last slot of this segment: torn if this were the newest segment
+        let (s, _) = scan(&b, 8, 0);
+        assert_eq!((s.torn_tail, s.corrupt), (1, 0));
+        // The newest segment starts at seq 1,000: one commit (8 slots) cannot reach back to seq 113.
+        let mut sc = SegmentScanner::new(header(8), 0, 1_000);
+        for block in b.chunks_exact(BLOCK_LEN) {
+            sc.push_block(block.try_into().unwrap());
+        }
+        let (s, _) = sc.finish();
+        assert_eq!((s.end_slot, s.torn_tail, s.corrupt, s.dirty_to_slot), (13, 0, 1, 14));
     }
 
     #[test]

@@ -234,6 +234,11 @@ impl LogState {
         Ok(())
     }
 
+    /// Items (records, late matches, journal records) staged for the next commit.
+    pub fn staged_items(&self) -> u64 {
+        self.commit.staged()
+    }
+
     /// The seq the next append gets.
     pub fn next_seq(&self) -> RecordSeq {
         RecordSeq(self.next_seq)
@@ -317,14 +322,17 @@ impl LogState {
         for _ in 0..n {
             let rec = self.pending.pop_front().expect("n <= pending.len()");
             let seq = self.next_placed_seq;
+            // A gap (the next seq was floored past a quarantined file at open) also starts a new segment,
+            // since a segment's seqs are its first seq plus the slot.
             let needs_roll = self.segments.last().is_none_or(|s| {
-                retention::should_roll(
-                    s.records.next_slot(),
-                    s.header.records_max,
-                    s.oldest_received_at_s,
-                    rec.received_at_s,
-                    self.config.segment_span_s_max,
-                )
+                s.end_seq() != seq
+                    || retention::should_roll(
+                        s.records.next_slot(),
+                        s.header.records_max,
+                        s.oldest_received_at_s,
+                        rec.received_at_s,
+                        self.config.segment_span_s_max,
+                    )
             });
             if needs_roll {
                 self.open_segment(now_s);
