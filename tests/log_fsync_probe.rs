@@ -185,3 +185,81 @@ fn timer_precision() {
         );
     });
 }
+
+/// Open loop: every `tick_us` a publisher appends `batch` proofs (one PUBLISH) and a waiter records the time
+/// until they are durable. Returns (ACK histogram µs, commits, records).
+async fn open_loop(
+    dir: &Path,
+    policy: GroupCommitPolicy,
+    batch: u64,
+    tick_us: u64,
+    seconds: u64,
+) -> (Histogram<u64>, u64, u64) {
+    let mut log = LogConfig::new(ShardParams::for_shard(0, 1, 64, 10));
+    log.commit = policy;
+    let cfg = LogIoConfig { dir: dir.to_path_buf(), log, dedup_skew_windows: 0 };
+    let (log, _) = ShardLog::open(cfg, 1_000_000).await.unwrap();
+    log.flush().await.unwrap();
+    let committer = glommio::spawn_local(log.clone().run_committer());
+    let hist = Rc::new(std::cell::RefCell::new(Histogram::<u64>::new(3).unwrap()));
+    let proofs: Vec<_> = (0..batch).map(|i| support::proof(i, 1_000_000)).collect();
+    let start = Instant::now();
+    let ticks = seconds * 1_000_000 / tick_us;
+    let mut waiters = Vec::new();
+    for t in 0..ticks {
+        let due = start + std::time::Duration::from_micros(t * tick_us);
+        let now = Instant::now();
+        if due > now {
+            glommio::timer::sleep(due - now).await;
+        }
+        let mut last = None;
+        for p in &proofs {
+            last = Some(log.append(p.view(), 1_000_000).unwrap());
+        }
+        let (log2, hist2, seq) = (log.clone(), hist.clone(), last.unwrap());
+        waiters.push(glommio::spawn_local(async move {
+            log2.wait_durable(seq).await.unwrap();
+            hist2.borrow_mut().record(due.elapsed().as_micros() as u64).unwrap();
+        }));
+    }
+    for w in waiters {
+        w.await;
+    }
+    let c = log.counters();
+    log.clone().close().await.unwrap();
+    committer.await.unwrap();
+    let h = hist.borrow().clone();
+    (h, c.commits, c.records_durable)
+}
+
+#[test]
+#[ignore = "timed measurement; run explicitly (see the module docs)"]
+fn group_commit_open_loop() {
+    let tmp = probe_dir();
+    let dir = tmp.path().to_path_buf();
+    support::run(move || async move {
+        println!("\n| offered load | N | D µs | ACK p50 µs | ACK p90 µs | ACK p99 µs | commits/s | records/commit |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let mut i = 0;
+        for (label, batch, tick_us) in [
+            ("2k proofs/s (16 every 8 ms)", 16u64, 8_000u64),
+            ("32k proofs/s (32 every 1 ms)", 32, 1_000),
+            ("128k proofs/s (128 every 1 ms)", 128, 1_000),
+        ] {
+            for (n, d) in [(1_024u32, 0u64), (1_024, 200), (1_024, 1_000), (256, 200)] {
+                i += 1;
+                let sub = dir.join(format!("ol-{i}"));
+                let (h, commits, records) =
+                    open_loop(&sub, GroupCommitPolicy { records_max: n, delay_us_max: d }, batch, tick_us, 2).await;
+                println!(
+                    "| {label} | {n} | {d} | {} | {} | {} | {:.0} | {:.1} |",
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.9),
+                    h.value_at_quantile(0.99),
+                    commits as f64 / 2.0,
+                    records as f64 / commits as f64
+                );
+            }
+        }
+    });
+}

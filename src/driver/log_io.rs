@@ -276,7 +276,10 @@ impl ShardLog {
             let decision = self.inner.state.borrow().decide(self.now_us());
             match decision {
                 CommitDecision::CommitNow => {
-                    self.commit_once().await?;
+                    if !self.commit_once().await? {
+                        // Nothing was committable after all: wait for news instead of spinning.
+                        self.inner.staged.changed(seen).await;
+                    }
                 }
                 CommitDecision::WaitUntil(t) => {
                     let wait = Duration::from_micros(t.saturating_sub(self.now_us()));

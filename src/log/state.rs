@@ -355,9 +355,14 @@ impl LogState {
         self.take_journal(&mut job, now_s);
         self.collect_segment_writes(&mut job);
         if job.creates.is_empty() && job.writes.is_empty() && job.journal_rewrite.is_none() {
+            // Nothing staged after all (e.g. a match whose segment was deleted): forget the count so the
+            // committer does not keep deciding to commit nothing.
+            self.commit.clear();
             return None;
         }
-        let remaining = self.pending.len() as u64 + self.pending_matches.len() as u64;
+        // Only records can be left behind (beyond COMMIT_RECORDS_MAX); matches of unplaced records were
+        // never counted as staged items, and everything else went into this job.
+        let remaining = self.pending.len() as u64;
         let taken = self.commit.staged().saturating_sub(remaining);
         self.commit.start(taken, now_us);
         self.next_job_id += 1;
@@ -647,6 +652,7 @@ fn grow(allocated: &mut u64, write: &BlockWrite, step: u64, cap: u64, file: File
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::commit::GroupCommitPolicy;
     use crate::log::format::ShardParams;
     use crate::log::scan::verify;
     use crate::proto::params::CIPHERTEXT_LEN;
@@ -745,7 +751,7 @@ mod tests {
         // A late match (its record already committed) triggers a commit of its own.
         s.record_match(SubscriberKey([2; 16]), RecordSeq(4), 5).unwrap();
         assert_eq!(s.counters().matches_late, 1);
-        assert_eq!(s.decide(5 + 500), CommitDecision::CommitNow);
+        assert_eq!(s.decide(5 + GroupCommitPolicy::DELAY_US_MAX_DEFAULT), CommitDecision::CommitNow);
         let job = run(&mut s, 100, &mut disk);
         assert_eq!((job.matches, job.records), (1, 0));
     }
@@ -840,13 +846,31 @@ mod tests {
         assert!(s.take_job(0, 0).is_none(), "one in flight");
         assert_eq!(s.decide(0), CommitDecision::InFlight);
         s.complete_job(job.id, 0);
-        assert_eq!(s.decide(0), CommitDecision::WaitUntil(500));
+        assert_eq!(s.decide(0), CommitDecision::WaitUntil(GroupCommitPolicy::DELAY_US_MAX_DEFAULT));
         let job = s.take_job(0, 0).unwrap();
         assert_eq!((job.records, job.through), (5, Some(RecordSeq(COMMIT_RECORDS_MAX as u64 + 4))));
         s.fail_job(job.id);
         assert!(s.is_poisoned());
         assert_eq!(s.append(proof(0).view(), 0, 0), Err(LogError::Poisoned));
         assert!(!s.can_accept(1));
+    }
+
+    #[test]
+    fn a_match_into_a_deleted_segment_does_not_leave_a_phantom_commit() {
+        let mut s = LogState::new(config()).unwrap();
+        let mut disk = Default::default();
+        for i in 0..20 {
+            s.append(proof(i).view(), 100, 0).unwrap();
+        }
+        run(&mut s, 100, &mut disk);
+        // A late match for seq 3 is staged, then retention deletes its segment before the next commit.
+        s.record_match(SubscriberKey([1; 16]), RecordSeq(3), 0).unwrap();
+        let plan = s.plan_retention(100 + 3_600);
+        assert_eq!(plan.delete, vec![0]);
+        s.apply_retention(&plan);
+        assert_eq!(s.decide(1_000), CommitDecision::CommitNow);
+        assert!(s.take_job(100, 1_000).is_none());
+        assert_eq!(s.decide(1_000), CommitDecision::Idle, "nothing left to commit");
     }
 
     #[test]
