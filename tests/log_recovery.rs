@@ -85,9 +85,9 @@ fn torn_tail_is_truncated_reported_and_the_log_continues_after_it() {
 fn bit_flips_in_the_middle_are_reported_skipped_and_never_served() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    // More than one commit's reach (COMMIT_RECORDS_MAX + 7 slots) so that damage near the start cannot be
+    // More than one commit's reach (STAGED_RECORDS_MAX + 7 slots) so that damage near the start cannot be
     // an interrupted commit: it is reported as corruption.
-    populate(&dir, 2_200);
+    populate(&dir, 4_300);
     // Flip one bit in record 5 (matched by subscriber 7) and one in record 12 (not matched).
     patch(&seg(&dir, 0), slot_offset(5) + 200, |b| b[0] ^= 0x08);
     patch(&seg(&dir, 0), slot_offset(12) + 20, |b| b[0] ^= 0x01);
@@ -104,7 +104,7 @@ fn bit_flips_in_the_middle_are_reported_skipped_and_never_served() {
     let c = report.counters;
     assert_eq!(
         (c.recovery_records, c.recovery_corrupt_records, c.recovery_torn_holes, c.recovery_torn_truncated),
-        (2_198, 2, 0, 0)
+        (4_298, 2, 0, 0)
     );
     assert_eq!(report.corrupt_sample, vec![(0, 5), (0, 12)]);
     // The match for record 5 was dropped at recovery (it points at a corrupt record): never served.
@@ -112,8 +112,8 @@ fn bit_flips_in_the_middle_are_reported_skipped_and_never_served() {
     assert_eq!(page.records.iter().map(|r| r.seq.0).collect::<Vec<_>>(), vec![0, 10, 15, 20, 25, 30, 35, 40, 45, 50]);
     assert!(page.more);
     assert!(all.iter().all(|r| r.seq != RecordSeq(5) && r.seq != RecordSeq(12)));
-    assert_eq!(all.len(), 2_198);
-    assert_eq!(report.next_seq, 2_200, "corruption in the middle does not move the end");
+    assert_eq!(all.len(), 4_298);
+    assert_eq!(report.next_seq, 4_300, "corruption in the middle does not move the end");
     assert_eq!(counters.fetch_records_served, 10);
 }
 

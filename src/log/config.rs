@@ -7,13 +7,11 @@ use super::record::RECORD_LEN;
 use super::retention::{RETENTION_S_DEFAULT, SEGMENTS_PER_RETENTION};
 use crate::proto::bloom::BloomParams;
 
-/// Records one commit writes at most; the rest wait for the next commit. Bounds a commit's buffers (2,048 ×
-/// 584 B ≈ 1.2 MiB) and the window recovery treats as "in flight" (torn) rather than corrupt. At ~2.5 ms per
-/// fdatasync (tuning/log.md) full commits still carry ~800k proofs/s per shard, above the W-e2e target.
-pub const COMMIT_RECORDS_MAX: u32 = 2_048;
-/// Records staged (not yet durable) past which `can_accept` says no: the shard stops taking PUBLISH batches
-/// until a commit drains them. Four full commits ≈ 4.8 MiB of staging per shard.
-pub const STAGED_RECORDS_MAX: u64 = 4 * COMMIT_RECORDS_MAX as u64;
+/// Records staged or in flight (not yet durable) past which `can_accept` says no: the shard stops taking
+/// PUBLISH batches until a commit drains them. It also bounds one commit (a commit takes everything staged),
+/// hence the window recovery treats as "in flight" (torn) rather than corrupt. 4,096 × 584 B ≈ 2.3 MiB per
+/// commit; at ~4 ms per fdatasync (tuning/log.md, a busy moment) that still carries ~1M proofs/s per shard.
+pub const STAGED_RECORDS_MAX: u64 = 4_096;
 /// Segment size: 16,383 blocks of 7 records after the header block = exactly 64 MiB per file. Large enough
 /// that file creation (one directory sync) is rare (every ~115k proofs), small enough that retention frees
 /// space in steps of 64 MiB.
@@ -71,8 +69,9 @@ impl LogConfig {
         self.segment_layout().file_len_for(self.segment_records_max as u64)
     }
 
-    /// Slots one commit may have in flight in a segment (recorded in segment headers for recovery).
+    /// Slots one commit may have in flight in a segment (recorded in segment headers for recovery): the
+    /// staging bound plus the tail block the commit rewrites.
     pub fn segment_in_flight_slots(&self) -> u32 {
-        COMMIT_RECORDS_MAX + self.segment_layout().per_block() as u32
+        STAGED_RECORDS_MAX as u32 + self.segment_layout().per_block() as u32
     }
 }

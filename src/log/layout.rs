@@ -122,13 +122,19 @@ impl BlockAppender {
     /// Stages one record (exactly `record_len` bytes) and returns its slot.
     pub fn push(&mut self, record: &[u8]) -> u64 {
         assert_eq!(record.len(), self.layout.record_len, "records are fixed-size");
+        self.push_with(|slot| slot.copy_from_slice(record))
+    }
+
+    /// Stages one record written in place by `fill` into its zeroed `record_len`-byte slot (no
+    /// intermediate copy) and returns its slot.
+    pub fn push_with(&mut self, fill: impl FnOnce(&mut [u8])) -> u64 {
         let slot = self.next_slot;
         let at = (self.layout.block_of(slot) - self.first_block) as usize * BLOCK_LEN;
         if at == self.images.len() {
             self.images.resize(at + BLOCK_LEN, 0);
         }
         let start = at + self.layout.slot_in_block(slot);
-        self.images[start..start + record.len()].copy_from_slice(record);
+        fill(&mut self.images[start..start + self.layout.record_len]);
         self.next_slot += 1;
         self.dirty = true;
         slot

@@ -2,7 +2,7 @@
 //! plans and retention — with every byte that must reach the disk handed out as a [`CommitJob`].
 //!
 //! ```text
-//! append(proof) ──▶ seq, pending ─┐                         ┌─▶ complete_job(id): durable_through = through
+//! append(proof) ──▶ seq, staged ──┐                         ┌─▶ complete_job(id): durable_through = through
 //! record_match(key, seq) ─────────┼─ take_job(now) ─▶ job ──┤
 //! subscribe / cursor ─────────────┘   (group commit says     └─▶ fail_job(id): poisoned (fail-stop)
 //!                                      when: decide(now))
@@ -10,18 +10,15 @@
 //! plan_retention(now) ──▶ RetentionPlan ──▶ apply_retention ──▶ files to delete, mailbox trimmed
 //! ```
 //!
-//! Invariants (checked by tests): seqs are dense and increasing across segments; a record is placed in a
-//! segment when a job takes it, and the match records for it go into that segment's `.mbx` in the same job
-//! (so a proof and who it matched become durable together, and retention deletes them together); one job is
+//! Invariants (checked by tests): seqs are dense and increasing across segments; a record is encoded straight
+//! into its segment's block image when it is appended (one copy, CRC computed in place), and the match
+//! records for it go into that segment's `.mbx` image, so both are in the same job (a proof and who it matched
+//! become durable together, and retention deletes them together); one job is
 //! in flight at a time; after a failed job nothing more is written (an fdatasync error leaves the page cache
 //! state unknown, so the shard must restart and recover).
 
-use std::collections::VecDeque;
-
 use super::commit::{CommitDecision, GroupCommit};
-use super::config::{
-    LogConfig, COMMIT_RECORDS_MAX, MAILBOX_PREALLOC_BYTES, SEGMENT_PREALLOC_BYTES, STAGED_RECORDS_MAX,
-};
+use super::config::{LogConfig, MAILBOX_PREALLOC_BYTES, SEGMENT_PREALLOC_BYTES, STAGED_RECORDS_MAX};
 use super::counters::LogCounters;
 use super::format::{FileHeader, FileKind};
 use super::job::{CommitJob, FileCreate, FileId, FileWrite, JournalRewrite, Prealloc};
@@ -76,13 +73,6 @@ impl SegmentState {
     }
 }
 
-/// A record staged but not yet placed in a segment.
-#[derive(Debug)]
-struct PendingRecord {
-    received_at_s: u64,
-    bytes: [u8; RECORD_LEN],
-}
-
 /// Where a stored record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordLocation {
@@ -123,9 +113,10 @@ pub struct LogState {
     pub(super) config: LogConfig,
     pub(super) segments: Vec<SegmentState>,
     pub(super) next_seq: u64,
-    pub(super) next_placed_seq: u64,
-    pending: VecDeque<PendingRecord>,
-    pending_matches: Vec<MatchRecord>,
+    /// First seq not yet taken by a job (`next_seq - taken_seq` records are staged).
+    taken_seq: u64,
+    /// Match records staged since the last job.
+    matches_staged: u64,
     pub(super) durable_through: Option<RecordSeq>,
     pub(super) oldest_retained_seq: RecordSeq,
     commit: GroupCommit,
@@ -163,9 +154,8 @@ impl LogState {
             config,
             segments,
             next_seq,
-            next_placed_seq: next_seq,
-            pending: VecDeque::new(),
-            pending_matches: Vec::new(),
+            taken_seq: next_seq,
+            matches_staged: 0,
             durable_through: next_seq.checked_sub(1).map(RecordSeq),
             oldest_retained_seq: RecordSeq(oldest),
             mailbox,
@@ -190,7 +180,8 @@ impl LogState {
     /// Whether `n` more records can be staged (backpressure: the shard stops reading PUBLISH batches until a
     /// commit drains the staging; see `STAGED_RECORDS_MAX`).
     pub fn can_accept(&self, n: u64) -> bool {
-        !self.poisoned && self.pending.len() as u64 + n <= STAGED_RECORDS_MAX
+        let not_durable = self.next_seq - self.durable_through.map_or(0, |d| d.0 + 1);
+        !self.poisoned && not_durable + n <= STAGED_RECORDS_MAX
     }
 
     /// Stages a proof accepted at `received_at_s` and returns its seq (the engine's `LogPosition`). `now_us` is
@@ -200,9 +191,31 @@ impl LogState {
             return Err(LogError::Poisoned);
         }
         let seq = RecordSeq(self.next_seq);
-        let mut bytes = [0u8; RECORD_LEN];
-        encode_record(seq, received_at_s, proof, &mut bytes);
-        self.pending.push_back(PendingRecord { received_at_s, bytes });
+        // A gap (the next seq was floored past a quarantined file at open) also starts a new segment, since
+        // a segment's seqs are its first seq plus the slot.
+        let roll = self.roll_requested
+            || self.segments.last().is_none_or(|s| {
+                s.end_seq() != seq.0
+                    || retention::should_roll(
+                        s.records.next_slot(),
+                        s.header.records_max,
+                        s.oldest_received_at_s,
+                        received_at_s,
+                        self.config.segment_span_s_max,
+                    )
+            });
+        if roll {
+            self.roll_requested = false;
+            self.open_segment(received_at_s);
+        }
+        let seg = self.segments.last_mut().expect("a segment was just ensured");
+        debug_assert_eq!(seg.end_seq(), seq.0, "seqs are dense within a segment");
+        seg.records.push_with(|slot| {
+            encode_record(seq, received_at_s, proof, slot.try_into().expect("segment slots are RECORD_LEN bytes"))
+        });
+        seg.records_valid += 1;
+        seg.newest_received_at_s = Some(seg.newest_received_at_s.map_or(received_at_s, |t| t.max(received_at_s)));
+        seg.oldest_received_at_s = Some(seg.oldest_received_at_s.map_or(received_at_s, |t| t.min(received_at_s)));
         self.next_seq += 1;
         self.commit.on_staged(1, now_us);
         self.counters.records_appended += 1;
@@ -221,15 +234,20 @@ impl LogState {
         if seq < self.oldest_retained_seq {
             return Ok(()); // its segment is gone; nothing to point at
         }
-        if seq.0 < self.next_placed_seq {
+        // Seqs skipped at open (a gap after a quarantined file) are in no segment: nothing to point at.
+        let at = self.segment_index(seq).ok_or(LogError::UnknownSeq(seq.0))?;
+        if seq.0 < self.taken_seq {
             // Its record was already taken by a commit: the match rides in the next one.
             self.counters.matches_late += 1;
             self.commit.on_staged(1, now_us);
         }
+        let seg = &mut self.segments[at];
+        seg.matches.push(&MatchRecord { key, seq }.encode());
+        seg.matches_valid += 1;
+        self.matches_staged += 1;
         if !self.mailbox.insert(key, seq) {
             self.counters.mailbox_evicted += 1;
         }
-        self.pending_matches.push(MatchRecord { key, seq });
         self.counters.matches_recorded += 1;
         Ok(())
     }
@@ -318,40 +336,12 @@ impl LogState {
             self.roll_requested = false;
             self.open_segment(now_s);
         }
-        let n = self.pending.len().min(COMMIT_RECORDS_MAX as usize);
-        for _ in 0..n {
-            let rec = self.pending.pop_front().expect("n <= pending.len()");
-            let seq = self.next_placed_seq;
-            // A gap (the next seq was floored past a quarantined file at open) also starts a new segment,
-            // since a segment's seqs are its first seq plus the slot.
-            let needs_roll = self.segments.last().is_none_or(|s| {
-                s.end_seq() != seq
-                    || retention::should_roll(
-                        s.records.next_slot(),
-                        s.header.records_max,
-                        s.oldest_received_at_s,
-                        rec.received_at_s,
-                        self.config.segment_span_s_max,
-                    )
-            });
-            if needs_roll {
-                self.open_segment(now_s);
-            }
-            let seg = self.segments.last_mut().expect("a segment was just ensured");
-            debug_assert_eq!(seg.end_seq(), seq, "seqs are dense across segments");
-            seg.records.push(&rec.bytes);
-            seg.records_valid += 1;
-            seg.newest_received_at_s =
-                Some(seg.newest_received_at_s.map_or(rec.received_at_s, |t| t.max(rec.received_at_s)));
-            seg.oldest_received_at_s =
-                Some(seg.oldest_received_at_s.map_or(rec.received_at_s, |t| t.min(rec.received_at_s)));
-            self.next_placed_seq += 1;
-            job.records += 1;
-        }
+        job.records = self.next_seq - self.taken_seq;
         if job.records > 0 {
-            job.through = Some(RecordSeq(self.next_placed_seq - 1));
+            job.through = Some(RecordSeq(self.next_seq - 1));
         }
-        self.place_matches(&mut job);
+        self.taken_seq = self.next_seq;
+        job.matches = std::mem::take(&mut self.matches_staged);
         self.take_journal(&mut job, now_s);
         self.collect_segment_writes(&mut job);
         if job.creates.is_empty() && job.writes.is_empty() && job.journal_rewrite.is_none() {
@@ -360,36 +350,11 @@ impl LogState {
             self.commit.clear();
             return None;
         }
-        // Only records can be left behind (beyond COMMIT_RECORDS_MAX); matches of unplaced records were
-        // never counted as staged items, and everything else went into this job.
-        let remaining = self.pending.len() as u64;
-        let taken = self.commit.staged().saturating_sub(remaining);
-        self.commit.start(taken, now_us);
+        // Everything staged goes into this job.
+        self.commit.start(self.commit.staged(), now_us);
         self.next_job_id += 1;
         self.in_flight = Some((id, job.through));
         Some(job)
-    }
-
-    /// Puts the matches of placed records into their segments' mailbox files.
-    fn place_matches(&mut self, job: &mut CommitJob) {
-        let placed_end = self.next_placed_seq;
-        let oldest = self.oldest_retained_seq;
-        let mut keep = Vec::new();
-        for m in std::mem::take(&mut self.pending_matches) {
-            if m.seq.0 >= placed_end {
-                keep.push(m);
-                continue;
-            }
-            if m.seq < oldest {
-                continue;
-            }
-            let at = self.segment_index(m.seq).expect("a placed, retained seq has a segment");
-            let seg = &mut self.segments[at];
-            seg.matches.push(&m.encode());
-            seg.matches_valid += 1;
-            job.matches += 1;
-        }
-        self.pending_matches = keep;
     }
 
     fn take_journal(&mut self, job: &mut CommitJob, now_s: u64) {
@@ -442,7 +407,7 @@ impl LogState {
             shard: self.config.shard,
             created_at_s: now_s,
             file_seq,
-            first_record_seq: self.next_placed_seq,
+            first_record_seq: self.next_seq,
             records_max: self.config.segment_records_max,
             in_flight_slots_max: self.config.segment_in_flight_slots(),
             bloom_m_bits: 0,
@@ -569,7 +534,7 @@ impl LogState {
             self.segments.iter().enumerate().map(|(i, s)| s.summary(i + 1 == n)).collect();
         let mut plan = retention::plan(&summaries, now_s, self.config.retention_s);
         if summaries.is_empty() {
-            plan.oldest_retained_seq = RecordSeq(self.next_placed_seq);
+            plan.oldest_retained_seq = RecordSeq(self.next_seq);
         }
         plan
     }
@@ -617,7 +582,7 @@ impl LogState {
         c.mailbox_entries = self.mailbox.total();
         c.segments = self.segments.len() as u64;
         c.subscribers = self.subs.len() as u64;
-        c.staged_records = self.pending.len() as u64;
+        c.staged_records = self.next_seq - self.taken_seq;
         c
     }
 
@@ -834,21 +799,27 @@ mod tests {
     }
 
     #[test]
-    fn commits_are_capped_and_one_at_a_time() {
+    fn staging_is_bounded_and_commits_run_one_at_a_time() {
         let mut c = config();
         c.segment_records_max = 100_000;
         let mut s = LogState::new(c).unwrap();
-        for i in 0..(COMMIT_RECORDS_MAX as u64 + 5) {
+        for i in 0..STAGED_RECORDS_MAX - 5 {
             s.append(proof(i).view(), 0, 0).unwrap();
         }
+        assert!(s.can_accept(5) && !s.can_accept(6), "backpressure at STAGED_RECORDS_MAX");
         let job = s.take_job(0, 0).unwrap();
-        assert_eq!(job.records, COMMIT_RECORDS_MAX as u64);
+        assert_eq!(job.records, STAGED_RECORDS_MAX - 5);
+        assert!(!s.can_accept(6), "records in flight still count until durable");
+        for i in 0..5 {
+            s.append(proof(i).view(), 0, 7).unwrap();
+        }
         assert!(s.take_job(0, 0).is_none(), "one in flight");
         assert_eq!(s.decide(0), CommitDecision::InFlight);
         s.complete_job(job.id, 0);
-        assert_eq!(s.decide(0), CommitDecision::WaitUntil(GroupCommitPolicy::DELAY_US_MAX_DEFAULT));
+        assert!(s.can_accept(STAGED_RECORDS_MAX - 5));
+        assert_eq!(s.decide(7), CommitDecision::WaitUntil(7 + GroupCommitPolicy::DELAY_US_MAX_DEFAULT));
         let job = s.take_job(0, 0).unwrap();
-        assert_eq!((job.records, job.through), (5, Some(RecordSeq(COMMIT_RECORDS_MAX as u64 + 4))));
+        assert_eq!((job.records, job.through), (5, Some(RecordSeq(STAGED_RECORDS_MAX - 1))));
         s.fail_job(job.id);
         assert!(s.is_poisoned());
         assert_eq!(s.append(proof(0).view(), 0, 0), Err(LogError::Poisoned));
