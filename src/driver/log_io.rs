@@ -5,12 +5,17 @@
 //!  server ─ record_match ─────┤   Rc<Inner> (one executor,        │
 //!         ─ subscribe ────────┼─▶ RefCell<LogState>, never        │
 //!         ─ fetch ────────────┘   borrowed across an await)       │
-//!                                   │ staged signal                │ durable signal
-//!  committer task (run_committer) ──┴─ decide(now): N records or D µs ─ take_job ─▶ create/fallocate/write
-//!                                      (DMA, io_uring) ─▶ fdatasync every touched file (concurrently)
-//!                                      ─▶ directory sync if files were created ─▶ complete_job ───────┘
+//!                                   │ staged signal                │ progress signal
+//!  committer task (run_committer) ──┴─ decide(now): N records or D µs ─ take_job ─▶ job task:
+//!      create/fallocate/write (DMA, io_uring) ─▶ job_written (the next job may now be written)
+//!      ─▶ fdatasync every touched file (concurrently) ─▶ directory sync if files were created
+//!      ─▶ complete_job (seqs durable in job order) ──────────────────────────────────────────────────┘
 //!  retention task (apply_retention(now_s), e.g. every 10 s) ─▶ roll / delete whole segments + .mbx
 //! ```
+//!
+//! Up to two commits are in flight: the next one is written as soon as the previous one's writes complete
+//! (it rewrites the block that one ended in), so its write overlaps the previous fdatasync instead of
+//! waiting for it; seqs are reported durable in commit order.
 //!
 //! Failure is fail-stop: if a write or fdatasync fails, the job's outcome on disk is unknown (Linux may drop
 //! the dirty state after a failed fsync), so the log is poisoned: no further appends, waiters get an error,
@@ -36,7 +41,7 @@ use crate::log::mailbox::SubscriberKey;
 use crate::log::record::{decode_record, is_blank, LogRecord, RecordSeq, RECORD_LEN};
 use crate::log::recovery::{self, OpenError, RecoveryReport};
 use crate::log::scan::verify;
-use crate::log::state::{LogError, LogState};
+use crate::log::state::{LogError, LogState, COMMITS_IN_FLIGHT_MAX};
 use crate::log::subscriptions::{SubscriberState, SubscriptionError};
 use crate::log::{FileKind, LogConfig, LogCounters, BLOCK_LEN};
 use crate::proto::frame::SubscribeEntry;
@@ -64,6 +69,17 @@ pub enum LogIoError {
         /// What failed.
         detail: String,
     },
+}
+
+/// Outcome of trying to start a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// A job was taken and is running.
+    Started,
+    /// None may start now (commits in flight must progress, or retention holds the slots).
+    Busy,
+    /// Nothing to commit and nothing in flight.
+    Nothing,
 }
 
 /// One FETCH page as read from disk.
@@ -119,10 +135,10 @@ struct Inner {
     files: RefCell<HashMap<FileId, Rc<DmaFile>>>,
     /// Moves when the committer may have something new to decide (first item staged, batch full, closing).
     staged: Signal,
-    /// Moves when a commit finished (durable or failed).
-    durable: Signal,
-    /// One job (or retention pass) at a time.
-    commit_lock: Semaphore,
+    /// Moves when a commit's writes completed or it finished (durable or failed).
+    progress: Signal,
+    /// One permit per commit in flight (`COMMITS_IN_FLIGHT_MAX`); retention takes them all.
+    commit_slots: Rc<Semaphore>,
     /// Monotonic origin of the µs clock group commit uses.
     origin: Instant,
     fdatasyncs: Cell<u64>,
@@ -149,8 +165,8 @@ impl ShardLog {
             state: RefCell::new(opened.recovery.state),
             files: RefCell::new(opened.files),
             staged: Signal::default(),
-            durable: Signal::default(),
-            commit_lock: Semaphore::new(1),
+            progress: Signal::default(),
+            commit_slots: Rc::new(Semaphore::new(COMMITS_IN_FLIGHT_MAX as u64)),
             origin: Instant::now(),
             fdatasyncs: Cell::new(opened.fdatasyncs),
             closing: Cell::new(false),
@@ -251,7 +267,7 @@ impl ShardLog {
     /// Completes when `seq` is durable; fails if the log was poisoned first.
     pub async fn wait_durable(&self, seq: RecordSeq) -> Result<(), LogIoError> {
         loop {
-            let seen = self.inner.durable.epoch();
+            let seen = self.inner.progress.epoch();
             {
                 let st = self.inner.state.borrow();
                 if st.is_durable(seq) {
@@ -261,62 +277,84 @@ impl ShardLog {
                     return Err(LogError::Poisoned.into());
                 }
             }
-            self.inner.durable.changed(seen).await;
+            self.inner.progress.changed(seen).await;
         }
     }
 
     /// The committer: runs group commit until [`ShardLog::close`]. Spawn it once per shard
-    /// (`glommio::spawn_local(log.clone().run_committer()).detach()`). Returns the error that poisoned the log.
+    /// (`glommio::spawn_local(log.clone().run_committer()).detach()`). Returns an error once the log is
+    /// poisoned (a commit failed: the shard must restart).
     pub async fn run_committer(self) -> Result<(), LogIoError> {
         loop {
-            let seen = self.inner.staged.epoch();
+            let (staged_seen, progress_seen) = (self.inner.staged.epoch(), self.inner.progress.epoch());
             if self.inner.closing.get() {
                 return self.flush().await;
             }
+            if self.inner.state.borrow().is_poisoned() {
+                return Err(LogError::Poisoned.into());
+            }
             let decision = self.inner.state.borrow().decide(self.now_us());
+            let news = futures_lite::future::or(self.inner.staged.changed(staged_seen), self.inner.progress.changed(progress_seen));
             match decision {
                 CommitDecision::CommitNow => {
-                    if !self.commit_once().await? {
-                        // Nothing was committable after all: wait for news instead of spinning.
-                        self.inner.staged.changed(seen).await;
+                    if self.start_commit() != Start::Started {
+                        news.await; // not committable after all, or retention holds the slots
                     }
                 }
                 CommitDecision::WaitUntil(t) => {
                     let wait = Duration::from_micros(t.saturating_sub(self.now_us()));
-                    futures_lite::future::or(glommio::timer::sleep(wait), self.inner.staged.changed(seen)).await;
+                    futures_lite::future::or(glommio::timer::sleep(wait), news).await;
                 }
-                CommitDecision::InFlight => {
-                    let d = self.inner.durable.epoch();
-                    futures_lite::future::or(self.inner.durable.changed(d), self.inner.staged.changed(seen)).await;
-                }
-                CommitDecision::Idle => self.inner.staged.changed(seen).await,
+                CommitDecision::InFlight | CommitDecision::Idle => news.await,
             }
         }
     }
 
-    /// Commits until nothing is staged (tests, shutdown, and callers without a committer task).
+    /// Commits until nothing is staged or in flight (tests, shutdown, and callers without a committer).
     pub async fn flush(&self) -> Result<(), LogIoError> {
-        while self.commit_once().await? {}
-        Ok(())
-    }
-
-    /// Takes and executes one commit job; `Ok(false)` when there was nothing to commit.
-    pub async fn commit_once(&self) -> Result<bool, LogIoError> {
-        ctx(self.inner.commit_lock.acquire(1).await, "lock", &self.inner.dir)?;
-        let result = self.commit_locked().await;
-        self.inner.commit_lock.signal(1);
-        result
-    }
-
-    async fn commit_locked(&self) -> Result<bool, LogIoError> {
-        let job = {
-            let mut st = self.inner.state.borrow_mut();
-            match st.take_job(unix_now_s(), self.now_us()) {
-                Some(job) => job,
-                None => return Ok(false),
+        loop {
+            let seen = self.inner.progress.epoch();
+            let started = self.start_commit();
+            {
+                let st = self.inner.state.borrow();
+                if st.is_poisoned() {
+                    return Err(LogError::Poisoned.into());
+                }
+                if started == Start::Nothing && st.commits_in_flight() == 0 {
+                    return Ok(());
+                }
             }
+            if started != Start::Started {
+                self.inner.progress.changed(seen).await;
+            }
+        }
+    }
+
+    /// Takes the next commit job if one may start now and runs it in its own task (so the next job's write
+    /// can overlap this one's fdatasync).
+    fn start_commit(&self) -> Start {
+        let Ok(permit) = self.inner.commit_slots.try_acquire_static_permit(1) else { return Start::Busy };
+        let job = self.inner.state.borrow_mut().take_job(unix_now_s(), self.now_us());
+        let Some(job) = job else {
+            return if self.inner.state.borrow().commits_in_flight() > 0 { Start::Busy } else { Start::Nothing };
         };
-        let result = self.execute(&job).await;
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            this.run_job(job).await;
+            drop(permit); // after the state knows the outcome: retention may then run
+        })
+        .detach();
+        Start::Started
+    }
+
+    /// Executes one job and reports its outcome to the state and the waiters.
+    async fn run_job(&self, job: CommitJob) {
+        let mut result = self.write_phase(&job).await;
+        if result.is_ok() {
+            self.inner.state.borrow_mut().job_written(job.id);
+            self.inner.progress.notify();
+            result = self.sync_phase(&job).await;
+        }
         {
             let mut st = self.inner.state.borrow_mut();
             match &result {
@@ -327,8 +365,7 @@ impl ShardLog {
                 }
             }
         }
-        self.inner.durable.notify();
-        result.map(|()| true)
+        self.inner.progress.notify();
     }
 
     fn path(&self, id: &FileId) -> PathBuf {
@@ -339,8 +376,8 @@ impl ShardLog {
         self.inner.files.borrow().get(id).cloned().expect("a job only names files it created or that were opened")
     }
 
-    /// Executes a job: creates, allocations, pair-checked writes, fdatasyncs, directory sync.
-    async fn execute(&self, job: &CommitJob) -> Result<(), LogIoError> {
+    /// Creates, allocations, pair-checked writes. The next job may be written once this returns.
+    async fn write_phase(&self, job: &CommitJob) -> Result<(), LogIoError> {
         for c in &job.creates {
             let path = self.path(&c.file);
             let file = files::create_with_header(&path, &c.header[..]).await?;
@@ -358,6 +395,11 @@ impl ShardLog {
             files::write_at(&self.file(&w.file), &path, w.write.offset, &w.write.bytes).await
         }))
         .await?;
+        Ok(())
+    }
+
+    /// fdatasync of every touched file, the journal rewrite, the directory sync.
+    async fn sync_phase(&self, job: &CommitJob) -> Result<(), LogIoError> {
         let synced = job.files_to_sync();
         try_join_all(synced.iter().map(|id| async move {
             let path = self.path(id);
@@ -450,9 +492,12 @@ impl ShardLog {
             self.flush().await?;
             out.rolled = true;
         }
-        ctx(self.inner.commit_lock.acquire(1).await, "lock", &self.inner.dir)?;
+        // All commit slots: no commit is in flight while segments are deleted.
+        let slots = COMMITS_IN_FLIGHT_MAX as u64;
+        ctx(self.inner.commit_slots.acquire(slots).await, "lock", &self.inner.dir)?;
         let result = self.delete_expired(now_s, &mut out).await;
-        self.inner.commit_lock.signal(1);
+        self.inner.commit_slots.signal(slots);
+        self.inner.progress.notify();
         result?;
         Ok(out)
     }

@@ -1,13 +1,14 @@
 //! Group commit: when to turn staged appends into one write + fdatasync.
 //!
 //! ```text
-//! append ──▶ staged (count, time of the oldest) ──decide(now)──▶ CommitNow | WaitUntil(deadline) | Idle | InFlight
-//!                                                         start() ─▶ one commit in flight ─▶ finish()
+//! append ──▶ staged (count, time of the oldest) ──decide(now)──▶ CommitNow | WaitUntil(deadline) | Idle
+//!                                                         start(taken, now) ─▶ the commit takes the batch
 //! ```
 //!
 //! A batch goes to disk when it holds `records_max` items or its oldest item has waited `delay_us_max`,
-//! whichever comes first. One commit is in flight at a time: appends that arrive meanwhile form the next
-//! batch, so under load batches grow by themselves to what one fdatasync can carry (the classic group commit),
+//! whichever comes first. How many commits may be in flight is the log state's business
+//! (`crate::log::state`: one writing, at most two syncing); appends that arrive meanwhile form the next
+//! batch, so under load batches grow by themselves to what one fdatasync carries (the classic group commit),
 //! and at low load an item waits at most `delay_us_max` plus one fdatasync. Time is an argument (µs from any
 //! monotonic origin), never read here.
 
@@ -45,7 +46,7 @@ impl Default for GroupCommitPolicy {
 pub enum CommitDecision {
     /// Nothing staged.
     Idle,
-    /// A commit is running; the next one is decided when it finishes.
+    /// Commits in flight must progress before another may start (decided by the log state).
     InFlight,
     /// Start a commit now.
     CommitNow,
@@ -59,13 +60,12 @@ pub struct GroupCommit {
     policy: GroupCommitPolicy,
     staged: u64,
     oldest_staged_at_us: Option<u64>,
-    in_flight: bool,
 }
 
 impl GroupCommit {
     /// Nothing staged, nothing in flight.
     pub fn new(policy: GroupCommitPolicy) -> Self {
-        Self { policy, staged: 0, oldest_staged_at_us: None, in_flight: false }
+        Self { policy, staged: 0, oldest_staged_at_us: None }
     }
 
     /// The policy.
@@ -87,16 +87,8 @@ impl GroupCommit {
         self.staged
     }
 
-    /// Whether a commit is running.
-    pub fn in_flight(&self) -> bool {
-        self.in_flight
-    }
-
     /// The decision at `now_us`.
     pub fn decide(&self, now_us: u64) -> CommitDecision {
-        if self.in_flight {
-            return CommitDecision::InFlight;
-        }
         let Some(oldest) = self.oldest_staged_at_us else { return CommitDecision::Idle };
         let deadline = oldest.saturating_add(self.policy.delay_us_max);
         if self.staged >= self.policy.records_max as u64 || now_us >= deadline {
@@ -108,8 +100,6 @@ impl GroupCommit {
 
     /// A commit took `taken` of the staged items at `now_us` (the rest, if any, start waiting now).
     pub fn start(&mut self, taken: u64, now_us: u64) {
-        debug_assert!(!self.in_flight, "one commit in flight at a time");
-        self.in_flight = true;
         self.staged = self.staged.saturating_sub(taken);
         self.oldest_staged_at_us = (self.staged > 0).then_some(now_us);
     }
@@ -120,10 +110,6 @@ impl GroupCommit {
         self.oldest_staged_at_us = None;
     }
 
-    /// The commit in flight finished (durable or failed).
-    pub fn finish(&mut self) {
-        self.in_flight = false;
-    }
 }
 
 #[cfg(test)]
@@ -146,14 +132,12 @@ mod tests {
     }
 
     #[test]
-    fn one_in_flight_and_the_next_batch_forms_meanwhile() {
+    fn the_next_batch_forms_after_a_commit_takes_the_last() {
         let mut g = GroupCommit::new(P);
         g.on_staged(4, 0);
         g.start(4, 10);
-        assert_eq!(g.decide(10), CommitDecision::InFlight);
+        assert_eq!(g.decide(10), CommitDecision::Idle);
         g.on_staged(2, 2_000);
-        assert_eq!(g.decide(9_999), CommitDecision::InFlight);
-        g.finish();
         assert_eq!(g.decide(2_100), CommitDecision::WaitUntil(2_500));
         assert_eq!(g.staged(), 2);
     }
@@ -163,11 +147,9 @@ mod tests {
         let mut g = GroupCommit::new(P);
         g.on_staged(10, 0);
         g.start(6, 100);
-        g.finish();
         assert_eq!(g.staged(), 4);
         assert_eq!(g.decide(100), CommitDecision::CommitNow);
         g.start(4, 100);
-        g.finish();
         assert_eq!(g.decide(100), CommitDecision::Idle);
     }
 

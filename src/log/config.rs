@@ -69,9 +69,10 @@ impl LogConfig {
         self.segment_layout().file_len_for(self.segment_records_max as u64)
     }
 
-    /// Slots one commit may have in flight in a segment (recorded in segment headers for recovery): the
-    /// staging bound plus the tail block the commit rewrites.
+    /// Slots the commits in flight may be writing in a segment (recorded in segment headers for recovery):
+    /// the staging bound (which counts everything not yet durable) plus the tail block each of the two
+    /// commits in flight rewrites.
     pub fn segment_in_flight_slots(&self) -> u32 {
-        STAGED_RECORDS_MAX as u32 + self.segment_layout().per_block() as u32
+        STAGED_RECORDS_MAX as u32 + 2 * self.segment_layout().per_block() as u32
     }
 }

@@ -17,6 +17,8 @@
 //! in flight at a time; after a failed job nothing more is written (an fdatasync error leaves the page cache
 //! state unknown, so the shard must restart and recover).
 
+use std::collections::VecDeque;
+
 use super::commit::{CommitDecision, GroupCommit};
 use super::config::{LogConfig, MAILBOX_PREALLOC_BYTES, SEGMENT_PREALLOC_BYTES, STAGED_RECORDS_MAX};
 use super::counters::LogCounters;
@@ -73,6 +75,25 @@ impl SegmentState {
     }
 }
 
+/// Commits that may be in flight at once: one writing while the previous one waits for its fdatasync. The
+/// next commit rewrites the block the previous one ended in, so it may only be written once the previous
+/// write completed; its fdatasync then also covers that write. Two overlap one commit's fdatasync with the
+/// next one's write instead of making every batch wait for the fdatasync before it.
+pub const COMMITS_IN_FLIGHT_MAX: usize = 2;
+
+/// A commit handed to the driver.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    id: u64,
+    through: Option<RecordSeq>,
+    /// Its writes completed (the next commit may be written).
+    written: bool,
+    /// It is durable (waits for the commits before it to be reported).
+    durable: bool,
+    /// It rewrites the journal: the next commit must wait until it is durable (it appends to the new file).
+    barrier: bool,
+}
+
 /// Where a stored record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordLocation {
@@ -126,7 +147,8 @@ pub struct LogState {
     pub(super) journal_exists: bool,
     roll_requested: bool,
     next_job_id: u64,
-    in_flight: Option<(u64, Option<RecordSeq>)>,
+    /// Commits handed out and not yet durable, oldest first.
+    in_flight: VecDeque<InFlight>,
     poisoned: bool,
     pub(super) counters: LogCounters,
 }
@@ -164,7 +186,7 @@ impl LogState {
             journal_exists,
             roll_requested: false,
             next_job_id: 1,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             poisoned: false,
             counters: LogCounters::default(),
         }
@@ -310,6 +332,9 @@ impl LogState {
         if self.poisoned {
             return CommitDecision::Idle;
         }
+        if !self.can_take_job() {
+            return CommitDecision::InFlight;
+        }
         let d = self.commit.decide(now_us);
         if d == CommitDecision::Idle && (self.roll_requested || self.needs_initial_files()) {
             return CommitDecision::CommitNow;
@@ -321,9 +346,23 @@ impl LogState {
         !self.journal_exists || self.segments.iter().any(|s| s.create_log || s.create_mbx)
     }
 
-    /// Takes the next commit job, or `None` when a job is in flight, the log is poisoned or nothing is staged.
+    /// Whether another commit may start now: not poisoned, fewer than `COMMITS_IN_FLIGHT_MAX` in flight, every
+    /// earlier commit's writes completed, and no journal rewrite pending.
+    fn can_take_job(&self) -> bool {
+        !self.poisoned
+            && self.in_flight.len() < COMMITS_IN_FLIGHT_MAX
+            && self.in_flight.iter().all(|j| j.written && !j.barrier)
+    }
+
+    /// Commits handed out and not yet durable.
+    pub fn commits_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Takes the next commit job, or `None` when another may not start yet (see `COMMITS_IN_FLIGHT_MAX`), the
+    /// log is poisoned or nothing is staged.
     pub fn take_job(&mut self, now_s: u64, now_us: u64) -> Option<CommitJob> {
-        if self.poisoned || self.in_flight.is_some() {
+        if !self.can_take_job() {
             return None;
         }
         let id = self.next_job_id;
@@ -353,7 +392,8 @@ impl LogState {
         // Everything staged goes into this job.
         self.commit.start(self.commit.staged(), now_us);
         self.next_job_id += 1;
-        self.in_flight = Some((id, job.through));
+        let barrier = job.journal_rewrite.is_some();
+        self.in_flight.push_back(InFlight { id, through: job.through, written: false, durable: false, barrier });
         Some(job)
     }
 
@@ -449,27 +489,35 @@ impl LogState {
         }
     }
 
-    /// The job `id` is durable.
-    pub fn complete_job(&mut self, id: u64, job_bytes: u64) {
-        let Some((in_flight, through)) = self.in_flight.take() else {
-            panic!("complete_job({id}) with no job in flight")
-        };
-        assert_eq!(in_flight, id, "jobs complete in order, one at a time");
-        if let Some(t) = through {
-            self.counters.records_durable += t.0 + 1 - self.durable_through.map_or(0, |d| d.0 + 1);
-            self.durable_through = Some(t);
+    /// The writes of job `id` completed: the next job may be written (its fdatasync overlaps this one's).
+    pub fn job_written(&mut self, id: u64) {
+        if let Some(j) = self.in_flight.iter_mut().find(|j| j.id == id) {
+            j.written = true;
         }
-        self.commit.finish();
-        self.counters.commits += 1;
+    }
+
+    /// The job `id` is durable. Seqs become durable in job order: a job that finishes before an earlier one
+    /// is reported when the earlier one finishes too.
+    pub fn complete_job(&mut self, id: u64, job_bytes: u64) {
+        let j = self.in_flight.iter_mut().find(|j| j.id == id).expect("complete_job for a job in flight");
+        j.written = true;
+        j.durable = true;
+        while self.in_flight.front().is_some_and(|j| j.durable) {
+            let j = self.in_flight.pop_front().expect("front checked");
+            if let Some(t) = j.through {
+                self.counters.records_durable += t.0 + 1 - self.durable_through.map_or(0, |d| d.0 + 1);
+                self.durable_through = Some(t);
+            }
+            self.counters.commits += 1;
+        }
         self.counters.bytes_written += job_bytes;
     }
 
     /// The job `id` failed: nothing more is written; the shard must be reopened (recovery decides what
-    /// survived).
+    /// survived). Jobs still in flight will not be reported durable either.
     pub fn fail_job(&mut self, id: u64) {
-        debug_assert_eq!(self.in_flight.map(|j| j.0), Some(id));
-        self.in_flight = None;
-        self.commit.finish();
+        debug_assert!(self.in_flight.iter().any(|j| j.id == id));
+        self.in_flight.clear();
         self.poisoned = true;
         self.counters.commits_failed += 1;
     }
@@ -547,7 +595,7 @@ impl LogState {
     /// Drops the planned segments from the state and trims the mailboxes; returns the files to delete.
     /// Call between commits (no job in flight), after `plan_retention` at the same state.
     pub fn apply_retention(&mut self, plan: &RetentionPlan) -> Vec<FileId> {
-        assert!(self.in_flight.is_none(), "retention runs between commits");
+        assert!(self.in_flight.is_empty(), "retention runs between commits");
         let mut files = Vec::new();
         let n = plan.delete.len().min(self.segments.len().saturating_sub(1));
         for seg in self.segments.drain(..n) {
@@ -813,7 +861,7 @@ mod tests {
         for i in 0..5 {
             s.append(proof(i).view(), 0, 7).unwrap();
         }
-        assert!(s.take_job(0, 0).is_none(), "one in flight");
+        assert!(s.take_job(0, 0).is_none(), "the first commit is still writing");
         assert_eq!(s.decide(0), CommitDecision::InFlight);
         s.complete_job(job.id, 0);
         assert!(s.can_accept(STAGED_RECORDS_MAX - 5));
@@ -824,6 +872,44 @@ mod tests {
         assert!(s.is_poisoned());
         assert_eq!(s.append(proof(0).view(), 0, 0), Err(LogError::Poisoned));
         assert!(!s.can_accept(1));
+    }
+
+    #[test]
+    fn two_commits_overlap_and_become_durable_in_order() {
+        let mut s = LogState::new(config()).unwrap();
+        s.append(proof(0).view(), 100, 0).unwrap();
+        let a = s.take_job(100, 0).unwrap();
+        s.append(proof(1).view(), 100, 10).unwrap();
+        assert_eq!(s.decide(10_000), CommitDecision::InFlight, "a is still writing");
+        s.job_written(a.id);
+        assert_eq!(s.decide(10_000), CommitDecision::CommitNow);
+        let b = s.take_job(100, 10_000).unwrap();
+        s.append(proof(2).view(), 100, 20).unwrap();
+        s.job_written(b.id);
+        assert_eq!(s.decide(20_000), CommitDecision::InFlight, "two in flight at most");
+        // b's fdatasync returns first: nothing is reported until a is durable too.
+        s.complete_job(b.id, 0);
+        assert_eq!(s.durable_through(), None);
+        s.complete_job(a.id, 0);
+        assert_eq!(s.durable_through(), Some(RecordSeq(1)));
+        assert_eq!(s.counters().commits, 2);
+        assert_eq!(s.decide(20_000), CommitDecision::CommitNow);
+    }
+
+    #[test]
+    fn a_journal_rewrite_is_a_barrier() {
+        use crate::log::subscriptions::COMPACTION_SLACK_RECORDS;
+        let mut s = LogState::new(config()).unwrap();
+        for _ in 0..COMPACTION_SLACK_RECORDS + 10 {
+            s.subscribe(SubscriberKey([1; 16]), &[], 0).unwrap();
+        }
+        let job = s.take_job(0, 0).unwrap();
+        assert!(job.journal_rewrite.is_some());
+        s.job_written(job.id);
+        s.subscribe(SubscriberKey([2; 16]), &[], 0).unwrap();
+        assert!(s.take_job(0, 1_000).is_none(), "the next commit appends to the new journal: wait for it");
+        s.complete_job(job.id, 0);
+        assert!(s.take_job(0, 1_000).is_some());
     }
 
     #[test]
