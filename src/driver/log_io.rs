@@ -294,7 +294,10 @@ impl ShardLog {
                 return Err(LogError::Poisoned.into());
             }
             let decision = self.inner.state.borrow().decide(self.now_us());
-            let news = futures_lite::future::or(self.inner.staged.changed(staged_seen), self.inner.progress.changed(progress_seen));
+            let news = futures_lite::future::or(
+                self.inner.staged.changed(staged_seen),
+                self.inner.progress.changed(progress_seen),
+            );
             match decision {
                 CommitDecision::CommitNow => {
                     if self.start_commit() != Start::Started {
@@ -561,7 +564,7 @@ impl ShardLog {
                     let seq = first.0 + slot;
                     slot += 1;
                     let bytes: &[u8; RECORD_LEN] =
-                        block[i * RECORD_LEN..(i + 1) * RECORD_LEN].try_into().expect("slot");
+                        block[i * RECORD_LEN..(i + 1) * RECORD_LEN].try_into().expect("a slot is RECORD_LEN bytes");
                     if seq < end && !is_blank(bytes) {
                         if let Ok(v) = verify(bytes, RecordSeq(seq)) {
                             out.push(LogRecord::from(v));

@@ -52,7 +52,8 @@ pub fn read_back_shard(dir: &Path) -> std::io::Result<ReadBack> {
                 let layout = SlotLayout::new(RECORD_LEN);
                 for (b, block) in body.chunks(BLOCK_LEN).enumerate() {
                     for (i, slot) in block.chunks_exact(RECORD_LEN).take(layout.per_block() as usize).enumerate() {
-                        let seq = RecordSeq(header.first_record_seq + b as u64 * layout.per_block() + i as u64);
+                        let seq =
+                            RecordSeq(header.first_record_seq.saturating_add(b as u64 * layout.per_block() + i as u64));
                         let slot: &[u8; RECORD_LEN] = slot.try_into().expect("chunks_exact yields RECORD_LEN");
                         if is_blank(slot) {
                             continue;

@@ -24,7 +24,7 @@ pub struct GroupCommitPolicy {
 impl GroupCommitPolicy {
     /// Default batch size: 1,024 items, one full PUBLISH batch (`Limits::proofs_per_batch_max`), so a full
     /// batch is committed at once instead of waiting out the delay. Under load N is rarely what triggers a
-    /// commit: batches form while the previous fdatasync is in flight (tuning/log.md: ~260–360 records per
+    /// commit: batches form while earlier commits are in flight (tuning/log.md: ~220–360 records per
     /// commit at 128k proofs/s with fdatasync at 3–4 ms on this disk).
     pub const RECORDS_MAX_DEFAULT: u32 = 1_024;
     /// Default delay: 200 µs — a few executor turns, so the frames of one burst that arrive over several
@@ -109,7 +109,6 @@ impl GroupCommit {
         self.staged = 0;
         self.oldest_staged_at_us = None;
     }
-
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::mailbox::{Mailbox, MatchRecord, MATCH_RECORD_LEN};
 use super::record::RECORD_LEN;
 use super::scan::{SegmentFacts, SlotClass, SlotScan, SlotScanner};
 use super::state::{LogState, SegmentState};
-use super::subscriptions::{ReplayStats, SubscriptionError, SubscriptionTable};
+use super::subscriptions::{record_len_for, ReplayStats, SubscriptionError, SubscriptionTable};
 use super::BLOCK_LEN;
 use crate::proto::derive::Commit;
 
@@ -64,6 +64,16 @@ pub enum OpenError {
         /// k configured.
         expected_k: u8,
     },
+    /// A header's seq range does not fit in 64 bits (a damaged or forged header that still has a valid CRC).
+    #[error("{file}: first seq {first} + capacity {records_max} overflows")]
+    SeqRange {
+        /// File name.
+        file: String,
+        /// First seq in the header.
+        first: u64,
+        /// Capacity in the header.
+        records_max: u32,
+    },
     /// Segments overlap in seq space (a file from another log was copied in).
     #[error("segment {file_seq} starts at seq {first}, before the previous segment ends at {previous_end}")]
     SeqOverlap {
@@ -85,10 +95,15 @@ pub fn check_header(config: &LogConfig, file: &FileId, h: &FileHeader) -> Result
     let record_len_ok = match file.kind {
         FileKind::Segment => h.record_len as usize == RECORD_LEN,
         FileKind::Mailbox => h.record_len as usize == MATCH_RECORD_LEN,
-        FileKind::Journal => true,
+        FileKind::Journal => record_len_for(config.bloom).is_ok_and(|len| len == h.record_len as usize),
     };
     if h.kind != file.kind || !record_len_ok || h.file_seq != file.file_seq {
         return Err(OpenError::WrongFileKind { file: name, kind: h.kind, record_len: h.record_len });
+    }
+    // Slot seqs are first + slot; a mailbox's capacity is unbounded, so it gets the segment bound.
+    let capacity = if h.records_max == 0 { config.segment_records_max } else { h.records_max };
+    if h.first_record_seq.checked_add(capacity as u64 + h.in_flight_slots_max as u64).is_none() {
+        return Err(OpenError::SeqRange { file: name, first: h.first_record_seq, records_max: h.records_max });
     }
     if h.shard != config.shard {
         return Err(OpenError::ShardMismatch { file: name, found: h.shard, expected: config.shard });
@@ -240,7 +255,7 @@ pub fn assemble(
             return Err(OpenError::SeqOverlap { file_seq: h.file_seq, first: h.first_record_seq, previous_end });
         }
         let (next_slot, image) = seg.scan.resume(seg_layout);
-        previous_end = h.first_record_seq + next_slot;
+        previous_end = h.first_record_seq.saturating_add(next_slot);
         c.recovery_segments += 1;
         c.recovery_records += seg.scan.valid;
         c.recovery_torn_truncated += seg.scan.torn_tail;
@@ -304,7 +319,7 @@ pub fn assemble(
         None => (SubscriptionTable::new(config.shard, config.bloom, 0, None)?, 0, false),
     };
     let cursor_floor = subs.iter().map(|(_, s)| s.cursor.pos.0.max(s.cursor.prev_pos.0)).max().unwrap_or(0);
-    let files_end = states.last().map_or(0, |s| s.header.first_record_seq + s.records.next_slot());
+    let files_end = states.last().map_or(0, |s| s.header.first_record_seq.saturating_add(s.records.next_slot()));
     let next_seq = files_end.max(seq_floor).max(cursor_floor);
     let mut state = LogState::assemble(config, states, next_seq, mailbox, subs, journal_file_seq, journal_exists);
     state.counters = c;
@@ -491,6 +506,18 @@ mod tests {
         assert!(matches!(check_header(&other, &id, &h), Err(OpenError::ShardMismatch { .. })));
         let as_mbx = FileId { kind: FileKind::Mailbox, file_seq: 0 };
         assert!(matches!(check_header(&config, &as_mbx, &h), Err(OpenError::WrongFileKind { .. })));
+    }
+
+    #[test]
+    fn forged_seq_ranges_are_refused() {
+        let config = config();
+        let id = FileId { kind: FileKind::Segment, file_seq: 0 };
+        let mut s = LogState::new(config).unwrap();
+        s.append(proof(0).view(), 100, 0).unwrap();
+        let job = s.take_job(100, 0).unwrap();
+        let mut h = FileHeader::decode(&job.creates.iter().find(|c| c.file == id).unwrap().header[..]).unwrap();
+        h.first_record_seq = u64::MAX - 5;
+        assert!(matches!(check_header(&config, &id, &h), Err(OpenError::SeqRange { .. })));
     }
 
     #[test]

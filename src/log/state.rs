@@ -62,7 +62,7 @@ impl SegmentState {
     }
 
     fn end_seq(&self) -> u64 {
-        self.first_seq() + self.records.next_slot()
+        self.first_seq().saturating_add(self.records.next_slot())
     }
 
     fn summary(&self, active: bool) -> SegmentSummary {

@@ -433,7 +433,8 @@ impl JournalReplay {
                     && o.count == count && o.entries.len() == index as usize);
                 if !continues {
                     self.abandon_open();
-                    if index != 0 {
+                    // Only entry 0 of n ≥ 1 opens a generation (a forged count cannot make it grow past n).
+                    if index != 0 || count == 0 {
                         self.stats.generations_incomplete += 1;
                         return;
                     }
