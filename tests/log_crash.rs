@@ -62,7 +62,7 @@ fn acknowledged_records_survive_sigkill() {
     let cycles: u32 = std::env::var("TESSERA_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("shard-000");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x7E55_E7A);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x07E5_5E7A);
     let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
     let exe = std::env::current_exe().unwrap();
     for cycle in 0..cycles {
