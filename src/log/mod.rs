@@ -14,7 +14,7 @@
 //!        mailboxes and subscriptions
 //! ```
 //!
-//! - [`format`]: the 4 KiB header block of every file.
+//! - [`format`](mod@format): the 4 KiB header block of every file.
 //! - [`record`]: the 584-byte proof record and [`RecordSeq`] (= the engine's `LogPosition`).
 //! - [`layout`]: slots in blocks, staging appends as aligned block writes (tail-block rewrite).
 //! - [`scan`]: recovery scanning (torn tail / torn holes / corrupt).
