@@ -17,6 +17,8 @@
 //! - [`driver`]: glommio executors (one per core), sockets, signals — the only runtime-specific code.
 //! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
+//! - [`log`]: the durable per-shard log, pure part (segment format, recovery scan, group commit, retention,
+//!   FETCH mailboxes, persisted subscriptions); its I/O is `driver::log_io` (glommio DMA files).
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
@@ -28,5 +30,6 @@ pub mod client;
 pub mod driver;
 pub mod engine;
 pub mod index;
+pub mod log;
 pub mod proto;
 pub mod server;

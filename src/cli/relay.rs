@@ -45,9 +45,15 @@ pub struct RelayArgs {
     /// How long proofs are kept for FETCH: seconds, or with a unit (90s, 30m, 1h, 2d) [default: 1h].
     #[arg(long, value_parser = parse_duration_s)]
     pub retention: Option<u64>,
-    /// Grace period before a connection whose send queue stays full is closed, ms [default: 5000].
+    /// Grace period before a connection whose writes make no progress is closed, ms [default: 5000].
     #[arg(long)]
     pub slow_consumer_grace_ms: Option<u64>,
+    /// Group commit: make a batch durable once it holds this many records [default: 1024].
+    #[arg(long)]
+    pub log_group_commit_records_max: Option<u32>,
+    /// Group commit: or once its oldest record waited this long, µs [default: 200].
+    #[arg(long)]
+    pub log_group_commit_delay_us_max: Option<u64>,
 }
 
 impl RelayArgs {
@@ -65,6 +71,8 @@ impl RelayArgs {
             clock_skew_s: self.clock_skew_s,
             retention_s: self.retention,
             slow_consumer_grace_ms: self.slow_consumer_grace_ms,
+            log_group_commit_records_max: self.log_group_commit_records_max,
+            log_group_commit_delay_us_max: self.log_group_commit_delay_us_max,
             limits: None,
         }
     }

@@ -168,6 +168,7 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
                 ctx.wake_connections();
             }
             Message::Binary(bytes) => {
+                ctx.wait_log_room(bytes.len() / crate::proto::PROOF_LEN).await;
                 let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
                 ctx.dispatch(out).await;
                 ctx.wake_connections();

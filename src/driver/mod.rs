@@ -1,7 +1,8 @@
 //! The driver: glommio executors, sockets and signals around the sans-IO `server` core.
 //!
 //! Everything runtime-specific lives here, so the runtime could be swapped without touching the protocol,
-//! the engine or the server state machine.
+//! the engine or the server state machine. `log_io` is one shard's durable log on glommio DMA files (the pure
+//! log is `crate::log`).
 //!
 //! ```text
 //! main thread: lock storage, node id, reserve port ─▶ spawn one executor per shard (pinned) ─▶ wait ready
@@ -9,7 +10,13 @@
 //! ```
 
 pub mod connection;
+pub mod log_files;
+pub mod log_io;
+pub mod log_open;
+pub mod log_readback;
+pub mod log_signal;
 pub mod shard_main;
+pub mod shard_storage;
 pub mod signal;
 pub mod startup;
 

@@ -4,8 +4,13 @@
 //! listener (SO_REUSEPORT) ─accept─▶ connection::serve ─▶ ShardServer (RefCell, this executor only)
 //! request mesh  ─recv─▶ handle_request  ─▶ responses ─send─▶ response mesh (may wait: receivers never do)
 //! response mesh ─recv─▶ handle_response ─▶ connection outboxes ─▶ writers woken
-//! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, return
+//! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, flush, return
+//! log: open + recover ─▶ restore subscriptions and dedup; committer task (group commit);
+//!      durability pump: wait for the oldest held ticket ─▶ release_durable ─▶ ACK / SUBSCRIBED go out;
+//!      retention every window; FETCH pages read from disk for any shard's connection
 //! ```
+//! A failed commit is fail-stop: the relay exits (status 1) without acknowledging anything that was not
+//! durable, and recovery at the next start decides what survived.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,7 +24,12 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::net::TcpListener;
 
 use super::connection::{self, ConnSignals};
+use super::log_io::{shard_dir, LogIoConfig, ShardLog};
 use super::signal::Signal;
+use crate::log::commit::GroupCommitPolicy;
+use crate::log::format::ShardParams;
+use crate::log::mailbox::SubscriberKey;
+use crate::log::LogConfig;
 use crate::proto::Limits;
 use crate::server::config::RelayConfig;
 use crate::server::http;
@@ -33,6 +43,10 @@ const TICK: Duration = Duration::from_millis(100);
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// How long a closing connection may take before its reader is stopped regardless.
 const CLOSE_WATCHDOG: Duration = Duration::from_secs(2);
+/// How often retention runs (deleting whole expired segments); a window is plenty.
+const RETENTION_EVERY: Duration = Duration::from_secs(10);
+/// Windows of extra clock skew whose commitments recovery feeds back into dedup.
+const DEDUP_SKEW_WINDOWS: u64 = 1;
 
 /// State shared by every shard (read-mostly; nothing here is touched per proof except the metrics).
 pub struct Shared {
@@ -57,8 +71,12 @@ pub type Ready = Result<(usize, Option<std::net::SocketAddr>), String>;
 pub struct ShardCtx {
     /// Shard index.
     pub id: usize,
-    /// The sans-IO shard state.
-    pub server: RefCell<ShardServer>,
+    /// The sans-IO shard state (its storage is a clone of `log`).
+    pub server: RefCell<ShardServer<ShardLog>>,
+    /// This shard's durable log.
+    pub log: ShardLog,
+    /// Kicks the durability pump when the server may have started holding responses.
+    durable_kick: Signal,
     /// Limits (copied out of the config for the connection layer).
     pub limits: Limits,
     req_tx: Senders<Request>,
@@ -110,9 +128,16 @@ impl ShardCtx {
         self.watchdogs.borrow_mut().remove(&conn);
     }
 
-    /// Sends what one call produced to the other shards, waiting while a channel is full.
+    /// Sends what one call produced to the other shards, waiting while a channel is full. A FETCH part for
+    /// this shard is read from disk here.
     pub async fn dispatch(&self, out: Outgoing) {
         for (shard, request) in out.requests {
+            if shard == self.id {
+                if let Some((dest, response)) = self.run_fetch(request).await {
+                    self.send_response(dest, response).await;
+                }
+                continue;
+            }
             // Fails only when the destination has shut down; the request is then moot.
             let _ = self.req_tx.send_to(shard, request).await;
         }
@@ -121,8 +146,47 @@ impl ShardCtx {
         }
     }
 
+    async fn send_response(&self, shard: usize, response: Response) {
+        if shard == self.id {
+            self.server.borrow_mut().handle_response(response, self.clock());
+            self.wake_connections();
+        } else {
+            let _ = self.resp_tx.send_to(shard, response).await;
+        }
+    }
+
+    /// Reads this shard's page of a FETCH; returns the response and the shard to send it to.
+    async fn run_fetch(&self, request: Request) -> Option<(usize, Response)> {
+        let Request::Fetch { origin, subscriber, cursor, token, proofs_max } = request else {
+            debug_assert!(false, "only FETCH parts are executed by the driver");
+            return None;
+        };
+        let (proofs, more) = match self.log.fetch(SubscriberKey(subscriber.0), cursor, token, proofs_max.into()).await {
+            Ok(page) => {
+                (page.records.iter().map(|r| bytes::Bytes::copy_from_slice(r.proof.as_bytes())).collect(), page.more)
+            }
+            Err(e) => {
+                tracing::error!(shard = self.id, error = %e, "FETCH read failed; answering an empty page");
+                (Vec::new(), false)
+            }
+        };
+        Some((origin.shard as usize, Response::Fetched { conn: origin.conn, token, proofs, more }))
+    }
+
+    /// Waits until the log can stage `proofs` more proofs (backpressure on whoever is publishing).
+    pub async fn wait_log_room(&self, proofs: usize) {
+        let proofs = (proofs as u64).min(crate::log::config::STAGED_RECORDS_MAX);
+        while !self.log.can_accept(proofs) {
+            let ticket = self.log.ticket();
+            if self.log.wait_ticket(ticket).await.is_err() {
+                return; // poisoned: the committer task stops the relay
+            }
+        }
+    }
+
     /// Wakes the writers of connections that have something queued, and arms a watchdog on closing ones.
     pub fn wake_connections(&self) {
+        self.durable_kick.notify();
         let wakeups = self.server.borrow_mut().take_wakeups();
         if wakeups.is_empty() {
             return;
@@ -198,10 +262,47 @@ pub async fn run(
         },
         _ => None,
     };
-    let server = ShardServer::new(id as u16, config, shared.node_id, rand::random(), shared.metrics.clone());
+    let now_s = crate::driver::log_io::unix_now_s();
+    let (log, report) = match open_log(config, id, now_s).await {
+        Ok(opened) => opened,
+        Err(message) => {
+            let _ = ready.send(Err(message));
+            return;
+        }
+    };
+    let c = &report.counters;
+    tracing::info!(
+        shard = id,
+        records = c.recovery_records,
+        matches = c.recovery_matches,
+        subscribers = c.recovery_subscribers,
+        torn_truncated = c.recovery_torn_truncated,
+        torn_holes = c.recovery_torn_holes,
+        corrupt_records = c.recovery_corrupt_records,
+        files_quarantined = c.recovery_files_quarantined,
+        "log recovered"
+    );
+    let mut server =
+        ShardServer::new(id as u16, config, shared.node_id, rand::random(), shared.metrics.clone(), log.clone());
+    for (key, state) in log.subscriptions() {
+        server.restore_subscription(now_s, key, &state.entries);
+    }
+    for (window_start_s, commit) in &report.live_commits {
+        server.restore_commit(*window_start_s, commit);
+    }
+    shared.metrics[id].log.store(&log.counters());
+    let committer = log.clone();
+    glommio::spawn_local(async move {
+        if let Err(e) = committer.run_committer().await {
+            fail_stop(id, &e);
+        }
+    })
+    .detach();
     let ctx = Rc::new(ShardCtx {
         id,
         server: RefCell::new(server),
+        log,
+        durable_kick: Signal::default(),
         limits: config.limits,
         req_tx,
         resp_tx,
@@ -210,6 +311,8 @@ pub async fn run(
         shared: shared.clone(),
     });
     spawn_receivers(&ctx, req_rx, resp_rx);
+    glommio::spawn_local(durability_pump(ctx.clone())).detach();
+    glommio::spawn_local(retention_loop(ctx.clone())).detach();
     // One signal per loop: a `Signal` has a single waiter.
     let (stop_accepting, stop_metrics) = (Rc::new(Signal::default()), Rc::new(Signal::default()));
     let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener, stop_accepting.clone()));
@@ -224,6 +327,7 @@ pub async fn run(
         let clock = ctx.clock();
         ctx.server.borrow_mut().tick(clock);
         ctx.wake_connections();
+        ctx.metrics().log.store(&ctx.log.counters());
     }
     // Shutdown: stop accepting, close every connection (writers drain and send 1001), wait for them.
     stop_accepting.notify();
@@ -238,7 +342,66 @@ pub async fn run(
     while ctx.server.borrow().connections() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+    if let Err(e) = ctx.log.clone().close().await {
+        tracing::error!(shard = id, error = %e, "log flush at shutdown failed");
+    }
     tracing::info!(shard = id, "shard stopped");
+}
+
+/// Opens (recovering) shard `id`'s log under the storage directory.
+async fn open_log(
+    config: &RelayConfig,
+    id: usize,
+    now_s: u64,
+) -> Result<(ShardLog, crate::log::recovery::RecoveryReport), String> {
+    let params = ShardParams::for_shard(id as u16, config.shards as u16, config.num_buckets, config.window_s as u32);
+    let mut log = LogConfig::new(params).with_retention_s(config.retention_s);
+    log.commit = GroupCommitPolicy {
+        records_max: config.log_group_commit_records_max,
+        delay_us_max: config.log_group_commit_delay_us_max,
+    };
+    let dir = shard_dir(&config.storage, id as u16);
+    let io = LogIoConfig { dir: dir.clone(), log, dedup_skew_windows: DEDUP_SKEW_WINDOWS };
+    ShardLog::open(io, now_s).await.map_err(|e| format!("shard {id}: cannot open its log in {}: {e}", dir.display()))
+}
+
+/// A failed commit: nothing more may be acknowledged. Exit so that a supervisor restarts the relay and
+/// recovery decides what survived (DESIGN.md §1: nothing acknowledged is lost).
+fn fail_stop(shard: usize, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(shard, %error, "the durable log failed; stopping the relay (restart it to recover)");
+    std::process::exit(1)
+}
+
+/// Sends held responses (ACKs, SUBSCRIBEDs) once the storage tickets they wait for are durable.
+async fn durability_pump(ctx: Rc<ShardCtx>) {
+    loop {
+        let ticket = ctx.server.borrow().oldest_pending_ticket();
+        match ticket {
+            None => ctx.durable_kick.wait().await,
+            Some(ticket) => {
+                if let Err(e) = ctx.log.wait_ticket(ticket).await {
+                    fail_stop(ctx.id, &e);
+                }
+                let out = ctx.server.borrow_mut().release_durable(ctx.clock());
+                ctx.dispatch(out).await;
+                ctx.wake_connections();
+            }
+        }
+    }
+}
+
+/// Deletes whole segments past the retention horizon, with their match records.
+async fn retention_loop(ctx: Rc<ShardCtx>) {
+    loop {
+        glommio::timer::sleep(RETENTION_EVERY).await;
+        match ctx.log.apply_retention(crate::driver::log_io::unix_now_s()).await {
+            Ok(outcome) if outcome.segments_deleted > 0 => {
+                tracing::info!(shard = ctx.id, segments = outcome.segments_deleted, "retention deleted segments");
+            }
+            Ok(_) => {}
+            Err(e) => fail_stop(ctx.id, &e),
+        }
+    }
 }
 
 fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_rx: Receivers<Response>) {
@@ -246,6 +409,15 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             while let Some(request) = receiver.recv().await {
+                if let Request::Fetch { .. } = request {
+                    if let Some((dest, response)) = ctx.run_fetch(request).await {
+                        ctx.send_response(dest, response).await;
+                    }
+                    continue;
+                }
+                if let Request::Publish { proofs, .. } = &request {
+                    ctx.wait_log_room(proofs.len()).await;
+                }
                 let clock = ctx.clock();
                 let out = ctx.server.borrow_mut().handle_request(request, clock);
                 ctx.dispatch(out).await;

@@ -16,8 +16,9 @@ use std::collections::VecDeque;
 
 use crate::index::simd::sha256::HashBackend;
 use crate::proto::derive::BloomPositions;
-use crate::proto::{ProofBatch, SubscribeEntry, SubscriberId, PROOF_LEN};
+use crate::proto::{Commit, ProofBatch, SubscribeEntry, SubscriberId, PROOF_LEN};
 use bytes::Bytes;
+use sha2::Digest;
 
 use super::config::EngineConfig;
 use super::counters::ShardCounters;
@@ -393,6 +394,16 @@ impl<L: LogSink> Shard<L> {
     /// Proofs waiting in `peer`'s gossip outbox.
     pub fn gossip_queued(&self, peer: PeerId) -> usize {
         self.gossip.queued(peer)
+    }
+
+    /// Remembers `(commit, window)` as already accepted, as rebuilt from the durable log at start, so that a
+    /// publisher retrying after a crash gets a duplicate rather than a second copy. Returns whether it was new.
+    pub fn restore_dedup(&mut self, window_start_s: u64, commit: &Commit) -> bool {
+        let digest: [u8; 32] = sha2::Sha256::digest(commit).into();
+        let word =
+            |i: usize| u32::from_be_bytes([digest[4 * i], digest[4 * i + 1], digest[4 * i + 2], digest[4 * i + 3]]);
+        let state = [word(0), word(1), word(2), word(3), word(4), word(5), word(6), word(7)];
+        matches!(self.dedup.insert(commit, window_start_s, commit_hash_bits(&state)), DedupOutcome::New)
     }
 
     /// (commit, window) pairs remembered for dedup over all live windows.

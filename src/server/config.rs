@@ -74,6 +74,10 @@ pub struct RelayConfig {
     pub retention_s: u64,
     /// Grace period before a connection with a full send queue is closed, milliseconds.
     pub slow_consumer_grace_ms: u64,
+    /// Group commit: make a batch durable once it holds this many records (tuning/log.md).
+    pub log_group_commit_records_max: u32,
+    /// Group commit: or once its oldest record has waited this long, microseconds.
+    pub log_group_commit_delay_us_max: u64,
     /// Limits announced in HELLO_REPLY and enforced.
     pub limits: Limits,
 }
@@ -95,6 +99,8 @@ impl RelayConfig {
             clock_skew_s: CLOCK_SKEW_S_DEFAULT,
             retention_s: RETENTION_S_DEFAULT,
             slow_consumer_grace_ms: SLOW_CONSUMER_GRACE_MS_DEFAULT,
+            log_group_commit_records_max: crate::log::commit::GroupCommitPolicy::RECORDS_MAX_DEFAULT,
+            log_group_commit_delay_us_max: crate::log::commit::GroupCommitPolicy::DELAY_US_MAX_DEFAULT,
             limits: Limits::default(),
         }
     }
@@ -119,6 +125,8 @@ impl RelayConfig {
         set(&mut self.clock_skew_s, layer.clock_skew_s);
         set(&mut self.retention_s, layer.retention_s);
         set(&mut self.slow_consumer_grace_ms, layer.slow_consumer_grace_ms);
+        set(&mut self.log_group_commit_records_max, layer.log_group_commit_records_max);
+        set(&mut self.log_group_commit_delay_us_max, layer.log_group_commit_delay_us_max);
         if let Some(l) = &layer.limits {
             let limits = &mut self.limits;
             set(&mut limits.message_bytes_max, l.message_bytes_max);
@@ -167,6 +175,13 @@ impl RelayConfig {
         if self.clock_skew_s >= self.window_s {
             return Err(ConfigError::new("clock-skew-s", self.clock_skew_s, "must be shorter than the window"));
         }
+        if self.log_group_commit_records_max == 0 {
+            return Err(ConfigError::new("log-group-commit-records-max", 0, "must be at least 1 (1 = no grouping)"));
+        }
+        if self.log_group_commit_delay_us_max > 1_000_000 {
+            let value = self.log_group_commit_delay_us_max;
+            return Err(ConfigError::new("log-group-commit-delay-us-max", value, "must be at most 1,000,000 (1 s)"));
+        }
         if self.retention_s < self.window_s * 2 {
             return Err(ConfigError::new("retention", self.retention_s, "must be at least two windows (20 s)"));
         }
@@ -193,6 +208,14 @@ impl RelayConfig {
             if value == 0 {
                 return Err(ConfigError::new(key, value, "must be at least 1"));
             }
+        }
+        if (l.proofs_per_batch_max as usize) < self.shards {
+            // A FETCH asks every shard for its share of one page; each shard returns at least one proof.
+            return Err(ConfigError::new(
+                "limits.proofs_per_batch_max",
+                l.proofs_per_batch_max,
+                format!("must be at least the number of shards ({})", self.shards),
+            ));
         }
         if (l.proofs_per_batch_max as usize) * crate::proto::PROOF_LEN + 64 > l.message_bytes_max as usize {
             return Err(ConfigError::new(
@@ -279,6 +302,10 @@ pub struct ConfigLayer {
     pub retention_s: Option<u64>,
     /// See [`RelayConfig::slow_consumer_grace_ms`].
     pub slow_consumer_grace_ms: Option<u64>,
+    /// See [`RelayConfig::log_group_commit_records_max`].
+    pub log_group_commit_records_max: Option<u32>,
+    /// See [`RelayConfig::log_group_commit_delay_us_max`].
+    pub log_group_commit_delay_us_max: Option<u64>,
     /// See [`Limits`].
     pub limits: Option<LimitsLayer>,
 }

@@ -1,5 +1,8 @@
 //! Protocol state of one connection: handshake, error budget, PUBLISH sequencing and cumulative ACKs,
-//! and the SUBSCRIBEs waiting for every shard's answer.
+//! the SUBSCRIBEs and FETCHes waiting for every shard's answer, and the subscribers it carries.
+//!
+//! A subscriber is known on the wire by its random id and everywhere else (engine, directory, disk) by its
+//! key `SubscriberKey::of(id)`, so a copy of the disk cannot be used to FETCH. The connection keeps both.
 //!
 //! A PUBLISH is split by owner shard into `parts`; each part completes when its shard has logged its proofs
 //! (and, with the durable log, made them durable). ACK(seq) is sent when every PUBLISH up to `seq` is complete,
@@ -23,10 +26,38 @@ struct PendingPublish {
 /// A SUBSCRIBE waiting for every shard's answer.
 #[derive(Debug)]
 struct PendingSubscribe {
+    /// Internal id (key) of the subscriber.
     subscriber: SubscriberId,
     shards_remaining: u16,
     entries: u16,
     error: Option<ErrorCode>,
+}
+
+/// A FETCH waiting for every shard's page.
+#[derive(Debug)]
+struct PendingFetch {
+    /// The token the shards answer with; identifies this FETCH.
+    token: u64,
+    /// The subscriber's wire id (for FETCH_REPLY).
+    wire: SubscriberId,
+    /// The cursor the client sent (answered again if no shard had anything).
+    cursor: u64,
+    shards_remaining: u16,
+    proofs: Vec<bytes::Bytes>,
+    more: bool,
+}
+
+/// A completed FETCH, ready to answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FetchDone {
+    /// The subscriber's wire id.
+    pub subscriber: SubscriberId,
+    /// Cursor for the next FETCH.
+    pub next_cursor: u64,
+    /// Whether more proofs wait.
+    pub more: bool,
+    /// The proofs, shard by shard, each shard's oldest first.
+    pub proofs: Vec<bytes::Bytes>,
 }
 
 /// Why a PUBLISH was refused before routing.
@@ -48,8 +79,10 @@ pub struct ConnState {
     last_seq: Option<u64>,
     pending: VecDeque<PendingPublish>,
     subscribes: Vec<PendingSubscribe>,
-    /// Subscribers registered from this connection (bounded by `subscribers_per_connection_max`).
-    subscribers: Vec<SubscriberId>,
+    fetches: Vec<PendingFetch>,
+    /// Subscribers registered from this connection as (wire id, internal id), bounded by
+    /// `subscribers_per_connection_max`.
+    subscribers: Vec<(SubscriberId, SubscriberId)>,
 }
 
 impl ConnState {
@@ -90,22 +123,66 @@ impl ConnState {
         self.pending.len()
     }
 
-    /// Subscribers registered from this connection.
-    pub fn subscribers(&self) -> &[SubscriberId] {
-        &self.subscribers
+    /// Internal ids of the subscribers registered from this connection.
+    pub fn subscribers(&self) -> impl Iterator<Item = SubscriberId> + '_ {
+        self.subscribers.iter().map(|(_, internal)| *internal)
+    }
+
+    /// The wire id of the subscriber with internal id `internal`, if this connection carries it.
+    pub fn wire_id(&self, internal: &SubscriberId) -> Option<SubscriberId> {
+        self.subscribers.iter().find(|(_, i)| i == internal).map(|(wire, _)| *wire)
     }
 
     /// Starts a SUBSCRIBE that every one of `shards` shards must answer. Refused (returns `false`) when it
     /// would exceed `subscribers_max` distinct subscribers on this connection.
-    pub fn begin_subscribe(&mut self, subscriber: SubscriberId, shards: u16, subscribers_max: usize) -> bool {
-        if !self.subscribers.contains(&subscriber) {
+    pub fn begin_subscribe(
+        &mut self,
+        wire: SubscriberId,
+        internal: SubscriberId,
+        shards: u16,
+        subscribers_max: usize,
+    ) -> bool {
+        if !self.subscribers.iter().any(|(w, _)| *w == wire) {
             if self.subscribers.len() >= subscribers_max {
                 return false;
             }
-            self.subscribers.push(subscriber);
+            self.subscribers.push((wire, internal));
         }
-        self.subscribes.push(PendingSubscribe { subscriber, shards_remaining: shards, entries: 0, error: None });
+        self.subscribes.push(PendingSubscribe {
+            subscriber: internal,
+            shards_remaining: shards,
+            entries: 0,
+            error: None,
+        });
         true
+    }
+
+    /// Starts a FETCH answered by `shards` shards with `token`.
+    pub fn begin_fetch(&mut self, wire: SubscriberId, cursor: u64, token: u64, shards: u16) {
+        self.fetches.push(PendingFetch {
+            token,
+            wire,
+            cursor,
+            shards_remaining: shards,
+            proofs: Vec::new(),
+            more: false,
+        });
+    }
+
+    /// One shard's page of the FETCH `token`. When every shard answered, returns the reply: the cursor is the
+    /// token if any shard returned proofs (each shard then continues after its page), else the old cursor.
+    pub fn complete_fetch(&mut self, token: u64, proofs: Vec<bytes::Bytes>, more: bool) -> Option<FetchDone> {
+        let i = self.fetches.iter().position(|f| f.token == token)?;
+        let pending = &mut self.fetches[i];
+        pending.proofs.extend(proofs);
+        pending.more |= more;
+        pending.shards_remaining -= 1;
+        if pending.shards_remaining > 0 {
+            return None;
+        }
+        let done = self.fetches.remove(i);
+        let next_cursor = if done.proofs.is_empty() { done.cursor } else { done.token };
+        Some(FetchDone { subscriber: done.wire, next_cursor, more: done.more, proofs: done.proofs })
     }
 
     /// One shard answered a SUBSCRIBE. When all have, returns the total entries or the first error.
@@ -133,9 +210,9 @@ impl ConnState {
         })
     }
 
-    /// Forgets a subscriber (after UNSUBSCRIBE).
-    pub fn remove_subscriber(&mut self, subscriber: &SubscriberId) {
-        self.subscribers.retain(|s| s != subscriber);
+    /// Forgets a subscriber by wire id (after UNSUBSCRIBE).
+    pub fn remove_subscriber(&mut self, wire: &SubscriberId) {
+        self.subscribers.retain(|(w, _)| w != wire);
     }
 }
 
@@ -161,14 +238,30 @@ mod tests {
     #[test]
     fn subscribe_waits_for_every_shard_and_reports_first_error() {
         let (a, b) = (SubscriberId([1; 16]), SubscriberId([2; 16]));
+        let (ka, kb) = (SubscriberId([11; 16]), SubscriberId([12; 16]));
         let mut c = ConnState::default();
-        assert!(c.begin_subscribe(a, 2, 1));
-        assert!(!c.begin_subscribe(b, 2, 1), "second distinct subscriber over the limit");
-        assert_eq!(c.complete_subscribe(a, Ok(3)), None);
-        assert_eq!(c.complete_subscribe(a, Ok(2)), Some(Ok(5)));
-        assert!(c.begin_subscribe(a, 2, 1), "same subscriber again is fine");
-        assert_eq!(c.complete_subscribe(a, Err(ErrorCode::SUBSCRIPTION_RANGE)), None);
-        assert_eq!(c.complete_subscribe(a, Ok(1)), Some(Err(ErrorCode::SUBSCRIPTION_RANGE)));
+        assert!(c.begin_subscribe(a, ka, 2, 1));
+        assert!(!c.begin_subscribe(b, kb, 2, 1), "second distinct subscriber over the limit");
+        assert_eq!(c.wire_id(&ka), Some(a));
+        assert_eq!(c.complete_subscribe(ka, Ok(3)), None);
+        assert_eq!(c.complete_subscribe(ka, Ok(2)), Some(Ok(5)));
+        assert!(c.begin_subscribe(a, ka, 2, 1), "same subscriber again is fine");
+        assert_eq!(c.complete_subscribe(ka, Err(ErrorCode::SUBSCRIPTION_RANGE)), None);
+        assert_eq!(c.complete_subscribe(ka, Ok(1)), Some(Err(ErrorCode::SUBSCRIPTION_RANGE)));
+    }
+
+    #[test]
+    fn fetch_merges_shard_pages_and_keeps_the_cursor_when_empty() {
+        let s = SubscriberId([3; 16]);
+        let mut c = ConnState::default();
+        c.begin_fetch(s, 7, 99, 2);
+        assert_eq!(c.complete_fetch(99, vec![bytes::Bytes::from_static(b"p1")], false), None);
+        let done = c.complete_fetch(99, vec![], true).unwrap();
+        assert_eq!((done.subscriber, done.next_cursor, done.more, done.proofs.len()), (s, 99, true, 1));
+        c.begin_fetch(s, 99, 100, 2);
+        assert_eq!(c.complete_fetch(100, vec![], false), None);
+        assert_eq!(c.complete_fetch(100, vec![], false).unwrap().next_cursor, 99, "nothing new: same cursor");
+        assert_eq!(c.complete_fetch(5, vec![], false), None, "unknown token");
     }
 
     #[test]

@@ -50,11 +50,43 @@ macro_rules! shard_metrics {
             pub publish_ack_latency: LatencyHistogram,
             /// Time from receiving a PUBLISH to queueing a matched proof on the subscriber's connection.
             pub publish_deliver_latency: LatencyHistogram,
+            /// The durable log's counters, copied by the shard at each tick (order of `LogCounters::fields`).
+            pub log: LogGauges,
         }
 
         const COUNTERS: &[(&str, &str, fn(&ShardMetrics) -> &AtomicU64)] = &[$(($cname, $chelp, |m| &m.$c),)*];
         const GAUGES: &[(&str, &str, fn(&ShardMetrics) -> &AtomicU64)] = &[$(($gname, $ghelp, |m| &m.$g),)*];
     };
+}
+
+/// Snapshot of one shard's log counters (`crate::log::LogCounters::fields`), written by that shard only.
+#[derive(Debug)]
+pub struct LogGauges {
+    names: Vec<&'static str>,
+    values: Box<[AtomicU64]>,
+}
+
+impl Default for LogGauges {
+    fn default() -> Self {
+        let names: Vec<&'static str> = crate::log::LogCounters::default().fields().iter().map(|(n, _)| *n).collect();
+        let values = names.iter().map(|_| AtomicU64::new(0)).collect();
+        Self { names, values }
+    }
+}
+
+impl LogGauges {
+    /// Copies a counter snapshot.
+    pub fn store(&self, counters: &crate::log::LogCounters) {
+        for ((_, value), slot) in counters.fields().iter().zip(self.values.iter()) {
+            slot.store(*value, Relaxed);
+        }
+    }
+
+    /// Whether a log counter is a level (gauge) rather than a running total.
+    fn is_gauge(name: &str) -> bool {
+        name.starts_with("recovery_")
+            || matches!(name, "segments" | "mailbox_entries" | "subscribers" | "staged_records")
+    }
 }
 
 /// Labels of `tessera_proofs_rejected_total{reason=...}`, in the order the driver indexes them.
@@ -143,6 +175,14 @@ pub fn render_prometheus(shards: &[crossbeam::utils::CachePadded<ShardMetrics>])
             );
         }
     }
+    if let Some(first) = shards.first() {
+        for (i, name) in first.log.names.iter().enumerate() {
+            let (kind, suffix) = if LogGauges::is_gauge(name) { ("gauge", "") } else { ("counter", "_total") };
+            let family_name = format!("tessera_log_{name}{suffix}");
+            let help = format!("Durable log: {} (docs/STORAGE.md).", name.replace('_', " "));
+            family(&mut out, &family_name, &help, kind, shards, |m| m.log.values[i].load(Relaxed));
+        }
+    }
     histogram(&mut out, "tessera_publish_ack_latency_seconds", "PUBLISH received to ACK queued.", shards, |m| {
         &m.publish_ack_latency
     });
@@ -217,5 +257,10 @@ mod tests {
         assert!(text.contains("tessera_publish_ack_latency_seconds_bucket{shard=\"0\",le=\"0.00005\"} 1\n"));
         assert!(text.contains("tessera_publish_ack_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 2\n"));
         assert!(text.contains("tessera_publish_ack_latency_seconds_count{shard=\"0\"} 2\n"));
+        let counters = crate::log::LogCounters { fdatasyncs: 5, segments: 2, ..Default::default() };
+        shards[1].log.store(&counters);
+        let text = render_prometheus(&shards);
+        assert!(text.contains("tessera_log_fdatasyncs_total{shard=\"1\"} 5\n"), "{text}");
+        assert!(text.contains("# TYPE tessera_log_segments gauge\n"));
     }
 }

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod msg;
 pub mod outbox;
 pub mod shard;
+pub mod storage;

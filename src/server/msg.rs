@@ -4,11 +4,14 @@
 //! may wait when the channel is full, which is the backpressure that reaches a fast publisher) and
 //! **responses** (results and deliveries for a connection's shard; their receiver never waits on anything,
 //! so every wait on a full request channel ends).
+//!
+//! Subscribers travel as their internal id (`SubscriberKey::of(wire id)`); only the connection that carries a
+//! subscriber knows its wire id.
 
 use bytes::Bytes;
 
-use crate::engine::{Rejection, SubscribeError};
-use crate::proto::{ProofBatch, SubscribeEntry, SubscriberId};
+use crate::engine::Rejection;
+use crate::proto::{ErrorCode, ProofBatch, SubscribeEntry, SubscriberId};
 
 /// A connection's id, unique within its shard for the life of the process.
 pub type ConnId = u64;
@@ -49,6 +52,19 @@ pub enum Request {
         /// Unix seconds at the connection's shard (for range checks).
         now_s: u64,
     },
+    /// One shard's page of a FETCH (executed by the driver: it reads from disk).
+    Fetch {
+        /// The fetching connection.
+        origin: ConnAddr,
+        /// The subscriber (internal id).
+        subscriber: SubscriberId,
+        /// The client's cursor.
+        cursor: u64,
+        /// The cursor this FETCH answers with, the same on every shard.
+        token: u64,
+        /// Most proofs this shard returns.
+        proofs_max: u16,
+    },
     /// Remove `subscriber`'s entries and forget its connection.
     Unsubscribe {
         /// The subscriber.
@@ -83,8 +99,19 @@ pub enum Response {
         conn: ConnId,
         /// The subscriber.
         subscriber: SubscriberId,
-        /// Entries registered in the receiver, or why not.
-        result: Result<u16, SubscribeError>,
+        /// Entries registered (and durable) in the receiver, or why not.
+        result: Result<u16, ErrorCode>,
+    },
+    /// One shard's FETCH page.
+    Fetched {
+        /// The fetching connection.
+        conn: ConnId,
+        /// The FETCH's token.
+        token: u64,
+        /// The proofs, oldest first (each `PROOF_LEN` bytes).
+        proofs: Vec<Bytes>,
+        /// Whether this shard has more.
+        more: bool,
     },
     /// Matched proofs for a subscriber on one of the receiver's connections.
     Deliver {

@@ -7,7 +7,12 @@
 //!                                        ├─▶ Response::Published ─▶ handle_response (conn's shard) ─▶ ACK / ERROR
 //!                                        └─▶ deliveries ─directory─▶ Response::Deliver ─▶ subscriber's outbox
 //! tick(clock) ─▶ engine tick, slow-consumer closes, gauges
+//! storage durable ─▶ release_durable ─▶ held ACKs (Published) and SUBSCRIBEDs go out
 //! ```
+//! Nothing is acknowledged before it is durable: a shard stages its part of a PUBLISH (and a match record for
+//! every delivery, which is what FETCH serves) in its [`ShardStorage`], takes a ticket, and holds the
+//! `Published` response until the ticket is durable. SUBSCRIBE is persisted the same way. FETCH reads from
+//! disk, so its per-shard parts are executed by the driver (`Request::Fetch` always goes to `out.requests`).
 //! The driver moves `Request`s and `Response`s between shards, feeds received messages in, and pulls
 //! outgoing messages with [`ShardServer::next_message`]. Requests and responses addressed to this shard are
 //! handled inline. Time is an argument ([`Clock`]); nothing here blocks or does I/O.
@@ -23,7 +28,9 @@ use super::conn::ConnState;
 use super::metrics::{ShardMetrics, REJECTION_REASONS};
 use super::msg::{ConnAddr, ConnId, Request, Response};
 use super::outbox::Outbox;
+use super::storage::{ShardStorage, StorageError};
 use crate::engine::{EngineConfig, MemoryLog, Origin, Rejection, Shard};
+use crate::log::mailbox::SubscriberKey;
 use crate::proto::frame::{ErrorFrame, Hello, Publish, Subscribe};
 use crate::proto::{
     Codec, ErrorCode, Frame, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN,
@@ -97,8 +104,8 @@ struct Conn {
     close: Option<CloseReason>,
 }
 
-/// The sans-IO state of one shard.
-pub struct ShardServer {
+/// The sans-IO state of one shard, over its storage `S`.
+pub struct ShardServer<S: ShardStorage = MemoryLog> {
     /// This shard's index.
     id: u16,
     /// Number of shards (to find the owner of a bucket).
@@ -113,8 +120,14 @@ pub struct ShardServer {
     codec: Codec,
     /// HELLO_REPLY, encoded once.
     hello_reply: Bytes,
-    /// The routing engine for this shard's buckets.
-    engine: Shard<MemoryLog>,
+    /// The routing engine for this shard's buckets; it owns the storage (its log sink).
+    engine: Shard<S>,
+    /// Responses held until their storage ticket is durable: (ticket, destination shard, response).
+    pending_durable: std::collections::VecDeque<(u64, usize, Response)>,
+    /// FETCHes started by this shard (makes each FETCH's token unique).
+    fetches: u64,
+    /// Secret mixed into FETCH tokens so they are not guessable from the outside.
+    token_key: u64,
     /// Connections owned by this shard.
     conns: HashMap<ConnId, Conn>,
     /// Where each subscriber with entries in this shard is connected, if anywhere.
@@ -129,15 +142,17 @@ pub struct ShardServer {
     rejected: Vec<(u16, Rejection)>,
 }
 
-impl ShardServer {
-    /// Shard `id` of a relay configured by `config`; `node_id` is announced in HELLO_REPLY, `hash_key` keys the
-    /// engine's hash tables (secret, from the driver's CSPRNG: ids and commits are chosen by clients).
+impl<S: ShardStorage> ShardServer<S> {
+    /// Shard `id` of a relay configured by `config`, over `storage`; `node_id` is announced in HELLO_REPLY,
+    /// `hash_key` keys the engine's hash tables and FETCH tokens (secret, from the driver's CSPRNG: ids and
+    /// commits are chosen by clients).
     pub fn new(
         id: u16,
         config: &RelayConfig,
         node_id: [u8; 16],
         hash_key: [u64; 2],
         metrics: Arc<[CachePadded<ShardMetrics>]>,
+        storage: S,
     ) -> Self {
         let mut engine_config =
             EngineConfig::for_shard(id, config.shards as u16, config.num_buckets).with_hash_key(hash_key);
@@ -168,7 +183,10 @@ impl ShardServer {
             limits: config.limits,
             codec: Codec::new(config.limits, bloom),
             hello_reply: hello_reply.freeze(),
-            engine: Shard::new(engine_config, MemoryLog::default()),
+            engine: Shard::new(engine_config, storage),
+            pending_durable: std::collections::VecDeque::new(),
+            fetches: 0,
+            token_key: hash_key[0] ^ hash_key[1].rotate_left(17),
             conns: HashMap::new(),
             directory: HashMap::new(),
             metrics,
@@ -208,7 +226,7 @@ impl ShardServer {
         let Some(c) = self.conns.remove(&conn) else { return out };
         ShardMetrics::set(&self.m().connections_open, self.conns.len() as u64);
         let origin = ConnAddr { shard: self.id, conn };
-        for &subscriber in c.state.subscribers() {
+        for subscriber in c.state.subscribers() {
             for shard in 0..self.shards {
                 self.send_request(shard, Request::Detach { origin, subscriber }, clock, &mut out);
             }
@@ -280,16 +298,12 @@ impl ShardServer {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.state.remove_subscriber(&subscriber);
                 }
+                let subscriber = internal_id(&subscriber);
                 for shard in 0..self.shards {
                     self.send_request(shard, Request::Unsubscribe { subscriber }, clock, out);
                 }
             }
-            Frame::Fetch { subscriber, cursor, .. } => {
-                // Nothing is kept for absent subscribers until the durable log lands: an empty page, same cursor.
-                let reply =
-                    Frame::FetchReply { subscriber, next_cursor: cursor, more: false, proofs: ProofBatch::empty() };
-                self.push_frame(conn, &reply);
-            }
+            Frame::Fetch { subscriber, cursor, proofs_max } => self.on_fetch(conn, subscriber, cursor, proofs_max, out),
             Frame::Error(e) => {
                 // Logged and counted, never answered (an answer could start an error loop between peers).
                 ShardMetrics::add(&self.m().errors_received, 1);
@@ -352,8 +366,27 @@ impl ShardServer {
         }
     }
 
+    /// Fans a FETCH out to every shard (each returns at most its share of the page, so the reply never exceeds
+    /// `proofs_per_batch_max`, which the configuration keeps at least the number of shards).
+    fn on_fetch(&mut self, conn: ConnId, wire: SubscriberId, cursor: u64, proofs_max: u16, out: &mut Outgoing) {
+        self.fetches += 1;
+        // Unique per FETCH (shard, counter) and non-zero (0 means "from the oldest"); keyed so that a client
+        // cannot predict another FETCH's token.
+        let token = mix64(self.token_key ^ ((self.id as u64) << 48) ^ self.fetches) | 1;
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.state.begin_fetch(wire, cursor, token, self.shards as u16);
+        let per_shard = (proofs_max as usize / self.shards).max(1) as u16;
+        let origin = ConnAddr { shard: self.id, conn };
+        let subscriber = internal_id(&wire);
+        for shard in 0..self.shards {
+            let request = Request::Fetch { origin, subscriber, cursor, token, proofs_max: per_shard };
+            out.requests.push((shard, request));
+        }
+    }
+
     fn on_subscribe(&mut self, conn: ConnId, subscribe: Subscribe, clock: Clock, out: &mut Outgoing) {
-        let Subscribe { subscriber, entries } = subscribe;
+        let Subscribe { subscriber: wire, entries } = subscribe;
+        let subscriber = internal_id(&wire);
         if let Err((code, detail, text)) = self.check_subscribe(&entries, clock.unix_s) {
             // Not a protocol error (docs/PROTOCOL.md §5.6): one ERROR, the previous entries stay.
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
@@ -365,7 +398,7 @@ impl ShardServer {
         }
         let subscribers_max = self.limits.subscribers_per_connection_max as usize;
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if !c.state.begin_subscribe(subscriber, self.shards as u16, subscribers_max) {
+        if !c.state.begin_subscribe(wire, subscriber, self.shards as u16, subscribers_max) {
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
             ShardMetrics::add(&self.m().limit_subscriptions, 1);
             let text = format!("at most {subscribers_max} subscribers per connection");
@@ -418,7 +451,7 @@ impl ShardServer {
     }
 
     fn send_request(&mut self, shard: usize, request: Request, clock: Clock, out: &mut Outgoing) {
-        if shard == self.here() {
+        if shard == self.here() && !matches!(request, Request::Fetch { .. }) {
             self.apply_request(request, clock, out);
         } else {
             out.requests.push((shard, request));
@@ -439,18 +472,30 @@ impl ShardServer {
                 self.route(origin, seq, &proofs, &indices, received_us, clock, out);
             }
             Request::Subscribe { origin, subscriber, entries, now_s } => {
-                let result = self.engine.handle_subscribe(now_s, subscriber, &entries);
-                if result.is_ok() {
-                    self.directory.insert(subscriber, origin);
-                }
+                let result = match self.engine.handle_subscribe(now_s, subscriber, &entries) {
+                    Err(e) => Err(e.error_code()),
+                    Ok(n) => {
+                        self.directory.insert(subscriber, origin);
+                        let key = SubscriberKey(subscriber.0);
+                        self.engine.log_mut().persist_subscription(key, &entries).map(|()| n).map_err(storage_code)
+                    }
+                };
                 self.update_subscription_gauges();
+                // SUBSCRIBED means applied and durable: a subscription outlives a crash once acknowledged.
                 let response = Response::Subscribed { conn: origin.conn, subscriber, result };
-                self.send_response(origin.shard as usize, response, clock, out);
+                self.respond_when_durable(origin.shard as usize, response, clock, out);
             }
             Request::Unsubscribe { subscriber } => {
                 self.engine.handle_unsubscribe(subscriber);
                 self.directory.remove(&subscriber);
+                if let Err(e) = self.engine.log_mut().persist_subscription(SubscriberKey(subscriber.0), &[]) {
+                    tracing::warn!(shard = self.id, error = %e, "UNSUBSCRIBE not persisted");
+                }
                 self.update_subscription_gauges();
+            }
+            Request::Fetch { .. } => {
+                // `send_request` never applies a FETCH inline: the driver reads its page from disk.
+                debug_assert!(false, "Request::Fetch reached apply_request");
             }
             Request::Detach { origin, subscriber } => {
                 if self.directory.get(&subscriber) == Some(&origin) {
@@ -484,7 +529,63 @@ impl ShardServer {
         }
         self.dispatch_deliveries(received_us, clock, out);
         let response = Response::Published { conn: origin.conn, seq, rejected, received_us };
-        self.send_response(origin.shard as usize, response, clock, out);
+        self.respond_when_durable(origin.shard as usize, response, clock, out);
+    }
+
+    /// Sends `response` once everything staged so far is durable (at once with nothing pending).
+    fn respond_when_durable(&mut self, shard: usize, response: Response, clock: Clock, out: &mut Outgoing) {
+        let ticket = self.engine.log().ticket();
+        if self.pending_durable.is_empty() && self.engine.log().is_durable(ticket) {
+            self.send_response(shard, response, clock, out);
+        } else {
+            self.pending_durable.push_back((ticket, shard, response));
+        }
+    }
+
+    /// The oldest storage ticket a held response waits for (the driver waits on it, then calls
+    /// [`release_durable`](Self::release_durable)).
+    pub fn oldest_pending_ticket(&self) -> Option<u64> {
+        self.pending_durable.front().map(|(ticket, _, _)| *ticket)
+    }
+
+    /// Sends every held response whose ticket is durable, in order.
+    pub fn release_durable(&mut self, clock: Clock) -> Outgoing {
+        let mut out = Outgoing::default();
+        while let Some((ticket, _, _)) = self.pending_durable.front() {
+            if !self.engine.log().is_durable(*ticket) {
+                break;
+            }
+            let Some((_, shard, response)) = self.pending_durable.pop_front() else { break };
+            self.send_response(shard, response, clock, &mut out);
+        }
+        out
+    }
+
+    /// Re-registers a subscription restored from storage at start (not persisted again). Entries whose range
+    /// has ended are dropped first, so one expired entry does not refuse the subscriber's others.
+    pub fn restore_subscription(&mut self, now_s: u64, key: SubscriberKey, entries: &[SubscribeEntry]) -> bool {
+        let config = self.engine.config();
+        let live: Vec<SubscribeEntry> = entries
+            .iter()
+            .filter(|e| config.check_window_range(now_s, e.window_from_s, e.window_to_s).is_ok())
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            return false;
+        }
+        let restored = self.engine.handle_subscribe(now_s, SubscriberId(key.0), &live).is_ok();
+        self.update_subscription_gauges();
+        restored
+    }
+
+    /// Remembers a commitment accepted before a restart (dedup rebuilt from storage).
+    pub fn restore_commit(&mut self, window_start_s: u64, commit: &crate::proto::Commit) {
+        self.engine.restore_dedup(window_start_s, commit);
+    }
+
+    /// This shard's storage (the driver reads its counters).
+    pub fn storage(&self) -> &S {
+        self.engine.log()
     }
 
     /// Sends every delivery the engine queued to its subscriber's connection.
@@ -492,6 +593,8 @@ impl ShardServer {
         // (connection, subscriber, proofs) for connections on other shards, merged per subscriber.
         let mut remote: Vec<(ConnAddr, SubscriberId, Vec<Bytes>)> = Vec::new();
         while let Some(delivery) = self.engine.poll_delivery() {
+            // Every match is recorded for FETCH (at least once, whatever happens to the live delivery).
+            self.engine.log_mut().record_match(SubscriberKey(delivery.subscriber.0), delivery.log_position);
             match self.directory.get(&delivery.subscriber).copied() {
                 None => ShardMetrics::add(&self.m().deliveries_offline, 1),
                 Some(addr) if addr.shard == self.id => {
@@ -511,11 +614,12 @@ impl ShardServer {
 
     fn deliver_local(&mut self, conn: ConnId, subscriber: SubscriberId, proof: Bytes, received_us: u64, clock: Clock) {
         let m = &self.metrics[self.id as usize];
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some((c, wire)) = self.conns.get_mut(&conn).and_then(|c| c.state.wire_id(&subscriber).map(|w| (c, w)))
+        else {
             ShardMetrics::add(&m.deliveries_offline, 1);
             return;
         };
-        match c.outbox.push_proof(subscriber, proof) {
+        match c.outbox.push_proof(wire, proof) {
             Ok(()) => {
                 ShardMetrics::add(&m.deliveries_queued, 1);
                 m.publish_deliver_latency.record_us(clock.mono_us.saturating_sub(received_us));
@@ -543,11 +647,12 @@ impl ShardServer {
             }
             Response::Subscribed { conn, subscriber, result } => {
                 let Some(c) = self.conns.get_mut(&conn) else { return };
-                match c.state.complete_subscribe(subscriber, result.map_err(|e| e.error_code())) {
+                let Some(wire) = c.state.wire_id(&subscriber) else { return };
+                match c.state.complete_subscribe(subscriber, result) {
                     None => {}
                     Some(Ok(entries)) => {
                         ShardMetrics::add(&self.m().subscribe_requests, 1);
-                        self.push_frame(conn, &Frame::Subscribed { subscriber, entries });
+                        self.push_frame(conn, &Frame::Subscribed { subscriber: wire, entries });
                     }
                     Some(Err(code)) => {
                         ShardMetrics::add(&self.m().subscribe_rejected, 1);
@@ -559,6 +664,23 @@ impl ShardServer {
                 for proof in proofs {
                     self.deliver_local(conn, subscriber, proof, received_us, clock);
                 }
+            }
+            Response::Fetched { conn, token, proofs, more } => {
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let Some(done) = c.state.complete_fetch(token, proofs, more) else { return };
+                let mut region = BytesMut::with_capacity(done.proofs.len() * PROOF_LEN);
+                for proof in &done.proofs {
+                    region.extend_from_slice(proof);
+                }
+                // Records passed their CRC when read, so their proofs are structurally valid.
+                let proofs = ProofBatch::from_bytes(region.freeze()).unwrap_or_else(|_| ProofBatch::empty());
+                let reply = Frame::FetchReply {
+                    subscriber: done.subscriber,
+                    next_cursor: done.next_cursor,
+                    more: done.more,
+                    proofs,
+                };
+                self.push_frame(conn, &reply);
             }
         }
     }
@@ -713,6 +835,26 @@ fn frame_allowed(role: Role, frame: &Frame, hello_allowed: bool) -> bool {
         Frame::Subscribe(_) | Frame::Unsubscribe { .. } | Frame::Fetch { .. } => role == Role::Client,
         _ => false,
     }
+}
+
+/// The id the engine, the directory and storage know a subscriber by: its key (a hash of the wire id).
+pub fn internal_id(wire: &SubscriberId) -> SubscriberId {
+    SubscriberId(SubscriberKey::of(wire).0)
+}
+
+/// The ERROR code for a storage refusal.
+fn storage_code(e: StorageError) -> ErrorCode {
+    match e {
+        StorageError::Busy => ErrorCode::OVERLOADED,
+        StorageError::Failed => ErrorCode::STORAGE,
+    }
+}
+
+/// SplitMix64's finaliser: a bijective mix of 64 bits.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Index of a rejection reason in [`REJECTION_REASONS`].

@@ -210,6 +210,26 @@ impl Client {
         seq
     }
 
+    /// Publishes like [`publish`](Self::publish); `false` if the connection is gone (the relay died).
+    pub fn try_publish(&mut self, proofs: &[Proof]) -> bool {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let proofs = ProofBatch::from_proofs(proofs.iter().map(|p| p.view()));
+        let message = tessera::proto::encode_message(&[Frame::Publish(Publish { seq, proofs })]);
+        self.ws.send(Message::binary(message.to_vec())).is_ok()
+    }
+
+    /// Receives one message's frames; `None` on close or any error (the relay died).
+    pub fn try_recv_frames(&mut self) -> Option<Vec<Frame>> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Binary(bytes)) => return self.codec.decode_message(&bytes).ok(),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
     /// Subscribes and waits for SUBSCRIBED; returns the entry count.
     pub fn subscribe(&mut self, subscriber: SubscriberId, entries: Vec<SubscribeEntry>) -> u16 {
         self.send(&[Frame::Subscribe(Subscribe { subscriber, entries })]);
@@ -288,6 +308,31 @@ impl Client {
             }
         }
         got
+    }
+
+    /// One FETCH: returns (proofs, next cursor, more).
+    pub fn fetch(&mut self, subscriber: SubscriberId, cursor: u64, proofs_max: u16) -> (Vec<Bytes>, u64, bool) {
+        self.send(&[Frame::Fetch { subscriber, cursor, proofs_max }]);
+        match self.recv_until(|f| matches!(f, Frame::FetchReply { .. } | Frame::Error(_))) {
+            Frame::FetchReply { next_cursor, more, proofs, .. } => {
+                ((0..proofs.len()).map(|i| proofs.proof_bytes(i)).collect(), next_cursor, more)
+            }
+            other => panic!("expected FETCH_REPLY, got {other:?}"),
+        }
+    }
+
+    /// FETCHes pages from `cursor` until `more` is false; returns every proof and the final cursor.
+    pub fn fetch_all(&mut self, subscriber: SubscriberId, mut cursor: u64, page: u16) -> (Vec<Bytes>, u64) {
+        let mut all = Vec::new();
+        for _ in 0..100_000 {
+            let (proofs, next, more) = self.fetch(subscriber, cursor, page);
+            all.extend(proofs);
+            cursor = next;
+            if !more {
+                return (all, cursor);
+            }
+        }
+        panic!("FETCH never finished");
     }
 
     /// Closes the connection politely.
