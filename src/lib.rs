@@ -13,9 +13,13 @@
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
+//! - [`dp`]: DP cover traffic — exact discrete Laplace sampler, per-round dummy schedule, dummy proofs, audit.
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
+//! - [`sim`]: privacy simulators (`tessera sim`): linkability under cover policies, bucket anonymity, Bloom FPR.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod dp;
 pub mod proto;
+pub mod sim;

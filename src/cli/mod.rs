@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod dp;
 pub mod params;
+pub mod sim;
 
 /// Tessera: a metadata-private messaging relay.
 #[derive(Parser, Debug)]
@@ -18,6 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
+    /// Differential-privacy cover traffic: capacity planning.
+    Dp(dp::DpArgs),
+    /// Privacy simulators: linkability under cover policies, bucket anonymity, Bloom false positives.
+    Sim(sim::SimArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -25,5 +31,7 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Params(args) => params::run(args),
+        Command::Dp(args) => dp::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
