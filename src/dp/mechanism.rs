@@ -268,6 +268,30 @@ mod tests {
         assert_eq!(m.ln_pmf(571), f64::NEG_INFINITY);
     }
 
+    /// The (ε, δ) claim itself: the hockey-stick divergence between the neighbouring worlds `c + D` and
+    /// `c + 1 + D`, summed over every outcome of the exact pmf, in both directions, is at most δ achieved.
+    #[test]
+    fn hockey_stick_divergence_is_within_delta_achieved() {
+        for (eps, delta) in [(0.1, 1e-6), (0.25, 1e-6), (0.5, 1e-3), (1.0, 1e-6), (2.0, 1e-9), (8.0, 1e-6)] {
+            let m = CoverMechanism::from_f64(eps, delta).unwrap();
+            let p = |j: i64| m.ln_pmf(j).exp();
+            let e_eps = f64::exp(eps);
+            let (mut d01, mut d10) = (0.0, 0.0);
+            for j in 0..=m.dummies_per_bucket_max() as i64 + 1 {
+                let (p0, p1) = (p(j), p(j - 1));
+                d01 += (p0 - e_eps * p1).max(0.0);
+                d10 += (p1 - e_eps * p0).max(0.0);
+            }
+            let worst = f64::max(d01, d10);
+            // Interior terms are 0 in exact arithmetic; in f64 each leaves ~10⁻¹⁶ of rounding (pmf values up
+            // to ~1 at large ε), hence the absolute slack of 10⁻¹⁴ (10⁸ times below the smallest δ here).
+            let slack = 1e-14;
+            assert!(worst <= m.delta_achieved() + slack, "ε = {eps}: {worst} > {}", m.delta_achieved());
+            assert!(worst >= m.delta_lower_tail() - slack, "ε = {eps}: {worst}");
+            assert!(m.delta_achieved() <= delta);
+        }
+    }
+
     #[test]
     fn samples_stay_in_range_and_average_t() {
         let m = CoverMechanism::from_f64(0.1, 1e-6).unwrap();
