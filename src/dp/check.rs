@@ -8,9 +8,12 @@
 //! For `n` i.i.d. counts, the sample mean has standard error `σ/√n` and the sample variance has standard
 //! error `√((μ₄ − σ⁴(n−3)/(n−1))/n)` (μ₄ the fourth central moment); with n ≥ `CHECK_SAMPLES_MIN` both are
 //! close to normal, so `|z| ≤ z_max` is a test with false-alarm rate ≈ 2·(1 − Φ(z_max)) per statistic
-//! (z_max = 5: ~6·10⁻⁷). This catches a wrong shift (the "μ ≈ 70" marketing figure is ~30 SE off at 64 counts),
-//! missing noise (variance 0), the continuous-Laplace variance `2/ε²`... and counts above the cap, which
-//! the mechanism can never produce.
+//! (z_max = 5: ~6·10⁻⁷). This catches a wrong shift (the "μ ≈ 70" marketing figure is ~35 SE off at 64
+//! counts), missing or much too narrow noise (variance 0, or the spread of a larger ε: the variance statistic
+//! is weaker, since `D_b` has kurtosis ≈ 6, and needs a few hundred counts), and counts above the cap, which
+//! the mechanism can never produce. It is a consistency check, not a proof: a subtly wrong sampler (say a
+//! floating-point Laplace with the same mean and variance) passes it; the chi-square tests of `dp::laplace`
+//! are the sampler's distribution test.
 //!
 //! Counts must be dummies only: subtract any real proofs the test sent to that bucket in that round.
 
@@ -113,7 +116,7 @@ mod tests {
         // The marketing figure: μ ≈ 70 per bucket.
         let marketing: Vec<u64> = draws(&m, 192, 3).iter().map(|c| c.saturating_sub(62)).collect();
         let check = check_dummy_counts(&m, &marketing, CHECK_Z_DEFAULT).unwrap();
-        assert!(!check.is_consistent() && check.mean_z < -30.0, "{check:?}");
+        assert!(!check.is_consistent() && check.mean_z < -55.0, "{check:?}");
         // No noise at all: every bucket exactly t (10 rounds × 64 buckets: the variance test needs more data
         // than the mean test, D_b being heavy-tailed with kurtosis ≈ 6).
         let constant = vec![132u64; 640];
