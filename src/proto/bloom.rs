@@ -45,7 +45,7 @@ pub enum BloomError {
 impl BloomParams {
     /// Validated parameters.
     pub fn new(m_bits: u32, k: u8) -> Result<Self, BloomError> {
-        if m_bits == 0 || m_bits % 8 != 0 || m_bits > BLOOM_M_BITS_MAX {
+        if m_bits == 0 || !m_bits.is_multiple_of(8) || m_bits > BLOOM_M_BITS_MAX {
             return Err(BloomError::InvalidM(m_bits));
         }
         if k == 0 || k as usize > BLOOM_K_MAX {

@@ -169,8 +169,11 @@ impl Codec {
             return Err(DecodeError::TooManyEntries { count, max });
         }
         let expected = self.bloom.byte_len();
-        // Check the whole length before allocating for `count` entries.
-        r.need(count * (SUBSCRIBE_ENTRY_FIXED_LEN + expected))?;
+        // Bound the entry list by bytes actually present before allocating for `count` entries. Only the fixed
+        // part is required here: requiring whole filters of *our* size would report a client's filters of
+        // another size as a short body instead of `FilterLength`. Each filter is copied only once its bytes
+        // are present, so allocation stays proportional to the message.
+        r.need(count * SUBSCRIBE_ENTRY_FIXED_LEN)?;
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
             let bucket = r.u16()?;
@@ -380,12 +383,13 @@ pub fn encode_message(frames: &[Frame]) -> Bytes {
 }
 
 /// Appends a DELIVER frame for `subscriber` built from proof byte slices (the server's fast path: the proofs
-/// are copied once, straight from wherever the engine keeps them, into the outgoing message).
-pub fn encode_deliver<'a>(
-    subscriber: &SubscriberId,
-    proofs: impl ExactSizeIterator<Item = &'a [u8; PROOF_LEN]>,
-    out: &mut BytesMut,
-) {
+/// are copied once, straight from wherever they are queued, into the outgoing message). Each item must be
+/// exactly `PROOF_LEN` bytes and there must be 1..=`u16::MAX` of them.
+pub fn encode_deliver<I>(subscriber: &SubscriberId, proofs: I, out: &mut BytesMut)
+where
+    I: ExactSizeIterator,
+    I::Item: AsRef<[u8]>,
+{
     let count = proofs.len();
     debug_assert!(count > 0 && count <= u16::MAX as usize);
     let body_len = 16 + 2 + count * PROOF_LEN;
@@ -395,6 +399,8 @@ pub fn encode_deliver<'a>(
     out.put_slice(&subscriber.0);
     out.put_u16(count as u16);
     for proof in proofs {
+        let proof = proof.as_ref();
+        debug_assert_eq!(proof.len(), PROOF_LEN);
         out.put_slice(proof);
     }
 }

@@ -54,9 +54,10 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Largest single frame body the decoder accepts: a message minus one frame header.
+    /// Largest single frame body the decoder accepts: a message minus one frame header (0 for a limit too
+    /// small to hold a header, rather than an underflow: `Limits` can be built from any configuration).
     pub fn frame_body_bytes_max(&self) -> usize {
-        self.message_bytes_max as usize - super::codec::FRAME_HEADER_LEN
+        (self.message_bytes_max as usize).saturating_sub(super::codec::FRAME_HEADER_LEN)
     }
 
     /// Bytes of proofs one batch may carry.

@@ -191,7 +191,7 @@ pub struct ProofBatch {
 impl ProofBatch {
     /// Validates a region of whole proofs (version and reserved byte of each); on failure, says which proof.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, BatchError> {
-        if bytes.len() % PROOF_LEN != 0 {
+        if !bytes.len().is_multiple_of(PROOF_LEN) {
             return Err(BatchError { index: bytes.len() / PROOF_LEN, error: ProofError::WrongLength(bytes.len()) });
         }
         for (index, chunk) in bytes.chunks_exact(PROOF_LEN).enumerate() {

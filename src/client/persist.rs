@@ -1,0 +1,70 @@
+//! What of the client state survives a restart, as plain serde data (`state.json`; written by `store`).
+//!
+//! The one field that must never go backwards is each contact's send counter: a sequence number reused
+//! in the same window would seal two plaintexts under one AES-GCM key and nonce. The driver writes this
+//! state durably after `prepare_send` and before publishing, and never restores an older copy (a backup
+//! restored over a newer state is the one way to reuse a nonce; see docs/PROTOCOL.md).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `version` of the persisted state.
+pub const STATE_VERSION: u32 = 1;
+
+/// Per contact, keyed by the contact's base64url public key (stable across renames).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedContact {
+    /// Window of the last send, Unix seconds.
+    pub send_window_s: u64,
+    /// Next unused sequence number in that window.
+    pub send_next_seq: u32,
+    /// `(window_start_s, seq)` of deliveries already accepted from this contact (dedup across restarts).
+    pub received: Vec<(u64, u32)>,
+}
+
+/// The window range a SUBSCRIBE covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coverage {
+    /// First window covered.
+    pub from_s: u64,
+    /// Last window covered.
+    pub to_s: u64,
+    /// Window in which it was sent.
+    pub sent_in_s: u64,
+}
+
+/// The persisted client state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedState {
+    /// `STATE_VERSION`.
+    pub version: u32,
+    /// Subscriber ids (hex), FETCH bearer capabilities: kept so that a restarted client fetches what was
+    /// matched for it while it was away.
+    pub subscriber_ids: Vec<String>,
+    /// Earliest window whose deliveries may be waiting for us (the first subscription's start).
+    pub expect_from_s: Option<u64>,
+    /// The last subscription sent.
+    pub subscribed: Option<Coverage>,
+    /// Per contact.
+    pub contacts: BTreeMap<String, PersistedContact>,
+    /// FETCH cursor per subscriber id (hex), as returned by the last FETCH_REPLY: where to resume.
+    #[serde(default)]
+    pub fetch_cursors: BTreeMap<String, u64>,
+}
+
+impl Default for PersistedState {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            subscriber_ids: Vec::new(),
+            expect_from_s: None,
+            subscribed: None,
+            contacts: BTreeMap::new(),
+            fetch_cursors: BTreeMap::new(),
+        }
+    }
+}

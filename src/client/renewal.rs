@@ -1,0 +1,110 @@
+//! Subscription renewal: what to register, and when to register it again.
+//!
+//! ```text
+//! poll_subscribe(now_s, rng), when due (first call, a contact added, or the renewal time reached):
+//!   advance(now_s)                                   expectations for [from, current + ahead] (whole chunks)
+//!   entries = plan(expected of the grid chunks over [current − 1 window, current + ahead])
+//!   one Subscribe per subscriber id (new ids drawn from rng as needed; surplus ids get no entries)
+//! next renewal = start of window (sent_in + renew_every) − renew_lead_s
+//! ```
+//! Every subscription reaches `ahead_windows` into the future, so filters keep matching across window
+//! boundaries (the reference's filters covered only past windows and went stale at the next boundary), and
+//! what is sent to us while we are offline still matches and is kept for FETCH. The previous window stays
+//! covered for proofs published just before a boundary and routed just after it.
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::persist::Coverage;
+use super::state::{ClientState, SUBSCRIBER_IDS_MAX};
+use super::subscription::{chunk_bounds, plan, Expectation, PlanError, PlanParams, SubscribeMode};
+use crate::proto::derive::window_start;
+use crate::proto::frame::{Subscribe, SubscriberId};
+
+impl ClientState {
+    /// When the next SUBSCRIBE is due (Unix seconds); `0` when one is due now (never subscribed, or a
+    /// contact was added).
+    pub fn next_renewal_at_s(&self) -> u64 {
+        match self.subscribed {
+            Some(c) if !self.resubscribe => {
+                let due_window = c.sent_in_s + u64::from(self.config.renew_every_windows) * self.config.window_s;
+                due_window.saturating_sub(self.config.renew_lead_s)
+            }
+            _ => 0,
+        }
+    }
+
+    /// The SUBSCRIBE frames to send now, if a renewal is due at `now_s`; `Ok(None)` otherwise.
+    pub fn poll_subscribe<R: RngCore + CryptoRng>(
+        &mut self,
+        now_s: u64,
+        rng: &mut R,
+    ) -> Result<Option<Vec<Subscribe>>, PlanError> {
+        if now_s < self.next_renewal_at_s() {
+            return Ok(None);
+        }
+        self.subscribe_now(now_s, rng).map(Some)
+    }
+
+    /// The SUBSCRIBE frames covering the horizon at `now_s`, due or not (e.g. on reconnect).
+    pub fn subscribe_now<R: RngCore + CryptoRng>(
+        &mut self,
+        now_s: u64,
+        rng: &mut R,
+    ) -> Result<Vec<Subscribe>, PlanError> {
+        let ws = self.config.window_s;
+        let current = window_start(now_s, ws);
+        // The renewal lead may fall in the previous window; subscribe for the window being entered.
+        let current = if now_s + self.config.renew_lead_s >= current + ws { current + ws } else { current };
+        let from = current.saturating_sub(ws);
+        let to = current + u64::from(self.config.ahead_windows) * ws;
+        if self.expect_from_s.is_none() {
+            self.expect_from_s = Some(from);
+        }
+        self.advance(now_s.max(current));
+        let chunk_windows = self.chunk_windows();
+        // Padded filters hold every window of their grid chunk (see `subscription`).
+        let (items_from, items_to) = match self.config.subscribe_mode {
+            SubscribeMode::EveryBucketPadded => {
+                (chunk_bounds(from, chunk_windows, ws).0, chunk_bounds(to, chunk_windows, ws).1)
+            }
+            _ => (from, to),
+        };
+        let items: Vec<Expectation> = self
+            .expected
+            .in_windows(items_from, items_to)
+            .map(|e| Expectation {
+                bucket: e.routing.bucket,
+                window_start_s: e.id.window_start_s,
+                fingerprint: e.routing.fingerprint,
+            })
+            .collect();
+        let params = PlanParams {
+            num_buckets: self.config.num_buckets,
+            window_s: ws,
+            bloom: self.config.bloom,
+            fingerprints_per_filter_max: self.config.fingerprints_per_filter_max,
+            chunk_windows,
+            filters_per_bucket_max: self.config.limits.filters_per_bucket_max,
+            entries_per_subscribe_max: self.config.limits.entries_per_subscribe_max,
+            subscribers_max: self.config.limits.subscribers_per_connection_max.min(SUBSCRIBER_IDS_MAX as u16),
+            mode: self.config.subscribe_mode,
+        };
+        let mut slots = plan(&items, from, to, &params, &self.pad_key)?;
+        while self.subscriber_ids.len() < slots.len() {
+            let mut id = [0u8; 16];
+            rng.fill_bytes(&mut id);
+            self.subscriber_ids.push(SubscriberId(id));
+        }
+        slots.resize_with(self.subscriber_ids.len(), Vec::new);
+        let frames = self
+            .subscriber_ids
+            .iter()
+            .zip(slots)
+            .map(|(&subscriber, entries)| Subscribe { subscriber, entries })
+            .collect();
+        self.subscribed = Some(Coverage { from_s: from, to_s: to, sent_in_s: current });
+        self.resubscribe = false;
+        self.dirty = true;
+        Ok(frames)
+    }
+}

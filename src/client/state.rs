@@ -1,0 +1,358 @@
+//! `ClientState`: the sans-IO client. Contacts, pairwise secrets, send counters, expected deliveries,
+//! subscription renewal, dedup and reassembly; time and randomness are arguments, I/O is the driver's.
+//!
+//! ```text
+//! driver ──now_s──▶ poll_subscribe ──▶ [Subscribe]        ──▶ relay   (send.rs: prepare_send ──▶ [Proof])
+//! relay  ──DELIVER / FETCH_REPLY──▶ handle_deliver ──▶ Option<ReceivedMessage>        (receive.rs)
+//! driver ◀── persisted() after anything that set `is_dirty()`  (send counters before publishing!)
+//! ```
+//! The methods live in four files by concern: this one (construction, contacts, horizon, persistence),
+//! `send.rs`, `receive.rs` and `renewal.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::config::{ClientConfig, ConfigError};
+use super::contact::{check_addition, Contact, ContactError};
+use super::delivery::SEQS_PER_WINDOW;
+use super::dummy::dummy_proof;
+use super::expect::{half_point, ExpectSource, ExpectedTable};
+use super::identity::Identity;
+use super::kdf::LABEL_PADDING;
+use super::pairwise::{pair, Pairing, PairwiseError};
+use super::persist::{Coverage, PersistedContact, PersistedState, STATE_VERSION};
+use super::reassembly::Reassembly;
+use super::receive::ReceiveStats;
+use super::subscription::{chunk_bounds, chunk_windows_for, SubscribeMode};
+use crate::proto::derive::window_start;
+use crate::proto::frame::SubscriberId;
+use crate::proto::proof::Proof;
+use curve25519_dalek::ristretto::RistrettoPoint;
+use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Most subscriber ids a state keeps (the relay's default per-connection limit).
+pub const SUBSCRIBER_IDS_MAX: usize = 64;
+
+/// Why a client state cannot be built or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A contact is invalid or clashes with another.
+    #[error(transparent)]
+    Contact(#[from] ContactError),
+    /// No pairwise secret with a contact.
+    #[error(transparent)]
+    Pairwise(#[from] PairwiseError),
+    /// The configuration cannot keep a subscription alive.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The persisted state has another version.
+    #[error("state file version {0} is not supported")]
+    UnsupportedVersion(u32),
+    /// A persisted subscriber id is not 32 hex digits, or there are too many.
+    #[error("state file has a malformed subscriber id list")]
+    BadSubscriberIds,
+}
+
+/// The last send of a contact: window and next free sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SendCounter {
+    pub(super) window_start_s: u64,
+    pub(super) next_seq: u32,
+}
+
+/// One contact with everything derived from it.
+pub(super) struct ContactState {
+    pub(super) contact: Contact,
+    pub(super) pairing: Pairing,
+    /// `Y/2` of the contact, for batched precomputation (`expect::half_point`).
+    pub(super) public_half: RistrettoPoint,
+    pub(super) send: Option<SendCounter>,
+    /// `(window_start_s, seq)` accepted from this contact: a second proof for one of them is a replay.
+    pub(super) received: BTreeSet<(u64, u32)>,
+}
+
+/// The sans-IO client.
+pub struct ClientState {
+    pub(super) identity: Identity,
+    pub(super) config: ClientConfig,
+    pub(super) contacts: Vec<ContactState>,
+    pub(super) expected: ExpectedTable,
+    pub(super) reassembly: Reassembly,
+    pub(super) subscriber_ids: Vec<SubscriberId>,
+    /// Earliest window deliveries may be waiting for us in: the start of the first subscription.
+    pub(super) expect_from_s: Option<u64>,
+    /// The last subscription produced by `poll_subscribe`.
+    pub(super) subscribed: Option<Coverage>,
+    /// A contact was added since the last subscription: its fingerprints are not registered yet.
+    pub(super) resubscribe: bool,
+    /// FETCH cursor per subscriber id (0 = from the oldest retained proof).
+    pub(super) fetch_cursors: BTreeMap<SubscriberId, u64>,
+    /// Something persistent changed since `mark_clean`.
+    pub(super) dirty: bool,
+    pub(super) stats: ReceiveStats,
+    /// Derives the padding items of padded subscriptions: `SHA-256("tessera/v1/padding" ‖ seed)`, a secret,
+    /// stable across runs so every renewal pads a window with the same items.
+    pub(super) pad_key: Zeroizing<[u8; 32]>,
+}
+
+fn hex16(id: &SubscriberId) -> String {
+    id.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex16(text: &str) -> Option<SubscriberId> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(SubscriberId(out))
+}
+
+impl ClientState {
+    /// A client for `identity` with `contacts`, resuming from `persisted` (`PersistedState::default()` for
+    /// a new one).
+    pub fn new(
+        identity: Identity,
+        contacts: Vec<Contact>,
+        persisted: PersistedState,
+        config: ClientConfig,
+    ) -> Result<Self, StateError> {
+        config.check()?;
+        if persisted.version != STATE_VERSION {
+            return Err(StateError::UnsupportedVersion(persisted.version));
+        }
+        if persisted.subscriber_ids.len() > SUBSCRIBER_IDS_MAX {
+            return Err(StateError::BadSubscriberIds);
+        }
+        let subscriber_ids = persisted
+            .subscriber_ids
+            .iter()
+            .map(|s| parse_hex16(s))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(StateError::BadSubscriberIds)?;
+        let mut fetch_cursors = BTreeMap::new();
+        for (id, &cursor) in &persisted.fetch_cursors {
+            let id = parse_hex16(id).filter(|id| subscriber_ids.contains(id)).ok_or(StateError::BadSubscriberIds)?;
+            fetch_cursors.insert(id, cursor);
+        }
+        let pad_key =
+            Zeroizing::new(Sha256::new().chain_update(LABEL_PADDING).chain_update(identity.seed()).finalize().into());
+        let mut state = Self {
+            pad_key,
+            identity,
+            config,
+            contacts: Vec::with_capacity(contacts.len()),
+            expected: ExpectedTable::default(),
+            reassembly: Reassembly::default(),
+            subscriber_ids,
+            expect_from_s: persisted.expect_from_s,
+            subscribed: persisted.subscribed,
+            fetch_cursors,
+            resubscribe: false,
+            dirty: false,
+            stats: ReceiveStats::default(),
+        };
+        for contact in contacts {
+            let saved = persisted.contacts.get(&contact.public.to_base64());
+            state.push_contact(contact, saved)?;
+        }
+        // A new run subscribes at once: the connection is new, and contacts may have been enrolled since.
+        state.resubscribe = true;
+        Ok(state)
+    }
+
+    fn push_contact(&mut self, contact: Contact, saved: Option<&PersistedContact>) -> Result<(), StateError> {
+        let existing: Vec<Contact> = self.contacts.iter().map(|c| c.contact.clone()).collect();
+        check_addition(&existing, &contact, self.identity.public())?;
+        let pairing = pair(&self.identity, &contact.public)?;
+        let (send, received) = match saved {
+            Some(s) => (
+                Some(SendCounter { window_start_s: s.send_window_s, next_seq: s.send_next_seq }),
+                s.received.iter().copied().collect(),
+            ),
+            None => (None, BTreeSet::new()),
+        };
+        let public_half = half_point(&contact.public);
+        self.contacts.push(ContactState { contact, pairing, public_half, send, received });
+        self.resubscribe = true;
+        Ok(())
+    }
+
+    /// Adds a contact (enrolment while running); the next `poll_subscribe` registers its fingerprints.
+    pub fn add_contact(&mut self, contact: Contact) -> Result<(), StateError> {
+        self.push_contact(contact, None)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The contacts, in enrolment order.
+    pub fn contacts(&self) -> impl Iterator<Item = &Contact> + '_ {
+        self.contacts.iter().map(|c| &c.contact)
+    }
+
+    /// The subscriber ids in use (FETCH each of them on reconnect).
+    pub fn subscriber_ids(&self) -> &[SubscriberId] {
+        &self.subscriber_ids
+    }
+
+    /// Where to resume FETCH for `subscriber` (0 = from the oldest proof the relay retains).
+    pub fn fetch_cursor(&self, subscriber: &SubscriberId) -> u64 {
+        self.fetch_cursors.get(subscriber).copied().unwrap_or(0)
+    }
+
+    /// Records the `next_cursor` of a FETCH_REPLY for `subscriber`, once its proofs were handled.
+    pub fn set_fetch_cursor(&mut self, subscriber: SubscriberId, cursor: u64) {
+        if self.fetch_cursors.insert(subscriber, cursor) != Some(cursor) {
+            self.dirty = true;
+        }
+    }
+
+    /// Number of expected deliveries precomputed.
+    pub fn expected_len(&self) -> usize {
+        self.expected.len()
+    }
+
+    /// First and last window start of the precomputed expectations.
+    pub fn expected_windows(&self) -> Option<(u64, u64)> {
+        self.expected.window_range()
+    }
+
+    /// Counters of what `handle_deliver` accepted and discarded.
+    pub fn stats(&self) -> &ReceiveStats {
+        &self.stats
+    }
+
+    /// A dummy proof for the current window (cover traffic).
+    pub fn dummy_proof<R: RngCore + CryptoRng>(&self, now_s: u64, rng: &mut R) -> Proof {
+        dummy_proof(now_s, self.config.window_s, self.config.num_buckets, rng)
+    }
+
+    /// Chunk length (windows) of the padded subscription grid for the current contacts, at most the span
+    /// of one subscription (longer chunks would only add precomputation for windows not yet subscribed).
+    pub(super) fn chunk_windows(&self) -> u64 {
+        let per_window = self.contacts.len() as u64 * u64::from(SEQS_PER_WINDOW);
+        let natural = chunk_windows_for(per_window, self.config.num_buckets, self.config.fingerprints_per_filter_max);
+        natural.min(u64::from(self.config.ahead_windows) + 2)
+    }
+
+    /// Window range whose deliveries are expected at `now_s`: from the first subscription's start (at most
+    /// `behind_windows` back) to `ahead_windows` past the current window — widened, in padded mode, to whole
+    /// chunks of the subscription grid, whose filters hold every window of their chunk.
+    pub(super) fn expect_range(&self, now_s: u64) -> (u64, u64) {
+        let ws = self.config.window_s;
+        let current = window_start(now_s, ws);
+        let oldest = current.saturating_sub(u64::from(self.config.behind_windows) * ws);
+        let from = self.expect_from_s.unwrap_or(current.saturating_sub(ws)).max(oldest).min(current);
+        let to = current + u64::from(self.config.ahead_windows) * ws;
+        match self.config.subscribe_mode {
+            SubscribeMode::EveryBucketPadded => {
+                let chunk = self.chunk_windows();
+                let (first, _) = chunk_bounds(current.saturating_sub(ws), chunk, ws);
+                (from.min(first), chunk_bounds(to, chunk, ws).1)
+            }
+            _ => (from, to),
+        }
+    }
+
+    /// Precomputes expected deliveries up to the horizon at `now_s` and forgets windows that fell out of it.
+    /// `poll_subscribe` calls it; call it directly before handling FETCHed proofs if no subscription was
+    /// made yet in this run. Cost: ~10 µs per new (contact, window, seq).
+    pub fn advance(&mut self, now_s: u64) {
+        let (from, to) = self.expect_range(now_s);
+        let ws = self.config.window_s;
+        self.expected.prune_before(from);
+        self.reassembly.prune_before(from);
+        for (index, c) in self.contacts.iter_mut().enumerate() {
+            let before = c.received.len();
+            c.received.retain(|&(w, _)| w >= from);
+            self.dirty |= c.received.len() != before;
+            let source = ExpectSource {
+                contact: index as u32,
+                public: &c.contact.public,
+                public_half: &c.public_half,
+                secret: &c.pairing.secret,
+                direction: c.pairing.send_direction.reverse(),
+            };
+            let mut w = from;
+            while w <= to {
+                self.expected.fill(&source, w, self.config.num_buckets);
+                w += ws;
+            }
+        }
+    }
+
+    /// Whether anything to persist changed since the last `mark_clean`.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Records that the driver persisted `persisted()`.
+    pub fn mark_clean(&mut self) {
+        self.dirty = false;
+    }
+
+    /// The state to persist.
+    pub fn persisted(&self) -> PersistedState {
+        let contacts = self
+            .contacts
+            .iter()
+            .map(|c| {
+                let (send_window_s, send_next_seq) = c.send.map_or((0, 0), |s| (s.window_start_s, s.next_seq));
+                let saved =
+                    PersistedContact { send_window_s, send_next_seq, received: c.received.iter().copied().collect() };
+                (c.contact.public.to_base64(), saved)
+            })
+            .collect();
+        PersistedState {
+            version: STATE_VERSION,
+            subscriber_ids: self.subscriber_ids.iter().map(hex16).collect(),
+            expect_from_s: self.expect_from_s,
+            subscribed: self.subscribed,
+            contacts,
+            fetch_cursors: self.fetch_cursors.iter().map(|(id, &c)| (hex16(id), c)).collect(),
+        }
+    }
+
+    /// Index of the contact named `name`.
+    pub(super) fn contact_index(&self, name: &str) -> Option<usize> {
+        self.contacts.iter().position(|c| c.contact.name == name)
+    }
+}
+
+impl std::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientState")
+            .field("public", self.identity.public())
+            .field("contacts", &self.contacts.len())
+            .field("expected", &self.expected.len())
+            .field("subscribed", &self.subscribed)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriber_id_hex() {
+        let id = SubscriberId([0xab; 16]);
+        assert_eq!(parse_hex16(&hex16(&id)), Some(id));
+        assert_eq!(parse_hex16("zz"), None);
+        assert_eq!(parse_hex16(&"g".repeat(32)), None);
+    }
+}

@@ -1,0 +1,241 @@
+//! One accepted TCP connection: HTTP request head → `/metrics`, `/healthz`, or a WebSocket session.
+//!
+//! ```text
+//! accept ─▶ read head (≤ 8 KiB, 10 s) ─┬─ GET /metrics | /healthz ─▶ response, close
+//!                                      └─ Upgrade: websocket ─▶ 101 ─▶ reader loop  ──on_message──▶ ShardServer
+//!                                                                      writer task ◀──next_message── ShardServer
+//! ```
+//! The reader feeds each binary message to the shard and then waits for the cross-shard sends it produced
+//! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). The writer sleeps on a
+//! [`Signal`] until the shard queues something for this connection, then writes whole messages. When the
+//! shard closes the connection (protocol errors, slow consumer, shutdown) the writer drains, sends a close
+//! frame and stops the reader; a writer stuck on a peer that never reads is cancelled after a grace period.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::WebSocketStream;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_util::{SinkExt, StreamExt};
+use glommio::net::TcpStream;
+
+use super::shard_main::ShardCtx;
+use super::signal::Signal;
+use crate::proto::frame::ErrorFrame;
+use crate::proto::{ErrorCode, Frame, Limits};
+use crate::server::http::{self, Request as HttpRequest};
+use crate::server::metrics::ShardMetrics;
+use crate::server::msg::ConnId;
+
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection's writer may take to drain and send its close frame.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Per-connection signals shared by the reader, the writer and the shard's wake-up loop.
+#[derive(Default)]
+pub struct ConnSignals {
+    /// Something was queued for this connection (or it is closing).
+    pub wake: Signal,
+    /// The reader must stop (the writer closed, or the close drain expired).
+    pub stop_reader: Signal,
+}
+
+/// Serves one accepted TCP connection to the end.
+pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let head = futures_lite::future::or(read_head(&mut stream, &mut buf), async {
+        glommio::timer::sleep(HEAD_TIMEOUT).await;
+        None
+    })
+    .await;
+    let Some(head_len) = head else {
+        let _ =
+            stream.write_all(http::response("400 Bad Request", "text/plain", "bad request head\n").as_bytes()).await;
+        return;
+    };
+    let request = http::parse_request_head(&buf[..head_len]);
+    let leftover = buf.split_off(head_len);
+    match request {
+        Ok(HttpRequest::WebSocket { key, .. }) => {
+            if stream.write_all(http::websocket_accept_response(&key).as_bytes()).await.is_err() {
+                return;
+            }
+            let config = websocket_config(&ctx.limits);
+            let ws = WebSocketStream::from_partially_read(stream, leftover, WsRole::Server, Some(config)).await;
+            session(ctx, ws).await;
+        }
+        Ok(HttpRequest::Get { path }) => {
+            ShardMetrics::add(&ctx.metrics().http_requests, 1);
+            let response = ctx.http_response(&path);
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.close().await;
+        }
+        Err(e) => {
+            let status = match e {
+                http::HttpError::MethodNotAllowed => "405 Method Not Allowed",
+                _ => "400 Bad Request",
+            };
+            let _ = stream.write_all(http::response(status, "text/plain", &format!("{e}\n")).as_bytes()).await;
+        }
+    }
+}
+
+/// Serves plain HTTP only (the `--metrics-port` listener): `/metrics`, `/healthz`, 404 otherwise.
+pub async fn serve_http_only(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    let mut buf = Vec::with_capacity(512);
+    let head = futures_lite::future::or(read_head(&mut stream, &mut buf), async {
+        glommio::timer::sleep(HEAD_TIMEOUT).await;
+        None
+    })
+    .await;
+    let response = match head.map(|len| http::parse_request_head(&buf[..len])) {
+        Some(Ok(HttpRequest::Get { path })) => {
+            ShardMetrics::add(&ctx.metrics().http_requests, 1);
+            ctx.http_response(&path)
+        }
+        _ => http::response("400 Bad Request", "text/plain", "this port serves GET /metrics and /healthz\n"),
+    };
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.close().await;
+}
+
+/// Reads until the end of the request head; `None` on EOF, error or an oversized head.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(len) = http::head_len(buf) {
+            return Some(len);
+        }
+        if buf.len() >= http::REQUEST_HEAD_BYTES_MAX {
+            return None;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// WebSocket limits: a message or frame over `message_bytes_max` is refused from its header, before its
+/// body is buffered (tungstenite checks the declared length first), and the connection is closed (1009).
+fn websocket_config(limits: &Limits) -> WebSocketConfig {
+    let max = limits.message_bytes_max as usize;
+    WebSocketConfig::default()
+        .read_buffer_size(64 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Runs a WebSocket session until either side closes.
+async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
+    let Some(conn) = ctx.admit() else {
+        refuse(ws, ctx.limits.connections_max).await;
+        return;
+    };
+    let signals = ctx.register(conn);
+    let (sink, mut stream) = ws.split();
+    let writer = glommio::spawn_local(writer(ctx.clone(), conn, signals.clone(), sink));
+    loop {
+        let next = futures_lite::future::or(async { stream.next().await.map(Some) }, async {
+            signals.stop_reader.wait().await;
+            None
+        })
+        .await;
+        let message = match next {
+            None | Some(None) => break,
+            Some(Some(Ok(message))) => message,
+            Some(Some(Err(e))) => {
+                if matches!(e, WsError::Capacity(_)) {
+                    ctx.server.borrow_mut().message_too_big(conn);
+                    ctx.wake_connections();
+                }
+                break;
+            }
+        };
+        match message {
+            // A text message is decoded like a binary one (docs/PROTOCOL.md §2): JSON then fails as frame type 0x7b.
+            Message::Text(text) => {
+                let bytes = bytes::Bytes::from(text);
+                let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
+                ctx.dispatch(out).await;
+                ctx.wake_connections();
+            }
+            Message::Binary(bytes) => {
+                let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
+                ctx.dispatch(out).await;
+                ctx.wake_connections();
+                // glommio is cooperative: with messages already buffered this loop would never suspend, and
+                // the writers (and other connections) of this shard would starve until the burst ends.
+                futures_lite::future::yield_now().await;
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+    // The reader is done: let the writer drain (bounded), then forget the connection everywhere.
+    signals.wake.notify();
+    ctx.server.borrow_mut().peer_closed(conn);
+    // If the writer is still stuck on a peer that does not read, dropping its task cancels it.
+    futures_lite::future::or(writer, glommio::timer::sleep(CLOSE_DRAIN)).await;
+    ctx.unregister(conn);
+    let out = ctx.server.borrow_mut().close_conn(conn, ctx.clock());
+    ctx.dispatch(out).await;
+    ctx.release();
+}
+
+/// Writes queued messages until the connection closes.
+async fn writer(
+    ctx: Rc<ShardCtx>,
+    conn: ConnId,
+    signals: Rc<ConnSignals>,
+    mut sink: async_tungstenite::WebSocketSender<TcpStream>,
+) {
+    loop {
+        let next = ctx.server.borrow_mut().next_message(conn, ctx.clock());
+        match next {
+            Some(message) => {
+                if sink.feed(Message::Binary(message)).await.is_err() {
+                    break;
+                }
+                // Flush once nothing more is immediately queued: one syscall per burst, not per message.
+                if ctx.server.borrow().has_outgoing(conn) {
+                    continue;
+                }
+                if sink.flush().await.is_err() {
+                    break;
+                }
+                ctx.server.borrow_mut().written(conn, ctx.clock());
+            }
+            None => {
+                let reason = ctx.server.borrow().close_reason(conn);
+                if let Some(reason) = reason {
+                    let frame = CloseFrame { code: CloseCode::from(reason.code()), reason: reason.text().into() };
+                    let _ = sink.close(Some(frame)).await;
+                    break;
+                }
+                signals.wake.wait().await;
+            }
+        }
+    }
+    signals.stop_reader.notify();
+}
+
+/// Tells a client over `connections_max` why, then closes.
+async fn refuse(mut ws: WebSocketStream<TcpStream>, connections_max: u32) {
+    let frame = Frame::Error(ErrorFrame {
+        code: ErrorCode::TOO_MANY_CONNECTIONS,
+        ref_seq: 0,
+        detail: connections_max,
+        text: format!("this relay accepts at most {connections_max} connections"),
+    });
+    let _ = ws.send(Message::Binary(crate::proto::encode_message(&[frame]))).await;
+    let close = CloseFrame { code: CloseCode::Again, reason: "too many connections".into() };
+    let _ = ws.close(Some(close)).await;
+}

@@ -1,0 +1,42 @@
+//! A one-waiter wake-up flag for tasks on one executor (the writer of a connection waits on one).
+//!
+//! `notify` may be called any number of times before `wait`; one `wait` consumes all of them. Not `Send`:
+//! every connection's tasks live on the shard that accepted it.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::task::{Poll, Waker};
+
+/// A wake-up flag with a single waiter.
+#[derive(Default)]
+pub struct Signal {
+    set: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Signal {
+    /// Sets the flag and wakes the waiter, if any.
+    pub fn notify(&self) {
+        self.set.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits until the flag is set, then clears it.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.set.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Whether the flag is set (without clearing it).
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+}

@@ -1,0 +1,116 @@
+//! Start-up chores before the shards run: the storage directory and its lock, the node id, and the
+//! listening port (bound once so that port 0 resolves to one port that every shard then shares).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The storage directory could not be created or used.
+    #[error("storage directory {path}: {source}")]
+    Storage {
+        /// The directory.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another relay holds the storage directory's lock.
+    #[error("storage directory {0} is in use by another relay (its LOCK file is held)")]
+    StorageLocked(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The executors could not be started.
+    #[error("cannot start the shard executors: {0}")]
+    Executor(String),
+}
+
+/// Creates the storage directory and takes its exclusive lock (held for the life of the returned file).
+pub fn lock_storage(dir: &Path) -> Result<File, StartError> {
+    let storage_err = |source| StartError::Storage { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(storage_err)?;
+    let file =
+        OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK")).map_err(storage_err)?;
+    // SAFETY: flock on a file descriptor we own; it only takes an advisory lock and cannot touch memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StartError::StorageLocked(dir.display().to_string()));
+    }
+    Ok(file)
+}
+
+/// The relay's node id, created at first start and kept in `dir/node_id` (hex).
+pub fn node_id(dir: &Path, fresh: [u8; 16]) -> Result<[u8; 16], StartError> {
+    let path = dir.join("node_id");
+    let storage_err = |source| StartError::Storage { path: path.display().to_string(), source };
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(&path) {
+        f.read_to_string(&mut text).map_err(storage_err)?;
+        if let Some(id) = parse_hex16(text.trim()) {
+            return Ok(id);
+        }
+    }
+    let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = File::create(&path).map_err(storage_err)?;
+    f.write_all(format!("{hex}\n").as_bytes()).map_err(storage_err)?;
+    f.sync_all().map_err(storage_err)?;
+    Ok(fresh)
+}
+
+fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Binds (without listening) a socket with SO_REUSEPORT to learn the port that every shard will bind.
+/// A socket that is bound but not listening receives no connection, so holding it until every shard has
+/// bound is harmless.
+pub fn reserve_port(addr: SocketAddr) -> Result<(socket2::Socket, SocketAddr), StartError> {
+    let bind_err = |source| StartError::Bind { addr, source };
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP)).map_err(bind_err)?;
+    socket.set_reuse_port(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    let bound =
+        socket.local_addr().map_err(bind_err)?.as_socket().ok_or_else(|| {
+            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP socket address"))
+        })?;
+    Ok((socket, bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_persists_and_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = node_id(dir.path(), [7; 16]).unwrap();
+        assert_eq!(first, [7; 16]);
+        assert_eq!(node_id(dir.path(), [9; 16]).unwrap(), [7; 16], "kept across restarts");
+        let _held = lock_storage(dir.path()).unwrap();
+        assert!(matches!(lock_storage(dir.path()), Err(StartError::StorageLocked(_))));
+    }
+
+    #[test]
+    fn port_zero_resolves_once() {
+        let (_s, addr) = reserve_port("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_ne!(addr.port(), 0);
+    }
+}

@@ -1,0 +1,417 @@
+//! The shard state machine: `handle_*` feeds it, `poll_*` drains it; no I/O, no clock, no allocation per proof.
+//!
+//! ```text
+//! handle_publish(now, origin, batch)
+//!   for each proof: field checks ─▶ SHA-256 derivation checks ─▶ dedup(commit, window)
+//!        ─▶ log.append ─▶ Bloom positions ─▶ bucket index match ─▶ deliveries queue
+//!   runs of accepted proofs ─▶ gossip outbox of every peer except the origin
+//! handle_subscribe / handle_unsubscribe ─▶ subscriptions (replace semantics)
+//! handle_tick(now) ─▶ expire dedup windows and subscription entries whose range ended
+//! poll_delivery / poll_gossip ─▶ the driver sends them
+//! ```
+//! The shard's clock is the largest `now_s` it has been given: a clock that steps back is ignored until it
+//! catches up, so windows never "un-expire" and the dedup ring never holds two live windows in one slot.
+
+use std::collections::VecDeque;
+
+use crate::index::simd::sha256::HashBackend;
+use crate::proto::derive::BloomPositions;
+use crate::proto::{ProofBatch, SubscribeEntry, SubscriberId, PROOF_LEN};
+use bytes::Bytes;
+
+use super::config::EngineConfig;
+use super::counters::ShardCounters;
+use super::dedup::{commit_hash_bits, Dedup, DedupOutcome};
+use super::gossip::{Gossip, Origin, PeerId};
+use super::hashing::{BatchHasher, CHUNK_PROOFS};
+use super::log_sink::{LogPosition, LogSink};
+use super::subscriptions::{SubscribeError, Subscriptions};
+use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
+
+/// Largest batch `handle_publish` takes: rejection indexes are `u16`. The codec caps batches at
+/// `Limits::proofs_per_batch_max` (a `u16`), so a decoded batch always fits.
+pub const PUBLISH_BATCH_PROOFS_MAX: usize = u16::MAX as usize + 1;
+
+/// Candidates hashed between two bursts of dedup prefetches (4 SHA-NI lanes × 2 derivations each).
+const PREFETCH_GROUP_PROOFS: usize = 8;
+
+/// One proof for one subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Who gets it.
+    pub subscriber: SubscriberId,
+    /// `PROOF_LEN` bytes: a zero-copy slice of the published batch.
+    pub proof: Bytes,
+    /// Where the proof is in this shard's log (FETCH cursors build on it).
+    pub log_position: LogPosition,
+}
+
+/// What one `handle_publish` did. `accepted + duplicates + rejected` = batch length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishSummary {
+    /// New proofs, logged and matched.
+    pub accepted: u32,
+    /// Valid proofs already accepted in their window.
+    pub duplicates: u32,
+    /// Proofs refused (each listed in `rejected` with its reason).
+    pub rejected: u32,
+    /// Log position of the last accepted proof: the batch may be acknowledged once the log is durable up to it.
+    pub last_log_position: Option<LogPosition>,
+}
+
+/// What happened to one proof of the chunk being processed.
+#[derive(Clone, Copy, Debug)]
+enum Status {
+    /// Not yet looked at.
+    Pending,
+    /// Field checks and derivations passed; the number is its candidate index in the chunk's hasher.
+    Verified(u8),
+    Accepted(LogPosition),
+    Duplicate,
+    Rejected(Rejection),
+}
+
+/// A routing shard: owns a bucket range, its dedup table, subscription indexes and log sink.
+pub struct Shard<L: LogSink> {
+    config: EngineConfig,
+    log: L,
+    /// Largest `now_s` seen (monotonic shard clock).
+    clock_s: u64,
+    /// Earliest accepted window at the last expiry, so a tick within one window does no work.
+    expired_before_s: u64,
+    dedup: Dedup,
+    /// Scratch and SIMD backend for the SHA-256 work of the two chunks in flight.
+    hashers: [BatchHasher; 2],
+    subscriptions: Subscriptions,
+    gossip: Gossip,
+    deliveries: VecDeque<Delivery>,
+    counters: ShardCounters,
+    /// Matched proofs ever: identifies a proof while matching (one delivery per subscriber per proof).
+    accepted_seq: u64,
+}
+
+impl<L: LogSink> std::fmt::Debug for Shard<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("config", &self.config).field("counters", &self.counters).finish_non_exhaustive()
+    }
+}
+
+impl<L: LogSink> Shard<L> {
+    /// A shard with no subscribers and no peers.
+    ///
+    /// Panics if `config.validate()` fails: the driver validates configuration at start-up, so an invalid one
+    /// here is a programming error.
+    pub fn new(config: EngineConfig, log: L) -> Self {
+        if let Err(e) = config.validate() {
+            panic!("invalid engine configuration (validate it at start-up): {e}");
+        }
+        Self {
+            dedup: Dedup::new(config.window_s, config.dedup_entries_per_window_max, config.hash_key),
+            hashers: [(); 2].map(|_| BatchHasher::new(HashBackend::detect(), config.bloom)),
+            subscriptions: Subscriptions::new(&config),
+            config,
+            log,
+            clock_s: 0,
+            expired_before_s: 0,
+            gossip: Gossip::default(),
+            deliveries: VecDeque::new(),
+            counters: ShardCounters::default(),
+            accepted_seq: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Advances the monotonic shard clock and returns it.
+    #[inline]
+    fn observe_clock(&mut self, now_s: u64) -> u64 {
+        self.clock_s = self.clock_s.max(now_s);
+        self.clock_s
+    }
+
+    /// Verifies, deduplicates, logs, matches and gossips a batch. Rejections are pushed to `rejected` as
+    /// (index in batch, reason), in index order. The batch must hold at most `PUBLISH_BATCH_PROOFS_MAX` proofs.
+    ///
+    /// Proofs are processed in chunks of `CHUNK_PROOFS`: cheap field checks, then the chunk's derivation
+    /// hashes in one interleaved pass, then in order dedup → log → (Bloom positions, one pass) → match,
+    /// with the next chunk's verification overlapping the current chunk's dedup memory accesses.
+    pub fn handle_publish(
+        &mut self,
+        now_s: u64,
+        origin: Origin,
+        batch: &ProofBatch,
+        rejected: &mut Vec<(u16, Rejection)>,
+    ) -> PublishSummary {
+        assert!(batch.len() <= PUBLISH_BATCH_PROOFS_MAX, "batch larger than the codec allows");
+        let now_s = self.observe_clock(now_s);
+        let windows = WindowCheck::new(&self.config, now_s);
+        let except = match origin {
+            Origin::Peer(peer) => Some(peer),
+            Origin::Client | Origin::Cover => None,
+        };
+        let mut summary = PublishSummary::default();
+        let mut run_start = None;
+        // Two chunks in flight: chunk c+1 is verified (and its dedup lines prefetched) before chunk c is
+        // committed, so the prefetches have a whole chunk of hashing and logging to arrive in.
+        let mut status = [[Status::Pending; CHUNK_PROOFS]; 2];
+        let chunks = batch.len().div_ceil(CHUNK_PROOFS);
+        let span = |c: usize| c * CHUNK_PROOFS..((c + 1) * CHUNK_PROOFS).min(batch.len());
+        if chunks > 0 {
+            self.prepare_chunk(0, &windows, batch, span(0), &mut status[0]);
+        }
+        for c in 0..chunks {
+            let (cur, next) = (c % 2, (c + 1) % 2);
+            if c + 1 < chunks {
+                self.prepare_chunk(next, &windows, batch, span(c + 1), &mut status[next]);
+            }
+            self.commit_chunk(cur, now_s, batch, span(c), &mut status[cur]);
+            for (i, st) in span(c).zip(&status[cur]) {
+                match *st {
+                    Status::Accepted(position) => {
+                        summary.accepted += 1;
+                        summary.last_log_position = Some(position);
+                        run_start.get_or_insert(i);
+                        continue;
+                    }
+                    Status::Duplicate => summary.duplicates += 1,
+                    Status::Rejected(reason) => {
+                        summary.rejected += 1;
+                        rejected.push((i as u16, reason));
+                    }
+                    Status::Pending | Status::Verified(_) => {
+                        unreachable!("commit_chunk resolves every proof of its chunk")
+                    }
+                }
+                if let Some(start) = run_start.take() {
+                    self.queue_gossip(batch, start..i, except);
+                }
+            }
+        }
+        if let Some(start) = run_start {
+            self.queue_gossip(batch, start..batch.len(), except);
+        }
+        summary
+    }
+
+    /// Stage 1 of a chunk (proofs `span` of `batch`, scratch `hashers[h]`): field checks (no hashing for
+    /// proofs that fail them), both derivation hashes of the chunk interleaved, derivation comparison, and a
+    /// prefetch of each verified proof's dedup line.
+    fn prepare_chunk(
+        &mut self,
+        h: usize,
+        windows: &WindowCheck,
+        batch: &ProofBatch,
+        span: std::ops::Range<usize>,
+        status: &mut [Status; CHUNK_PROOFS],
+    ) {
+        let hasher = &mut self.hashers[h];
+        hasher.clear();
+        // Batch index of each candidate (proof that passed the field checks), in order.
+        let mut candidate_at = [0u32; CHUNK_PROOFS];
+        for (i, st) in span.clone().zip(status.iter_mut()) {
+            let proof = batch.get(i);
+            *st = match check_fields(&self.config, windows, proof) {
+                Ok(()) => {
+                    let c = hasher.push_derivations(proof);
+                    candidate_at[c] = i as u32;
+                    Status::Verified(c as u8)
+                }
+                Err(reason) => {
+                    self.counters.count_rejection(reason);
+                    Status::Rejected(reason)
+                }
+            };
+        }
+        self.counters.received += span.len() as u64;
+        // Hash in groups and prefetch each group's dedup lines as soon as they are known: prefetches spread
+        // over the hashing instead of arriving in one burst that overflows the CPU's miss buffers.
+        let candidates = hasher.candidates();
+        for group in (0..candidates).step_by(PREFETCH_GROUP_PROOFS) {
+            let group = group..(group + PREFETCH_GROUP_PROOFS).min(candidates);
+            hasher.hash_derivations_of(group.clone());
+            for c in group {
+                let i = candidate_at[c] as usize;
+                let proof = batch.get(i);
+                let derived = hasher.derived_fingerprint(c);
+                match check_derivations(&self.config, proof, hasher.commit_prefix(c), &derived) {
+                    Ok(()) => self.dedup.prefetch(proof.window_start(), commit_hash_bits(hasher.commit_state(c))),
+                    Err(reason) => {
+                        self.counters.count_rejection(reason);
+                        status[i - span.start] = Status::Rejected(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stage 2 of a chunk prepared into `hashers[h]`: in batch order (the first copy of a duplicate wins)
+    /// dedup and log; then the k Bloom positions of every accepted proof with filters in its bucket,
+    /// interleaved; prefetch the index rows they select; match and queue deliveries.
+    fn commit_chunk(
+        &mut self,
+        h: usize,
+        now_s: u64,
+        batch: &ProofBatch,
+        span: std::ops::Range<usize>,
+        status: &mut [Status; CHUNK_PROOFS],
+    ) {
+        let hasher = &mut self.hashers[h];
+        let mut to_match = [(0u32, LogPosition(0)); CHUNK_PROOFS];
+        let mut matching = 0;
+        for (i, st) in span.zip(status.iter_mut()) {
+            let Status::Verified(c) = *st else { continue };
+            let proof = batch.get(i);
+            let bits = commit_hash_bits(hasher.commit_state(c as usize));
+            match self.dedup.insert(proof.commit(), proof.window_start(), bits) {
+                DedupOutcome::New => {}
+                DedupOutcome::Duplicate => {
+                    self.counters.duplicates += 1;
+                    *st = Status::Duplicate;
+                    continue;
+                }
+                DedupOutcome::Full => {
+                    self.counters.count_rejection(Rejection::DedupFull);
+                    *st = Status::Rejected(Rejection::DedupFull);
+                    continue;
+                }
+            }
+            let position = self.log.append(proof, now_s);
+            self.counters.accepted += 1;
+            *st = Status::Accepted(position);
+            if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
+                hasher.push_positions(proof.fingerprint());
+                to_match[matching] = (i as u32, position);
+                matching += 1;
+            }
+        }
+        if matching == 0 {
+            return;
+        }
+        hasher.hash_positions();
+        let mut positions = [BloomPositions::from_slice(&[]); CHUNK_PROOFS];
+        for (n, &(i, _)) in to_match[..matching].iter().enumerate() {
+            positions[n] = hasher.positions(n);
+            let bucket_local = (batch.get(i as usize).bucket() - self.config.buckets.start) as usize;
+            self.subscriptions.prefetch(bucket_local, &positions[n]);
+        }
+        for (n, &(i, position)) in to_match[..matching].iter().enumerate() {
+            let i = i as usize;
+            let proof = batch.get(i);
+            let seq = self.accepted_seq;
+            self.accepted_seq += 1;
+            let deliveries = &mut self.deliveries;
+            let mut matched = 0u64;
+            let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
+            self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions[n], seq, |subscriber| {
+                matched += 1;
+                deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), log_position: position });
+            });
+            self.counters.deliveries += matched;
+        }
+    }
+
+    fn queue_gossip(&mut self, batch: &ProofBatch, range: std::ops::Range<usize>, except: Option<PeerId>) {
+        if self.gossip.peers() == 0 {
+            return;
+        }
+        let run = batch.as_bytes().slice(range.start * PROOF_LEN..range.end * PROOF_LEN);
+        let outcome = self.gossip.queue_run(&run, except, self.config.gossip_queue_proofs_max);
+        self.counters.gossip_queued += outcome.queued;
+        self.counters.gossip_dropped += outcome.dropped;
+    }
+
+    /// Replaces ALL of `subscriber`'s entries in this shard with `entries` (an empty slice removes them).
+    /// Returns the number of entries now registered. All-or-nothing: on error nothing changed.
+    pub fn handle_subscribe(
+        &mut self,
+        now_s: u64,
+        subscriber: SubscriberId,
+        entries: &[SubscribeEntry],
+    ) -> Result<u16, SubscribeError> {
+        let now_s = self.observe_clock(now_s);
+        let result = self.subscriptions.replace(&self.config, now_s, subscriber, entries);
+        match result {
+            Ok(_) => self.counters.subscribes += 1,
+            Err(_) => self.counters.subscribes_rejected += 1,
+        }
+        self.update_gauges();
+        result
+    }
+
+    /// Removes all of `subscriber`'s entries; returns whether it had any.
+    pub fn handle_unsubscribe(&mut self, subscriber: SubscriberId) -> bool {
+        let known = self.subscriptions.remove(subscriber);
+        self.update_gauges();
+        known
+    }
+
+    /// Expires dedup windows and subscription entries whose range ended. Cheap when the earliest accepted
+    /// window has not moved since the last call.
+    pub fn handle_tick(&mut self, now_s: u64) {
+        let now_s = self.observe_clock(now_s);
+        let (earliest_s, _) = self.config.accepted_windows(now_s);
+        if earliest_s <= self.expired_before_s {
+            return;
+        }
+        self.expired_before_s = earliest_s;
+        self.dedup.expire_before(earliest_s);
+        self.counters.entries_expired += self.subscriptions.expire_before(earliest_s) as u64;
+        self.update_gauges();
+    }
+
+    fn update_gauges(&mut self) {
+        self.counters.subscribers = self.subscriptions.subscribers() as u64;
+        self.counters.entries = self.subscriptions.entries() as u64;
+        self.counters.peers = self.gossip.peers() as u64;
+    }
+
+    /// The next queued delivery; drain after each `handle_publish`.
+    pub fn poll_delivery(&mut self) -> Option<Delivery> {
+        self.deliveries.pop_front()
+    }
+
+    /// Attaches a peer: accepted proofs are gossiped to it from now on.
+    pub fn add_peer(&mut self, peer: PeerId) {
+        self.gossip.add_peer(peer);
+        self.update_gauges();
+    }
+
+    /// Detaches a peer and drops its queued gossip.
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        self.gossip.remove_peer(peer);
+        self.update_gauges();
+    }
+
+    /// The next batch of gossip for `peer`, if any.
+    pub fn poll_gossip(&mut self, peer: PeerId) -> Option<ProofBatch> {
+        self.gossip.poll(peer)
+    }
+
+    /// Proofs waiting in `peer`'s gossip outbox.
+    pub fn gossip_queued(&self, peer: PeerId) -> usize {
+        self.gossip.queued(peer)
+    }
+
+    /// (commit, window) pairs remembered for dedup over all live windows.
+    pub fn dedup_entries(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// The log sink.
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
+    /// The log sink, mutably (the driver flushes a durable log through it).
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+}

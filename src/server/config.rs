@@ -1,0 +1,384 @@
+//! Relay configuration: embedded defaults ← TOML file (`--config`) ← command-line flags.
+//!
+//! Every flag has a TOML key of the same name with `_` for `-` (limits under `[limits]`). Validation turns
+//! each bad value into one line that names it; the CLI prints that line and exits with status 2.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::proto::{Limits, NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
+
+/// Default listening port (the documented one; the reference uses 8765).
+pub const PORT_DEFAULT: u16 = 8100;
+/// Default storage directory, relative to the working directory.
+pub const STORAGE_DEFAULT: &str = "./tessera-data";
+/// Default cover-traffic ε (DESIGN.md §4).
+pub const EPSILON_DEFAULT: f64 = 0.1;
+/// Default cover-traffic δ.
+pub const DELTA_DEFAULT: f64 = 1e-6;
+/// Default retention: one hour, matching the subscription horizon (`subscription_windows_ahead_max`).
+pub const RETENTION_S_DEFAULT: u64 = 3600;
+/// Allowed clock skew between publishers and the relay when checking a proof's window.
+pub const CLOCK_SKEW_S_DEFAULT: u64 = 2;
+/// How long a connection's send queue may stay full before the relay closes it.
+pub const SLOW_CONSUMER_GRACE_MS_DEFAULT: u64 = 5_000;
+/// Most shards a relay runs (one per core); far above any machine this targets.
+pub const SHARDS_MAX: usize = 256;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid {key} {value:?}: {reason}")]
+pub struct ConfigError {
+    /// The flag or key, as the user wrote it (e.g. `--cover-traffic-epsilon`).
+    pub key: String,
+    /// The offending value, as text.
+    pub value: String,
+    /// What is required.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, value: impl ToString, reason: impl Into<String>) -> Self {
+        Self { key: key.to_owned(), value: value.to_string(), reason: reason.into() }
+    }
+}
+
+/// The relay's complete, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayConfig {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on (0 = any free port; the bound port is printed at start).
+    pub port: u16,
+    /// Separate port for `/metrics` and `/healthz`; `None` = served on `port`.
+    pub metrics_port: Option<u16>,
+    /// Storage directory (logs, persisted subscriptions).
+    pub storage: PathBuf,
+    /// Cover-traffic ε (> 0).
+    pub cover_traffic_epsilon: f64,
+    /// Cover-traffic δ (0 < δ < 1).
+    pub cover_traffic_delta: f64,
+    /// Turns cover traffic off: per-bucket counts then leak who talks. Logged loudly.
+    pub danger_disable_cover_traffic: bool,
+    /// Number of shards (executors, one per core).
+    pub shards: usize,
+    /// Number of buckets.
+    pub num_buckets: u16,
+    /// Window length, seconds (protocol constant in version 1).
+    pub window_s: u64,
+    /// Allowed clock skew for proof windows, seconds.
+    pub clock_skew_s: u64,
+    /// How long proofs are kept for FETCH, seconds.
+    pub retention_s: u64,
+    /// Grace period before a connection with a full send queue is closed, milliseconds.
+    pub slow_consumer_grace_ms: u64,
+    /// Limits announced in HELLO_REPLY and enforced.
+    pub limits: Limits,
+}
+
+impl RelayConfig {
+    /// Embedded defaults: everything needed to start with no file and no flag.
+    pub fn defaults(available_cores: usize) -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: PORT_DEFAULT,
+            metrics_port: None,
+            storage: PathBuf::from(STORAGE_DEFAULT),
+            cover_traffic_epsilon: EPSILON_DEFAULT,
+            cover_traffic_delta: DELTA_DEFAULT,
+            danger_disable_cover_traffic: false,
+            shards: available_cores.clamp(1, NUM_BUCKETS_DEFAULT as usize),
+            num_buckets: NUM_BUCKETS_DEFAULT,
+            window_s: WINDOW_SECONDS,
+            clock_skew_s: CLOCK_SKEW_S_DEFAULT,
+            retention_s: RETENTION_S_DEFAULT,
+            slow_consumer_grace_ms: SLOW_CONSUMER_GRACE_MS_DEFAULT,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Applies a layer of optional settings (a file or the flags) on top of this configuration.
+    pub fn apply(&mut self, layer: &ConfigLayer) -> Result<(), ConfigError> {
+        if let Some(host) = &layer.host {
+            self.host = host.parse().map_err(|_| ConfigError::new("host", host, "must be an IP address"))?;
+        }
+        set(&mut self.port, layer.port);
+        if layer.metrics_port.is_some() {
+            self.metrics_port = layer.metrics_port;
+        }
+        if let Some(storage) = &layer.storage {
+            self.storage = parse_storage(storage)?;
+        }
+        set(&mut self.cover_traffic_epsilon, layer.cover_traffic_epsilon);
+        set(&mut self.cover_traffic_delta, layer.cover_traffic_delta);
+        set(&mut self.danger_disable_cover_traffic, layer.danger_disable_cover_traffic);
+        set(&mut self.shards, layer.shards);
+        set(&mut self.num_buckets, layer.num_buckets);
+        set(&mut self.clock_skew_s, layer.clock_skew_s);
+        set(&mut self.retention_s, layer.retention_s);
+        set(&mut self.slow_consumer_grace_ms, layer.slow_consumer_grace_ms);
+        if let Some(l) = &layer.limits {
+            let limits = &mut self.limits;
+            set(&mut limits.message_bytes_max, l.message_bytes_max);
+            set(&mut limits.frames_per_message_max, l.frames_per_message_max);
+            set(&mut limits.proofs_per_batch_max, l.proofs_per_batch_max);
+            set(&mut limits.entries_per_subscribe_max, l.entries_per_subscribe_max);
+            set(&mut limits.filters_per_bucket_max, l.filters_per_bucket_max);
+            set(&mut limits.subscribers_per_connection_max, l.subscribers_per_connection_max);
+            set(&mut limits.subscription_windows_ahead_max, l.subscription_windows_ahead_max);
+            set(&mut limits.connections_max, l.connections_max);
+            set(&mut limits.send_queue_proofs_max, l.send_queue_proofs_max);
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let eps = self.cover_traffic_epsilon;
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(ConfigError::new("cover-traffic-epsilon", eps, "must be a finite number > 0"));
+        }
+        let delta = self.cover_traffic_delta;
+        if !(delta > 0.0 && delta < 1.0) {
+            return Err(ConfigError::new("cover-traffic-delta", delta, "must be in the open interval (0, 1)"));
+        }
+        if self.num_buckets == 0 {
+            return Err(ConfigError::new("num-buckets", self.num_buckets, "must be at least 1"));
+        }
+        if self.shards == 0 || self.shards > SHARDS_MAX || self.shards > self.num_buckets as usize {
+            return Err(ConfigError::new(
+                "shards",
+                self.shards,
+                format!(
+                    "must be 1..={} (and at most the number of buckets)",
+                    SHARDS_MAX.min(self.num_buckets as usize)
+                ),
+            ));
+        }
+        if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
+            return Err(ConfigError::new(
+                "metrics-port",
+                self.port,
+                "must differ from --port (omit it to share the port)",
+            ));
+        }
+        if self.clock_skew_s >= self.window_s {
+            return Err(ConfigError::new("clock-skew-s", self.clock_skew_s, "must be shorter than the window"));
+        }
+        if self.retention_s < self.window_s * 2 {
+            return Err(ConfigError::new("retention", self.retention_s, "must be at least two windows (20 s)"));
+        }
+        let l = &self.limits;
+        let min_message = crate::proto::codec::FRAME_HEADER_LEN + 10 + crate::proto::PROOF_LEN;
+        if (l.message_bytes_max as usize) < min_message || l.message_bytes_max > 64 << 20 {
+            return Err(ConfigError::new(
+                "limits.message_bytes_max",
+                l.message_bytes_max,
+                format!("must hold one proof ({min_message} bytes) and be at most 64 MiB"),
+            ));
+        }
+        let checks: [(&str, u64); 8] = [
+            ("limits.frames_per_message_max", l.frames_per_message_max.into()),
+            ("limits.proofs_per_batch_max", l.proofs_per_batch_max.into()),
+            ("limits.entries_per_subscribe_max", l.entries_per_subscribe_max.into()),
+            ("limits.filters_per_bucket_max", l.filters_per_bucket_max.into()),
+            ("limits.subscribers_per_connection_max", l.subscribers_per_connection_max.into()),
+            ("limits.subscription_windows_ahead_max", l.subscription_windows_ahead_max.into()),
+            ("limits.connections_max", l.connections_max.into()),
+            ("limits.send_queue_proofs_max", l.send_queue_proofs_max.into()),
+        ];
+        for (key, value) in checks {
+            if value == 0 {
+                return Err(ConfigError::new(key, value, "must be at least 1"));
+            }
+        }
+        if (l.proofs_per_batch_max as usize) * crate::proto::PROOF_LEN + 64 > l.message_bytes_max as usize {
+            return Err(ConfigError::new(
+                "limits.proofs_per_batch_max",
+                l.proofs_per_batch_max,
+                "a full batch must fit in limits.message_bytes_max",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bucket range owned by shard `s`: `[s·B/S, (s+1)·B/S)` (DESIGN.md §5).
+    pub fn bucket_range(&self, shard: usize) -> std::ops::Range<u16> {
+        shard_bucket_range(shard, self.shards, self.num_buckets)
+    }
+}
+
+/// Bucket range of shard `shard` among `shards` over `num_buckets` buckets.
+pub fn shard_bucket_range(shard: usize, shards: usize, num_buckets: u16) -> std::ops::Range<u16> {
+    let b = num_buckets as usize;
+    ((shard * b / shards) as u16)..(((shard + 1) * b / shards) as u16)
+}
+
+/// Owner shard of `bucket` (inverse of [`shard_bucket_range`]).
+#[inline]
+pub fn owner_shard(bucket: u16, shards: usize, num_buckets: u16) -> usize {
+    // The smallest s with bucket < (s+1)·B/S, i.e. floor(((bucket+1)·S − 1) / B).
+    ((bucket as usize + 1) * shards - 1) / num_buckets as usize
+}
+
+fn set<T: Copy>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+/// `--storage` accepts a directory or `log:///absolute/path`.
+fn parse_storage(value: &str) -> Result<PathBuf, ConfigError> {
+    let path = match value.strip_prefix("log://") {
+        Some(rest) if rest.starts_with('/') => rest,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "storage",
+                value,
+                "a log:// URL needs an absolute path (log:///var/lib/tessera)",
+            ))
+        }
+        None if value.contains("://") => {
+            return Err(ConfigError::new("storage", value, "only a directory or a log:///path URL is supported"))
+        }
+        None => value,
+    };
+    if path.is_empty() {
+        return Err(ConfigError::new("storage", value, "must not be empty"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// One layer of optional settings: a TOML file or the command line.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// See [`RelayConfig::host`].
+    pub host: Option<String>,
+    /// See [`RelayConfig::port`].
+    pub port: Option<u16>,
+    /// See [`RelayConfig::metrics_port`].
+    pub metrics_port: Option<u16>,
+    /// See [`RelayConfig::storage`].
+    pub storage: Option<String>,
+    /// See [`RelayConfig::cover_traffic_epsilon`].
+    pub cover_traffic_epsilon: Option<f64>,
+    /// See [`RelayConfig::cover_traffic_delta`].
+    pub cover_traffic_delta: Option<f64>,
+    /// See [`RelayConfig::danger_disable_cover_traffic`].
+    pub danger_disable_cover_traffic: Option<bool>,
+    /// See [`RelayConfig::shards`].
+    pub shards: Option<usize>,
+    /// See [`RelayConfig::num_buckets`].
+    pub num_buckets: Option<u16>,
+    /// See [`RelayConfig::clock_skew_s`].
+    pub clock_skew_s: Option<u64>,
+    /// See [`RelayConfig::retention_s`].
+    pub retention_s: Option<u64>,
+    /// See [`RelayConfig::slow_consumer_grace_ms`].
+    pub slow_consumer_grace_ms: Option<u64>,
+    /// See [`Limits`].
+    pub limits: Option<LimitsLayer>,
+}
+
+/// Optional overrides of [`Limits`].
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LimitsLayer {
+    pub message_bytes_max: Option<u32>,
+    pub frames_per_message_max: Option<u16>,
+    pub proofs_per_batch_max: Option<u16>,
+    pub entries_per_subscribe_max: Option<u16>,
+    pub filters_per_bucket_max: Option<u16>,
+    pub subscribers_per_connection_max: Option<u16>,
+    pub subscription_windows_ahead_max: Option<u32>,
+    pub connections_max: Option<u32>,
+    pub send_queue_proofs_max: Option<u32>,
+}
+
+impl ConfigLayer {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("config", path.display(), format!("cannot read: {e}")))?;
+        Self::from_toml(&text).map_err(|mut e| {
+            e.reason = format!("{} (in {})", e.reason, path.display());
+            e
+        })
+    }
+
+    /// Parses TOML text; an unknown key or a wrong type names the key.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().to_owned();
+            let key = e.span().map(|s| text[s].lines().next().unwrap_or("").trim().to_owned()).unwrap_or_default();
+            ConfigError::new("config value", key, message)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_layers_override() {
+        let mut c = RelayConfig::defaults(2);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!((c.port, c.shards, c.retention_s), (8100, 2, 3600));
+        let file = ConfigLayer::from_toml("port = 9000\nshards = 4\n[limits]\nconnections_max = 10\n").unwrap();
+        c.apply(&file).unwrap();
+        c.apply(&ConfigLayer { port: Some(9001), ..Default::default() }).unwrap();
+        assert_eq!((c.port, c.shards, c.limits.connections_max), (9001, 4, 10));
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/relay.example.toml")).unwrap();
+        let mut c = RelayConfig::defaults(2);
+        c.apply(&ConfigLayer::from_toml(&text).unwrap()).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c, RelayConfig::defaults(2), "the example shows the embedded defaults");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = RelayConfig::defaults(2);
+        c.cover_traffic_epsilon = 0.0;
+        assert_eq!(c.validate().unwrap_err().key, "cover-traffic-epsilon");
+        let mut c = RelayConfig::defaults(2);
+        c.cover_traffic_delta = 1.0;
+        assert_eq!(c.validate().unwrap_err().key, "cover-traffic-delta");
+        let mut c = RelayConfig::defaults(2);
+        c.shards = 65;
+        assert_eq!(c.validate().unwrap_err().key, "shards");
+        let err = ConfigLayer::from_toml("prot = 1\n").unwrap_err();
+        assert!(err.reason.contains("unknown field"), "{err}");
+        assert_eq!(parse_storage("log:///var/x").unwrap(), PathBuf::from("/var/x"));
+        assert!(parse_storage("sqlite:///x.db").is_err());
+    }
+
+    #[test]
+    fn bucket_ranges_partition_and_invert() {
+        for shards in 1..=16 {
+            for nb in [16u16, 64, 100] {
+                if shards > nb as usize {
+                    continue;
+                }
+                let mut next = 0;
+                for s in 0..shards {
+                    let r = shard_bucket_range(s, shards, nb);
+                    assert_eq!(r.start, next);
+                    for b in r.clone() {
+                        assert_eq!(owner_shard(b, shards, nb), s, "bucket {b} shards {shards} nb {nb}");
+                    }
+                    next = r.end;
+                }
+                assert_eq!(next, nb);
+            }
+        }
+    }
+}

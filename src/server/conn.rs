@@ -1,0 +1,180 @@
+//! Protocol state of one connection: handshake, error budget, PUBLISH sequencing and cumulative ACKs,
+//! and the SUBSCRIBEs waiting for every shard's answer.
+//!
+//! A PUBLISH is split by owner shard into `parts`; each part completes when its shard has logged its proofs
+//! (and, with the durable log, made them durable). ACK(seq) is sent when every PUBLISH up to `seq` is complete,
+//! so a cumulative ACK never covers a proof that could still be lost.
+
+use std::collections::VecDeque;
+
+use crate::proto::{ErrorCode, Role, SubscriberId};
+
+/// Protocol errors tolerated on one connection before it is closed with WebSocket code 1008.
+pub const PROTOCOL_ERRORS_MAX: u32 = 8;
+
+/// A PUBLISH waiting for its parts.
+#[derive(Debug)]
+struct PendingPublish {
+    seq: u64,
+    parts_remaining: u16,
+    received_us: u64,
+}
+
+/// A SUBSCRIBE waiting for every shard's answer.
+#[derive(Debug)]
+struct PendingSubscribe {
+    subscriber: SubscriberId,
+    shards_remaining: u16,
+    entries: u16,
+    error: Option<ErrorCode>,
+}
+
+/// Why a PUBLISH was refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceError {
+    /// `seq` did not increase.
+    NotIncreasing {
+        /// The highest sequence seen.
+        last: u64,
+    },
+}
+
+/// State of one connection.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// Set by HELLO; `None` until then.
+    pub role: Option<Role>,
+    protocol_errors: u32,
+    last_seq: Option<u64>,
+    pending: VecDeque<PendingPublish>,
+    subscribes: Vec<PendingSubscribe>,
+    /// Subscribers registered from this connection (bounded by `subscribers_per_connection_max`).
+    subscribers: Vec<SubscriberId>,
+}
+
+impl ConnState {
+    /// Counts a protocol error; returns `true` when the budget is spent and the connection must close.
+    pub fn protocol_error(&mut self) -> bool {
+        self.protocol_errors += 1;
+        self.protocol_errors >= PROTOCOL_ERRORS_MAX
+    }
+
+    /// Registers PUBLISH `seq` split into `parts` (≥ 1) shard parts.
+    pub fn begin_publish(&mut self, seq: u64, parts: u16, received_us: u64) -> Result<(), SequenceError> {
+        if let Some(last) = self.last_seq {
+            if seq <= last {
+                return Err(SequenceError::NotIncreasing { last });
+            }
+        }
+        debug_assert!(parts > 0);
+        self.last_seq = Some(seq);
+        self.pending.push_back(PendingPublish { seq, parts_remaining: parts, received_us });
+        Ok(())
+    }
+
+    /// One part of PUBLISH `seq` completed. Returns `(ack_seq, received_us)` when the completed prefix advanced:
+    /// every PUBLISH up to `ack_seq` is done, and `received_us` is when the newest of them arrived.
+    pub fn complete_part(&mut self, seq: u64) -> Option<(u64, u64)> {
+        let pending = self.pending.iter_mut().find(|p| p.seq == seq)?;
+        pending.parts_remaining = pending.parts_remaining.saturating_sub(1);
+        let mut acked = None;
+        while self.pending.front().is_some_and(|p| p.parts_remaining == 0) {
+            let done = self.pending.pop_front().expect("front checked just above");
+            acked = Some((done.seq, done.received_us));
+        }
+        acked
+    }
+
+    /// PUBLISH batches not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Subscribers registered from this connection.
+    pub fn subscribers(&self) -> &[SubscriberId] {
+        &self.subscribers
+    }
+
+    /// Starts a SUBSCRIBE that every one of `shards` shards must answer. Refused (returns `false`) when it
+    /// would exceed `subscribers_max` distinct subscribers on this connection.
+    pub fn begin_subscribe(&mut self, subscriber: SubscriberId, shards: u16, subscribers_max: usize) -> bool {
+        if !self.subscribers.contains(&subscriber) {
+            if self.subscribers.len() >= subscribers_max {
+                return false;
+            }
+            self.subscribers.push(subscriber);
+        }
+        self.subscribes.push(PendingSubscribe { subscriber, shards_remaining: shards, entries: 0, error: None });
+        true
+    }
+
+    /// One shard answered a SUBSCRIBE. When all have, returns the total entries or the first error.
+    pub fn complete_subscribe(
+        &mut self,
+        subscriber: SubscriberId,
+        result: Result<u16, ErrorCode>,
+    ) -> Option<Result<u16, ErrorCode>> {
+        let i = self.subscribes.iter().position(|p| p.subscriber == subscriber)?;
+        let pending = &mut self.subscribes[i];
+        match result {
+            Ok(n) => pending.entries += n,
+            Err(code) => {
+                pending.error.get_or_insert(code);
+            }
+        }
+        pending.shards_remaining -= 1;
+        if pending.shards_remaining > 0 {
+            return None;
+        }
+        let done = self.subscribes.remove(i);
+        Some(match done.error {
+            Some(code) => Err(code),
+            None => Ok(done.entries),
+        })
+    }
+
+    /// Forgets a subscriber (after UNSUBSCRIBE).
+    pub fn remove_subscriber(&mut self, subscriber: &SubscriberId) {
+        self.subscribers.retain(|s| s != subscriber);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_is_cumulative_over_completed_prefix() {
+        let mut c = ConnState::default();
+        c.begin_publish(1, 2, 10).unwrap();
+        c.begin_publish(2, 1, 20).unwrap();
+        c.begin_publish(5, 1, 30).unwrap();
+        assert_eq!(c.begin_publish(5, 1, 40), Err(SequenceError::NotIncreasing { last: 5 }));
+        assert_eq!(c.complete_part(2), None, "seq 1 still pending");
+        assert_eq!(c.complete_part(1), None, "one part of seq 1 left");
+        assert_eq!(c.complete_part(1), Some((2, 20)), "1 and 2 complete");
+        assert_eq!(c.complete_part(5), Some((5, 30)));
+        assert_eq!(c.unacked(), 0);
+        assert_eq!(c.complete_part(99), None);
+    }
+
+    #[test]
+    fn subscribe_waits_for_every_shard_and_reports_first_error() {
+        let (a, b) = (SubscriberId([1; 16]), SubscriberId([2; 16]));
+        let mut c = ConnState::default();
+        assert!(c.begin_subscribe(a, 2, 1));
+        assert!(!c.begin_subscribe(b, 2, 1), "second distinct subscriber over the limit");
+        assert_eq!(c.complete_subscribe(a, Ok(3)), None);
+        assert_eq!(c.complete_subscribe(a, Ok(2)), Some(Ok(5)));
+        assert!(c.begin_subscribe(a, 2, 1), "same subscriber again is fine");
+        assert_eq!(c.complete_subscribe(a, Err(ErrorCode::SUBSCRIPTION_RANGE)), None);
+        assert_eq!(c.complete_subscribe(a, Ok(1)), Some(Err(ErrorCode::SUBSCRIPTION_RANGE)));
+    }
+
+    #[test]
+    fn error_budget_closes_at_limit() {
+        let mut c = ConnState::default();
+        assert!((1..PROTOCOL_ERRORS_MAX).all(|_| !c.protocol_error()));
+        assert!(c.protocol_error());
+    }
+}

@@ -1,0 +1,353 @@
+//! Test support: a real relay process on 127.0.0.1 with port 0, and a blocking WebSocket client that speaks
+//! the native protocol. Everything ends by itself: the relay is killed when the handle drops.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tessera::proto::derive::{bucket_of, fingerprint};
+use tessera::proto::frame::{Hello, Publish, Subscribe};
+use tessera::proto::{
+    BloomFilter, BloomParams, Codec, Frame, Proof, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId,
+    CIPHERTEXT_LEN, PROTOCOL_VERSION, WINDOW_SECONDS,
+};
+use tungstenite::{Message, WebSocket};
+
+/// How long a test waits for any single expected event.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A relay process.
+pub struct Relay {
+    child: Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its storage directory (deleted on drop).
+    pub dir: tempfile::TempDir,
+    /// The start line it printed.
+    pub start_line: String,
+}
+
+impl Relay {
+    /// Starts `tessera relay --port 0 --storage <temp>` plus `args`, and waits for its start line.
+    pub fn start(args: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, args)
+    }
+
+    /// Same, in a given storage directory (to restart on the same data).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Relay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("relay")
+            .args(["--port", "0", "--storage"])
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", std::env::var("TEST_RELAY_LOG").unwrap_or("warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tessera relay");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read start line");
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in start line {line:?}"))
+            .to_owned();
+        Relay { child, addr, dir, start_line: line }
+    }
+
+    /// `ws://host:port/`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Body of `GET path` (plain HTTP on the relay's port).
+    pub fn http_get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect for HTTP");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read HTTP response");
+        response
+    }
+
+    /// The sum over shards of a metric (`name{shard=...}` lines; extra label filter optional).
+    pub fn metric(&self, name: &str, label: &str) -> u64 {
+        let text = self.http_get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Waits until `metric` reaches at least `at_least`.
+    pub fn wait_metric(&self, name: &str, label: &str, at_least: u64) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.metric(name, label);
+            if value >= at_least || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait_exit()
+    }
+
+    /// Sends SIGKILL and waits for the process to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "relay did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the process and hands back its storage directory (for a restart).
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        self.kill();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking native-protocol client.
+pub struct Client {
+    ws: WebSocket<TcpStream>,
+    codec: Codec,
+    next_seq: u64,
+}
+
+impl Client {
+    /// Connects (no HELLO yet).
+    pub fn connect(relay: &Relay) -> Client {
+        Self::connect_stream(relay, TcpStream::connect(&relay.addr).expect("connect"))
+    }
+
+    /// Connects with a small fixed receive buffer (no auto-tuning), so that a client that stops reading
+    /// stops the relay's writes after a few kilobytes instead of tens of megabytes.
+    pub fn connect_small_buffer(relay: &Relay, recv_buffer_bytes: usize) -> Client {
+        let addr: std::net::SocketAddr = relay.addr.parse().expect("socket address");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(recv_buffer_bytes).expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("connect");
+        Self::connect_stream(relay, socket.into())
+    }
+
+    fn connect_stream(relay: &Relay, stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (ws, _) = tungstenite::client(relay.url(), stream).expect("WebSocket handshake");
+        Client { ws, codec: Codec::default(), next_seq: 1 }
+    }
+
+    /// Connects and completes HELLO; returns the relay's parameters.
+    pub fn hello(relay: &Relay) -> (Client, RelayParams) {
+        Self::hello_on(Self::connect(relay))
+    }
+
+    /// Completes HELLO on a connected client.
+    pub fn hello_on(mut client: Client) -> (Client, RelayParams) {
+        client.send(&[Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] })]);
+        match client.recv_one() {
+            Frame::HelloReply(params) => (client, params),
+            other => panic!("expected HELLO_REPLY, got {other:?}"),
+        }
+    }
+
+    /// The underlying socket (to change timeouts or buffer sizes).
+    pub fn socket(&self) -> &TcpStream {
+        self.ws.get_ref()
+    }
+
+    /// Sends frames as one message.
+    pub fn send(&mut self, frames: &[Frame]) {
+        self.send_raw(tessera::proto::encode_message(frames).to_vec());
+    }
+
+    /// Sends raw bytes as one binary message.
+    pub fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).expect("send");
+    }
+
+    /// Publishes proofs with the next sequence number; returns it.
+    pub fn publish(&mut self, proofs: &[Proof]) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let proofs = ProofBatch::from_proofs(proofs.iter().map(|p| p.view()));
+        self.send(&[Frame::Publish(Publish { seq, proofs })]);
+        seq
+    }
+
+    /// Subscribes and waits for SUBSCRIBED; returns the entry count.
+    pub fn subscribe(&mut self, subscriber: SubscriberId, entries: Vec<SubscribeEntry>) -> u16 {
+        self.send(&[Frame::Subscribe(Subscribe { subscriber, entries })]);
+        match self.recv_until(|f| matches!(f, Frame::Subscribed { .. } | Frame::Error(_))) {
+            Frame::Subscribed { entries, .. } => entries,
+            other => panic!("expected SUBSCRIBED, got {other:?}"),
+        }
+    }
+
+    /// Receives one message's frames (fails the test after `WAIT`).
+    pub fn recv(&mut self) -> Vec<Frame> {
+        self.try_recv().unwrap_or_else(|| panic!("connection closed while waiting"))
+    }
+
+    /// Receives one message's frames; `None` if the connection closed.
+    pub fn try_recv(&mut self) -> Option<Vec<Frame>> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Binary(bytes)) => {
+                    return Some(self.codec.decode_message(&bytes).expect("relay sent a valid message"))
+                }
+                Ok(Message::Close(_)) => return None,
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return None,
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    panic!("timed out waiting for a message")
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    panic!("timed out waiting for a message")
+                }
+                Err(e) => panic!("receive failed: {e}"),
+            }
+        }
+    }
+
+    /// Receives until the close frame; returns its code (`None` if the socket just ended).
+    pub fn recv_close(&mut self) -> Option<u16> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Receives exactly one frame (asserts the message held one).
+    pub fn recv_one(&mut self) -> Frame {
+        let mut frames = self.recv();
+        assert_eq!(frames.len(), 1, "expected one frame, got {frames:?}");
+        frames.remove(0)
+    }
+
+    /// Receives until a frame matches; frames before it are dropped.
+    pub fn recv_until(&mut self, matches: impl Fn(&Frame) -> bool) -> Frame {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "frame not received in time");
+            for frame in self.recv() {
+                if matches(&frame) {
+                    return frame;
+                }
+            }
+        }
+    }
+
+    /// Receives DELIVER frames until `n` proofs arrived for `subscriber`; returns them in order.
+    pub fn recv_proofs(&mut self, subscriber: SubscriberId, n: usize) -> Vec<Bytes> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            for frame in self.recv() {
+                if let Frame::Deliver { subscriber: s, proofs } = frame {
+                    assert_eq!(s, subscriber, "DELIVER for another subscriber");
+                    got.extend((0..proofs.len()).map(|i| proofs.proof_bytes(i)));
+                }
+            }
+        }
+        got
+    }
+
+    /// Closes the connection politely.
+    pub fn close(mut self) {
+        let _ = self.ws.close(None);
+        let _ = self.ws.flush();
+    }
+}
+
+/// Unix seconds now.
+pub fn now_s() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The current window start.
+pub fn current_window() -> u64 {
+    tessera::proto::window_start(now_s(), WINDOW_SECONDS)
+}
+
+/// `count` deterministic commits whose bucket (of 64) is `bucket`, distinct for distinct `salt`s.
+pub fn commits_in_bucket(bucket: u16, salt: u32, count: usize) -> Vec<[u8; 32]> {
+    (0u64..)
+        .map(|i| {
+            let mut commit = [0u8; 32];
+            commit[..8].copy_from_slice(&i.to_be_bytes());
+            commit[8..12].copy_from_slice(&salt.to_be_bytes());
+            commit[12..14].copy_from_slice(&bucket.to_be_bytes());
+            commit
+        })
+        .filter(|c| bucket_of(c, 64) == bucket)
+        .take(count)
+        .collect()
+}
+
+/// One deterministic commit in `bucket`; different `salt`s give different commits.
+pub fn commit_in_bucket(bucket: u16, salt: u32) -> [u8; 32] {
+    commits_in_bucket(bucket, salt, 1)[0]
+}
+
+/// A valid proof for `commit` in window `window_start_s`; the ciphertext is filled with `fill`.
+pub fn proof(commit: &[u8; 32], window_start_s: u64, fill: u8) -> Proof {
+    let bucket = bucket_of(commit, 64);
+    Proof::new(bucket, window_start_s, commit, &fingerprint(commit, window_start_s), &[fill; CIPHERTEXT_LEN])
+}
+
+/// A subscription entry for `bucket` over windows `[from, to]` matching these commits in those windows.
+pub fn entry(bucket: u16, from: u64, to: u64, commits: &[[u8; 32]]) -> SubscribeEntry {
+    let mut filter = BloomFilter::new(BloomParams::default());
+    let mut w = from;
+    while w <= to {
+        for c in commits {
+            filter.insert_fingerprint(&fingerprint(c, w));
+        }
+        w += WINDOW_SECONDS;
+    }
+    SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter }
+}
+
+/// An entry whose filter has every bit set: it matches every proof of its bucket.
+pub fn match_all_entry(bucket: u16, from: u64, to: u64) -> SubscribeEntry {
+    let filter = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).unwrap();
+    SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter }
+}
