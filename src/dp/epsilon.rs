@@ -73,7 +73,7 @@ impl Epsilon {
         }
         let g = gcd(num, den);
         let (rn, rd) = (num / g, den / g);
-        if EPSILON_RESOLUTION_DEN % rd != 0 {
+        if !EPSILON_RESOLUTION_DEN.is_multiple_of(rd) {
             return Err(ConfigError::EpsilonOffGrid { num, den });
         }
         let value = rn as f64 / rd as f64;

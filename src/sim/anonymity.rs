@@ -142,8 +142,11 @@ pub fn occupancy<R: RngCore + CryptoRng + ?Sized>(
         min_sum += min;
         min_worst = min_worst.min(min);
         let mid = counts.len() / 2;
-        median_sum +=
-            if counts.len() % 2 == 0 { (counts[mid - 1] + counts[mid]) as f64 / 2.0 } else { counts[mid] as f64 };
+        median_sum += if counts.len().is_multiple_of(2) {
+            (counts[mid - 1] + counts[mid]) as f64 / 2.0
+        } else {
+            counts[mid] as f64
+        };
         empty_sum += counts.iter().filter(|&&c| c == 0).count() as u64;
     }
     let t = trials as f64;
