@@ -11,7 +11,7 @@
 //! the one asked for (privacy never weaker than configured); callers report [`Epsilon::as_f64`] when
 //! [`Epsilon::is_exactly`] is false. The fraction is then reduced, so 0.1 runs the sampler with `1/10`.
 
-use super::error::ConfigError;
+use super::error::CoverConfigError;
 
 /// Grid of representable ε: every ε is a multiple of `1 / EPSILON_RESOLUTION_DEN`. 10⁻⁶ keeps every decimal
 /// an operator would type exact while bounding the sampler's denominator (uniform draws stay in a u32).
@@ -45,15 +45,15 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 impl Epsilon {
     /// ε from the f64 a command line gives: exact for decimals with ≤ 6 places, otherwise rounded down to the
     /// 10⁻⁶ grid (see the module docs). Rejects NaN, ±∞, ε ≤ 0, ε < `EPSILON_MIN`, ε > `EPSILON_MAX`.
-    pub fn from_f64(requested: f64) -> Result<Self, ConfigError> {
+    pub fn from_f64(requested: f64) -> Result<Self, CoverConfigError> {
         if !requested.is_finite() {
-            return Err(ConfigError::EpsilonNotFinite(requested));
+            return Err(CoverConfigError::EpsilonNotFinite(requested));
         }
         if requested <= 0.0 {
-            return Err(ConfigError::EpsilonNotPositive(requested));
+            return Err(CoverConfigError::EpsilonNotPositive(requested));
         }
         if requested > EPSILON_MAX {
-            return Err(ConfigError::EpsilonTooLarge(requested));
+            return Err(CoverConfigError::EpsilonTooLarge(requested));
         }
         let scaled = requested * EPSILON_RESOLUTION_DEN as f64;
         let nearest = scaled.round();
@@ -61,24 +61,24 @@ impl Epsilon {
         // steps ≤ 64 · 10⁶ < 2³², checked above; the cast cannot truncate.
         let steps = steps as u32;
         if steps == 0 {
-            return Err(ConfigError::EpsilonTooSmall(requested));
+            return Err(CoverConfigError::EpsilonTooSmall(requested));
         }
         Self::new(steps, EPSILON_RESOLUTION_DEN)
     }
 
     /// ε = `num / den` exactly; reduced to lowest terms. The reduced `den` must divide `EPSILON_RESOLUTION_DEN`.
-    pub fn new(num: u32, den: u32) -> Result<Self, ConfigError> {
+    pub fn new(num: u32, den: u32) -> Result<Self, CoverConfigError> {
         if num == 0 || den == 0 {
-            return Err(ConfigError::EpsilonNotRational { num, den });
+            return Err(CoverConfigError::EpsilonNotRational { num, den });
         }
         let g = gcd(num, den);
         let (rn, rd) = (num / g, den / g);
         if !EPSILON_RESOLUTION_DEN.is_multiple_of(rd) {
-            return Err(ConfigError::EpsilonOffGrid { num, den });
+            return Err(CoverConfigError::EpsilonOffGrid { num, den });
         }
         let value = rn as f64 / rd as f64;
         if value > EPSILON_MAX {
-            return Err(ConfigError::EpsilonTooLarge(value));
+            return Err(CoverConfigError::EpsilonTooLarge(value));
         }
         Ok(Self { num: rn, den: rd })
     }
@@ -160,16 +160,16 @@ mod tests {
 
     #[test]
     fn rejections_are_typed() {
-        assert_eq!(Epsilon::from_f64(0.0), Err(ConfigError::EpsilonNotPositive(0.0)));
-        assert_eq!(Epsilon::from_f64(-0.1), Err(ConfigError::EpsilonNotPositive(-0.1)));
-        assert!(matches!(Epsilon::from_f64(f64::NAN), Err(ConfigError::EpsilonNotFinite(_))));
-        assert_eq!(Epsilon::from_f64(f64::INFINITY), Err(ConfigError::EpsilonNotFinite(f64::INFINITY)));
-        assert_eq!(Epsilon::from_f64(1e-7), Err(ConfigError::EpsilonTooSmall(1e-7)));
-        assert_eq!(Epsilon::from_f64(64.5), Err(ConfigError::EpsilonTooLarge(64.5)));
-        assert_eq!(Epsilon::new(0, 3), Err(ConfigError::EpsilonNotRational { num: 0, den: 3 }));
-        assert_eq!(Epsilon::new(1, 0), Err(ConfigError::EpsilonNotRational { num: 1, den: 0 }));
-        assert_eq!(Epsilon::new(1, 3), Err(ConfigError::EpsilonOffGrid { num: 1, den: 3 }));
-        assert_eq!(Epsilon::new(65, 1), Err(ConfigError::EpsilonTooLarge(65.0)));
+        assert_eq!(Epsilon::from_f64(0.0), Err(CoverConfigError::EpsilonNotPositive(0.0)));
+        assert_eq!(Epsilon::from_f64(-0.1), Err(CoverConfigError::EpsilonNotPositive(-0.1)));
+        assert!(matches!(Epsilon::from_f64(f64::NAN), Err(CoverConfigError::EpsilonNotFinite(_))));
+        assert_eq!(Epsilon::from_f64(f64::INFINITY), Err(CoverConfigError::EpsilonNotFinite(f64::INFINITY)));
+        assert_eq!(Epsilon::from_f64(1e-7), Err(CoverConfigError::EpsilonTooSmall(1e-7)));
+        assert_eq!(Epsilon::from_f64(64.5), Err(CoverConfigError::EpsilonTooLarge(64.5)));
+        assert_eq!(Epsilon::new(0, 3), Err(CoverConfigError::EpsilonNotRational { num: 0, den: 3 }));
+        assert_eq!(Epsilon::new(1, 0), Err(CoverConfigError::EpsilonNotRational { num: 1, den: 0 }));
+        assert_eq!(Epsilon::new(1, 3), Err(CoverConfigError::EpsilonOffGrid { num: 1, den: 3 }));
+        assert_eq!(Epsilon::new(65, 1), Err(CoverConfigError::EpsilonTooLarge(65.0)));
         assert_eq!(Epsilon::new(30, 300).unwrap(), Epsilon::from_f64(0.1).unwrap());
     }
 }

@@ -10,7 +10,7 @@ use super::schedule::ROUND_US_MAX;
 /// Why a cover-traffic configuration (ε, δ) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum CoverConfigError {
     /// ε is NaN or infinite.
     #[error("cover-traffic epsilon {0} is not a finite number")]
     EpsilonNotFinite(f64),

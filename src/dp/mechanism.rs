@@ -23,7 +23,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::epsilon::Epsilon;
-use super::error::ConfigError;
+use super::error::CoverConfigError;
 use super::laplace::DiscreteLaplace;
 
 /// Largest per-bucket per-round cap accepted. Bounds one round's schedule at `cap × owned buckets` slots of
@@ -67,9 +67,9 @@ pub struct CoverMechanism {
 
 impl CoverMechanism {
     /// Validates δ ∈ (0, 1) and computes `t` and the cap for an exact ε.
-    pub fn new(epsilon: Epsilon, delta: f64) -> Result<Self, ConfigError> {
+    pub fn new(epsilon: Epsilon, delta: f64) -> Result<Self, CoverConfigError> {
         if !(delta > 0.0 && delta < 1.0) {
-            return Err(ConfigError::DeltaOutOfRange(delta));
+            return Err(CoverConfigError::DeltaOutOfRange(delta));
         }
         let laplace = DiscreteLaplace::new(epsilon);
         let eps = epsilon.as_f64();
@@ -96,13 +96,13 @@ impl CoverMechanism {
         }
         let cap = t + k_hi;
         if cap > DUMMIES_PER_BUCKET_CAP_MAX as u64 {
-            return Err(ConfigError::TooManyDummies { cap });
+            return Err(CoverConfigError::TooManyDummies { cap });
         }
         Ok(Self { laplace, delta_target: delta, shift_t: t as u32, cap: cap as u32 })
     }
 
     /// [`CoverMechanism::new`] from the f64 values a command line gives (ε rounding: [`Epsilon::from_f64`]).
-    pub fn from_f64(epsilon: f64, delta: f64) -> Result<Self, ConfigError> {
+    pub fn from_f64(epsilon: f64, delta: f64) -> Result<Self, CoverConfigError> {
         Self::new(Epsilon::from_f64(epsilon)?, delta)
     }
 
@@ -241,12 +241,12 @@ mod tests {
     fn config_validation() {
         let eps = Epsilon::from_f64(0.1).unwrap();
         for bad in [0.0, 1.0, -1e-6, 1.5, f64::NAN] {
-            assert!(matches!(CoverMechanism::new(eps, bad), Err(ConfigError::DeltaOutOfRange(_))), "{bad}");
+            assert!(matches!(CoverMechanism::new(eps, bad), Err(CoverConfigError::DeltaOutOfRange(_))), "{bad}");
         }
-        assert_eq!(CoverMechanism::from_f64(0.0, 1e-6), Err(ConfigError::EpsilonNotPositive(0.0)));
+        assert_eq!(CoverMechanism::from_f64(0.0, 1e-6), Err(CoverConfigError::EpsilonNotPositive(0.0)));
         assert!(matches!(
             CoverMechanism::from_f64(0.0001, 1e-6),
-            Err(ConfigError::TooManyDummies { cap }) if cap > DUMMIES_PER_BUCKET_CAP_MAX as u64
+            Err(CoverConfigError::TooManyDummies { cap }) if cap > DUMMIES_PER_BUCKET_CAP_MAX as u64
         ));
         assert_eq!(CoverMechanism::from_f64(0.001, 1e-6).unwrap().shift_t(), 13_123);
     }

@@ -44,7 +44,7 @@ pub use audit::{epsilon_lower_bound, EpsilonLowerBound, TestOutcomes};
 pub use check::{check_dummy_counts, CountCheck, CHECK_Z_DEFAULT};
 pub use dummy::build_dummy_proof;
 pub use epsilon::Epsilon;
-pub use error::{CheckError, ConfigError, DummyError, ScheduleError};
+pub use error::{CheckError, CoverConfigError, DummyError, ScheduleError};
 pub use laplace::DiscreteLaplace;
 pub use mechanism::{CountMoments, CoverMechanism, DummyDraw};
 pub use plan::CoverPlan;

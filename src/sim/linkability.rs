@@ -23,7 +23,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::auc::{auc_with_ci, AucEstimate};
 use crate::dp::audit::{epsilon_lower_bound, TestOutcomes};
-use crate::dp::{ConfigError, CoverMechanism};
+use crate::dp::{CoverConfigError, CoverMechanism};
 
 /// The ε values the issue asks for.
 pub const EPSILONS_DEFAULT: [f64; 7] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
@@ -299,7 +299,7 @@ pub fn evaluate<R: RngCore + CryptoRng + ?Sized>(
 pub fn run<R: RngCore + CryptoRng + ?Sized>(
     config: &LinkabilityConfig,
     rng: &mut R,
-) -> Result<LinkabilityReport, ConfigError> {
+) -> Result<LinkabilityReport, CoverConfigError> {
     let mut policies = vec![Policy::None, Policy::Proportional { ratio: config.proportional_ratio }];
     for &eps in &config.epsilons {
         policies.push(Policy::Dp(CoverMechanism::from_f64(eps, config.delta)?));
