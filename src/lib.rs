@@ -14,6 +14,7 @@
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
 //! - [`client`]: identities, invites, the end-to-end envelope and the sans-IO client state (plus `store`, its key directory).
+//! - [`dp`]: DP cover traffic — exact discrete Laplace sampler, per-round dummy schedule, dummy proofs, audit.
 //! - [`driver`]: glommio executors (one per core), sockets, signals — the only runtime-specific code.
 //! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
@@ -23,13 +24,16 @@
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
 //!   bounded send queues, cross-shard messages, metrics, the HTTP surface of `/metrics` and `/healthz`.
+//! - [`sim`]: privacy simulators (`tessera sim`): linkability under cover policies, bucket anonymity, Bloom FPR.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod client;
+pub mod dp;
 pub mod driver;
 pub mod engine;
 pub mod index;
 pub mod log;
 pub mod proto;
 pub mod server;
+pub mod sim;

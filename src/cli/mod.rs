@@ -5,11 +5,13 @@ use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 
 pub mod contacts;
+pub mod dp;
 pub mod home;
 pub mod id;
 pub mod params;
 pub mod perf;
 pub mod relay;
+pub mod sim;
 
 /// Tessera: a metadata-private messaging relay.
 #[derive(Parser, Debug)]
@@ -35,6 +37,10 @@ pub enum Command {
     Invite(contacts::InviteArgs),
     /// Enroll a contact from their invite code.
     Enroll(contacts::EnrollArgs),
+    /// Differential-privacy cover traffic: capacity planning.
+    Dp(dp::DpArgs),
+    /// Privacy simulators: linkability under cover policies, bucket anonymity, Bloom false positives.
+    Sim(sim::SimArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -60,6 +66,8 @@ pub fn run() -> i32 {
         Command::Id(args) => id::run(args),
         Command::Invite(args) => contacts::run_invite(args),
         Command::Enroll(args) => contacts::run_enroll(args),
+        Command::Dp(args) => dp::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

@@ -1,0 +1,107 @@
+//! `tessera dp plan`: the cost of a cover-traffic configuration (t, δ achieved, dummies, bandwidth).
+//!
+//! Parses (ε, δ, buckets, round length), validates them exactly as the relay does (`dp::CoverMechanism`),
+//! and prints `dp::CoverPlan` as text or JSON. Exit code 2 on an invalid configuration.
+
+use clap::{Args, Subcommand};
+
+use crate::dp::{CoverMechanism, CoverPlan};
+use crate::proto::{NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
+
+/// Arguments of `tessera dp`.
+#[derive(Args, Debug)]
+pub struct DpArgs {
+    /// The dp command to run.
+    #[command(subcommand)]
+    pub command: DpCommand,
+}
+
+/// `tessera dp` commands.
+#[derive(Subcommand, Debug)]
+pub enum DpCommand {
+    /// Capacity plan for cover traffic: shift t, exact δ, dummies per round and per day, bandwidth per relay.
+    Plan(PlanArgs),
+}
+
+/// Arguments of `tessera dp plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Privacy parameter ε (> 0; exact to 6 decimal places, otherwise rounded down).
+    #[arg(long)]
+    pub epsilon: f64,
+    /// Privacy parameter δ (0 < δ < 1).
+    #[arg(long)]
+    pub delta: f64,
+    /// Buckets per relay.
+    #[arg(long, default_value_t = NUM_BUCKETS_DEFAULT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub buckets: u16,
+    /// Round length in seconds (default: the routing window).
+    #[arg(long, default_value_t = WINDOW_SECONDS as f64)]
+    pub round_seconds: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `tessera dp`.
+pub fn run(args: DpArgs) -> i32 {
+    match args.command {
+        DpCommand::Plan(plan) => run_plan(plan),
+    }
+}
+
+fn run_plan(args: PlanArgs) -> i32 {
+    let mechanism = match CoverMechanism::from_f64(args.epsilon, args.delta) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if !(args.round_seconds.is_finite() && args.round_seconds > 0.0) {
+        eprintln!("error: --round-seconds {} must be a positive number", args.round_seconds);
+        return 2;
+    }
+    let round_us = (args.round_seconds * 1e6).round() as u64;
+    let plan = match CoverPlan::new(&mechanism, args.buckets, round_us) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let rounded = !mechanism.epsilon().is_exactly(args.epsilon);
+    if args.json {
+        let mut value = serde_json::to_value(&plan).unwrap_or_default();
+        value["epsilon_requested"] = serde_json::json!(args.epsilon);
+        println!("{value}");
+        return 0;
+    }
+    let eps = mechanism.epsilon();
+    println!("cover traffic plan");
+    println!(
+        "  epsilon            {eps} (= {}){}",
+        plan.epsilon_fraction,
+        if rounded { format!(" — rounded down from {}", args.epsilon) } else { String::new() }
+    );
+    println!("  delta              {:e} target, {:.4e} achieved", plan.delta_target, plan.delta_achieved);
+    println!("  shift t            {}", plan.shift_t);
+    println!(
+        "  per bucket/round   {:.2} dummies expected (sd {:.2}, cap {})",
+        plan.dummies_per_bucket_per_round, plan.dummies_per_bucket_sd, plan.dummies_per_bucket_max
+    );
+    println!(
+        "  per round          {:.1} dummies over {} buckets, round {} s",
+        plan.dummies_per_round, plan.buckets, plan.round_seconds
+    );
+    println!("  per day            {:.0} dummies ({:.0} rounds)", plan.dummies_per_day, plan.rounds_per_day);
+    println!(
+        "  bandwidth          {:.0} B/s = {:.2} Mbit/s of {}-byte proofs per relay; {:.2} GB/day",
+        plan.bytes_per_second,
+        plan.bytes_per_second * 8.0 / 1e6,
+        plan.proof_bytes,
+        plan.bytes_per_day / 1e9
+    );
+    println!("  schedule memory    ≤ {} KiB per round (all buckets at the cap)", plan.schedule_bytes_max / 1024);
+    0
+}
