@@ -33,6 +33,9 @@ pub struct RelayArgs {
     /// DANGER: send no cover traffic; per-bucket counts then reveal who talks. Logged loudly.
     #[arg(long)]
     pub danger_disable_cover_traffic: bool,
+    /// Cover-traffic round length, ms [default: 10000, one window].
+    #[arg(long)]
+    pub cover_round_ms: Option<u64>,
     /// Number of shards, one executor per core [default: available cores].
     #[arg(long)]
     pub shards: Option<usize>,
@@ -66,6 +69,8 @@ impl RelayArgs {
             cover_traffic_epsilon: self.cover_traffic_epsilon,
             cover_traffic_delta: self.cover_traffic_delta,
             danger_disable_cover_traffic: self.danger_disable_cover_traffic.then_some(true),
+            cover_round_ms: self.cover_round_ms,
+            window_s: None,
             shards: self.shards,
             num_buckets: self.num_buckets,
             clock_skew_s: self.clock_skew_s,

@@ -66,7 +66,10 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let shards = config.shards;
     let mut resolved = config.clone();
     resolved.port = addr.port();
-    let metrics = (0..shards).map(|_| CachePadded::new(ShardMetrics::default())).collect::<Vec<_>>().into();
+    let metrics = (0..shards)
+        .map(|s| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(s))))
+        .collect::<Vec<_>>()
+        .into();
     let shared = Arc::new(shard_main::Shared {
         config: resolved,
         node_id,

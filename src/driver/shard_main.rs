@@ -8,6 +8,8 @@
 //! log: open + recover ─▶ restore subscriptions and dedup; committer task (group commit);
 //!      durability pump: wait for the oldest held ticket ─▶ release_durable ─▶ ACK / SUBSCRIBED go out;
 //!      retention every window; FETCH pages read from disk for any shard's connection
+//! cover: each round, a CSPRNG schedule of max(0, t + Z) dummies per owned bucket at uniform times ─▶ at each
+//!        due time, build the dummies for the current window ─▶ inject_cover (same path as real proofs)
 //! ```
 //! A failed commit is fail-stop: the relay exits (status 1) without acknowledging anything that was not
 //! durable, and recovery at the next start decides what survived.
@@ -312,6 +314,15 @@ pub async fn run(
     });
     spawn_receivers(&ctx, req_rx, resp_rx);
     glommio::spawn_local(durability_pump(ctx.clone())).detach();
+    if !config.danger_disable_cover_traffic {
+        match config.cover_mechanism() {
+            Ok(mechanism) => {
+                glommio::spawn_local(cover_loop(ctx.clone(), mechanism)).detach();
+            }
+            // validate() built the same mechanism before any shard started.
+            Err(e) => tracing::error!(shard = id, error = %e, "cover traffic not started"),
+        }
+    }
     glommio::spawn_local(retention_loop(ctx.clone())).detach();
     // One signal per loop: a `Signal` has a single waiter.
     let (stop_accepting, stop_metrics) = (Rc::new(Signal::default()), Rc::new(Signal::default()));
@@ -387,6 +398,69 @@ async fn durability_pump(ctx: Rc<ShardCtx>) {
                 ctx.wake_connections();
             }
         }
+    }
+}
+
+/// Wall-clock µs since the Unix epoch (cover rounds are aligned on it, like windows).
+fn unix_now_us() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Sleeps until wall-clock `target_us` (no-op if it has passed).
+async fn sleep_until_us(target_us: u64) {
+    let now_us = unix_now_us();
+    if target_us > now_us {
+        glommio::timer::sleep(Duration::from_micros(target_us - now_us)).await;
+    }
+}
+
+/// Cover traffic for this shard's buckets (DESIGN.md §4): every round, `max(0, t + Z)` dummies per bucket at
+/// independent uniform times, each built when it is emitted and routed like a real proof. Rounds are aligned on
+/// multiples of the round length. At start the current round is already under way: its overdue dummies go out
+/// at once, so the round's count still carries its full noise (only their timing is bunched, once).
+async fn cover_loop(ctx: Rc<ShardCtx>, mechanism: crate::dp::CoverMechanism) {
+    use rand_core::SeedableRng;
+    let config = &ctx.shared.config;
+    let mut rng = rand_chacha::ChaCha20Rng::from_entropy();
+    let round_us = config.cover_round_ms * 1000;
+    let (buckets, num_buckets, window_s) = (config.bucket_range(ctx.id), config.num_buckets, config.window_s);
+    loop {
+        let now_us = unix_now_us();
+        let spec = crate::dp::RoundSpec {
+            round_start_us: now_us - now_us % round_us,
+            round_us,
+            buckets: buckets.clone(),
+            num_buckets,
+        };
+        let mut schedule = match crate::dp::CoverSchedule::for_round(&mechanism, spec, &mut rng) {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                tracing::error!(shard = ctx.id, error = %e, "cover schedule failed; cover traffic stopped");
+                return;
+            }
+        };
+        let m = ctx.metrics();
+        m.cover_round.store(schedule.dummies_per_bucket());
+        ShardMetrics::add(&m.cover_rounds, 1);
+        ShardMetrics::add(&m.cover_clamped_buckets, schedule.clamped_buckets().into());
+        while let Some(due_us) = schedule.next_due_us() {
+            sleep_until_us(due_us).await;
+            let now_us = unix_now_us();
+            let window = crate::proto::window_start(now_us / 1_000_000, window_s);
+            let mut proofs = Vec::new();
+            for slot in schedule.poll_due(now_us) {
+                match crate::dp::build_dummy_proof(&mut rng, slot.bucket, num_buckets, window) {
+                    Ok(proof) => proofs.push(proof),
+                    Err(e) => tracing::error!(shard = ctx.id, error = %e, "dummy proof not built"),
+                }
+            }
+            let batch = crate::proto::ProofBatch::from_proofs(proofs.iter().map(|p| p.view()));
+            ctx.wait_log_room(batch.len()).await;
+            let out = ctx.server.borrow_mut().inject_cover(&batch, ctx.clock());
+            ctx.dispatch(out).await;
+            ctx.wake_connections();
+        }
+        sleep_until_us(schedule.round_end_us()).await;
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::dp::schedule::ROUND_US_MAX;
+use crate::dp::{CoverConfigError, CoverMechanism};
 use crate::proto::{Limits, NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
 
 /// Default listening port (the documented one; the reference uses 8765).
@@ -24,6 +26,10 @@ pub const RETENTION_S_DEFAULT: u64 = 3600;
 pub const CLOCK_SKEW_S_DEFAULT: u64 = 2;
 /// How long a connection's send queue may stay full before the relay closes it.
 pub const SLOW_CONSUMER_GRACE_MS_DEFAULT: u64 = 5_000;
+/// Default cover round: one routing window (DESIGN.md §4), so a round's dummies share their window.
+pub const COVER_ROUND_MS_DEFAULT: u64 = WINDOW_SECONDS * 1000;
+/// Shortest cover round: below it a round's ~8,450 dummies would arrive faster than rounds can be told apart.
+pub const COVER_ROUND_MS_MIN: u64 = 100;
 /// Most shards a relay runs (one per core); far above any machine this targets.
 pub const SHARDS_MAX: usize = 256;
 
@@ -62,11 +68,13 @@ pub struct RelayConfig {
     pub cover_traffic_delta: f64,
     /// Turns cover traffic off: per-bucket counts then leak who talks. Logged loudly.
     pub danger_disable_cover_traffic: bool,
+    /// Cover-traffic round length, milliseconds: each round every bucket gets `max(0, t + Z)` dummies.
+    pub cover_round_ms: u64,
     /// Number of shards (executors, one per core).
     pub shards: usize,
     /// Number of buckets.
     pub num_buckets: u16,
-    /// Window length, seconds (protocol constant in version 1).
+    /// Window length, seconds (announced in HELLO_REPLY; the reference and the default use 10).
     pub window_s: u64,
     /// Allowed clock skew for proof windows, seconds.
     pub clock_skew_s: u64,
@@ -93,6 +101,7 @@ impl RelayConfig {
             cover_traffic_epsilon: EPSILON_DEFAULT,
             cover_traffic_delta: DELTA_DEFAULT,
             danger_disable_cover_traffic: false,
+            cover_round_ms: COVER_ROUND_MS_DEFAULT,
             shards: available_cores.clamp(1, NUM_BUCKETS_DEFAULT as usize),
             num_buckets: NUM_BUCKETS_DEFAULT,
             window_s: WINDOW_SECONDS,
@@ -120,6 +129,8 @@ impl RelayConfig {
         set(&mut self.cover_traffic_epsilon, layer.cover_traffic_epsilon);
         set(&mut self.cover_traffic_delta, layer.cover_traffic_delta);
         set(&mut self.danger_disable_cover_traffic, layer.danger_disable_cover_traffic);
+        set(&mut self.cover_round_ms, layer.cover_round_ms);
+        set(&mut self.window_s, layer.window_s);
         set(&mut self.shards, layer.shards);
         set(&mut self.num_buckets, layer.num_buckets);
         set(&mut self.clock_skew_s, layer.clock_skew_s);
@@ -144,13 +155,24 @@ impl RelayConfig {
 
     /// Checks every value; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let eps = self.cover_traffic_epsilon;
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(ConfigError::new("cover-traffic-epsilon", eps, "must be a finite number > 0"));
+        // The DP mechanism itself validates (ε, δ): ε on its exact rational grid, δ in (0, 1), bounded dummies.
+        // Checked even when cover traffic is disabled, so that re-enabling it cannot fail later.
+        if let Err(e) = self.cover_mechanism() {
+            let (key, value) = match e {
+                CoverConfigError::DeltaOutOfRange(_) => ("cover-traffic-delta", self.cover_traffic_delta),
+                _ => ("cover-traffic-epsilon", self.cover_traffic_epsilon),
+            };
+            return Err(ConfigError::new(key, value, e.to_string()));
         }
-        let delta = self.cover_traffic_delta;
-        if !(delta > 0.0 && delta < 1.0) {
-            return Err(ConfigError::new("cover-traffic-delta", delta, "must be in the open interval (0, 1)"));
+        if !(COVER_ROUND_MS_MIN..=ROUND_US_MAX / 1000).contains(&self.cover_round_ms) {
+            return Err(ConfigError::new(
+                "cover-round-ms",
+                self.cover_round_ms,
+                format!("must be in {COVER_ROUND_MS_MIN}..={}", ROUND_US_MAX / 1000),
+            ));
+        }
+        if self.window_s == 0 || self.window_s > 3600 {
+            return Err(ConfigError::new("window-s", self.window_s, "must be in 1..=3600 seconds"));
         }
         if self.num_buckets == 0 {
             return Err(ConfigError::new("num-buckets", self.num_buckets, "must be at least 1"));
@@ -227,6 +249,11 @@ impl RelayConfig {
         Ok(())
     }
 
+    /// The cover-traffic mechanism for this configuration's (ε, δ).
+    pub fn cover_mechanism(&self) -> Result<CoverMechanism, CoverConfigError> {
+        CoverMechanism::from_f64(self.cover_traffic_epsilon, self.cover_traffic_delta)
+    }
+
     /// Bucket range owned by shard `s`: `[s·B/S, (s+1)·B/S)` (DESIGN.md §5).
     pub fn bucket_range(&self, shard: usize) -> std::ops::Range<u16> {
         shard_bucket_range(shard, self.shards, self.num_buckets)
@@ -292,6 +319,10 @@ pub struct ConfigLayer {
     pub cover_traffic_delta: Option<f64>,
     /// See [`RelayConfig::danger_disable_cover_traffic`].
     pub danger_disable_cover_traffic: Option<bool>,
+    /// See [`RelayConfig::cover_round_ms`].
+    pub cover_round_ms: Option<u64>,
+    /// See [`RelayConfig::window_s`]. A protocol parameter announced in HELLO_REPLY; clients follow it.
+    pub window_s: Option<u64>,
     /// See [`RelayConfig::shards`].
     pub shards: Option<usize>,
     /// See [`RelayConfig::num_buckets`].

@@ -52,11 +52,43 @@ macro_rules! shard_metrics {
             pub publish_deliver_latency: LatencyHistogram,
             /// The durable log's counters, copied by the shard at each tick (order of `LogCounters::fields`).
             pub log: LogGauges,
+            /// Dummies sent per owned bucket in the last cover round.
+            pub cover_round: CoverGauges,
         }
 
         const COUNTERS: &[(&str, &str, fn(&ShardMetrics) -> &AtomicU64)] = &[$(($cname, $chelp, |m| &m.$c),)*];
         const GAUGES: &[(&str, &str, fn(&ShardMetrics) -> &AtomicU64)] = &[$(($gname, $ghelp, |m| &m.$g),)*];
     };
+}
+
+/// Dummies per owned bucket in the shard's last cover round (the "dummies per bucket per round" metric).
+/// Keep `/metrics` private (`--metrics-port` on an internal address): with it, real traffic per bucket is the
+/// observed count minus these.
+#[derive(Debug, Default)]
+pub struct CoverGauges {
+    first_bucket: u16,
+    per_bucket: Box<[AtomicU64]>,
+}
+
+impl CoverGauges {
+    /// Gauges for the buckets a shard owns.
+    pub fn new(buckets: std::ops::Range<u16>) -> Self {
+        Self { first_bucket: buckets.start, per_bucket: buckets.map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// Records one round's `D_b`, in bucket order from the first owned bucket.
+    pub fn store(&self, dummies_per_bucket: &[u32]) {
+        for (slot, &d) in self.per_bucket.iter().zip(dummies_per_bucket) {
+            slot.store(d.into(), Relaxed);
+        }
+    }
+}
+
+impl ShardMetrics {
+    /// Metrics for a shard owning `buckets`.
+    pub fn for_buckets(buckets: std::ops::Range<u16>) -> Self {
+        Self { cover_round: CoverGauges::new(buckets), ..Default::default() }
+    }
 }
 
 /// Snapshot of one shard's log counters (`crate::log::LogCounters::fields`), written by that shard only.
@@ -106,6 +138,8 @@ shard_metrics! {
         proofs_accepted: "tessera_proofs_accepted_total", "Proofs verified, deduplicated and logged.";
         proofs_duplicate: "tessera_proofs_duplicate_total", "Proofs dropped as duplicates of an earlier (commit, window).";
         cover_proofs: "tessera_cover_proofs_total", "Dummy proofs this relay generated (cover traffic).";
+        cover_rounds: "tessera_cover_rounds_total", "Cover-traffic rounds scheduled.";
+        cover_clamped_buckets: "tessera_cover_clamped_buckets_total", "Bucket draws that hit the dummies-per-bucket cap (expected never).";
         deliveries_queued: "tessera_deliveries_queued_total", "Matched proofs queued on a subscriber's connection.";
         deliveries_written: "tessera_deliveries_written_total", "Matched proofs written to a subscriber's socket.";
         deliveries_diverted: "tessera_deliveries_diverted_total", "Matched proofs not queued because the subscriber's send queue was full.";
@@ -181,6 +215,18 @@ pub fn render_prometheus(shards: &[crossbeam::utils::CachePadded<ShardMetrics>])
             let family_name = format!("tessera_log_{name}{suffix}");
             let help = format!("Durable log: {} (docs/STORAGE.md).", name.replace('_', " "));
             family(&mut out, &family_name, &help, kind, shards, |m| m.log.values[i].load(Relaxed));
+        }
+    }
+    let _ = writeln!(out, "# HELP tessera_cover_dummies_last_round Dummies sent per bucket in the last cover round.");
+    let _ = writeln!(out, "# TYPE tessera_cover_dummies_last_round gauge");
+    for (s, m) in shards.iter().enumerate() {
+        for (i, value) in m.cover_round.per_bucket.iter().enumerate() {
+            let bucket = m.cover_round.first_bucket as usize + i;
+            let _ = writeln!(
+                out,
+                "tessera_cover_dummies_last_round{{shard=\"{s}\",bucket=\"{bucket}\"}} {}",
+                value.load(Relaxed)
+            );
         }
     }
     histogram(&mut out, "tessera_publish_ack_latency_seconds", "PUBLISH received to ACK queued.", shards, |m| {

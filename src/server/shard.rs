@@ -532,6 +532,23 @@ impl<S: ShardStorage> ShardServer<S> {
         self.respond_when_durable(origin.shard as usize, response, clock, out);
     }
 
+    /// Routes this relay's own dummy proofs (cover traffic) exactly like real ones — verified, deduplicated,
+    /// logged, matched, delivered — with no publisher to answer.
+    pub fn inject_cover(&mut self, proofs: &ProofBatch, clock: Clock) -> Outgoing {
+        let mut out = Outgoing::default();
+        self.rejected.clear();
+        let summary = self.engine.handle_publish(clock.unix_s, Origin::Cover, proofs, &mut self.rejected);
+        let m = &self.metrics[self.id as usize];
+        ShardMetrics::add(&m.cover_proofs, proofs.len() as u64);
+        if summary.rejected > 0 {
+            // A dummy is built for the window of its emission time; only a clock step could make it fail.
+            let first = self.rejected.first().map(|(_, reason)| *reason);
+            tracing::warn!(shard = self.id, rejected = summary.rejected, ?first, "dummy proofs rejected");
+        }
+        self.dispatch_deliveries(clock.mono_us, clock, &mut out);
+        out
+    }
+
     /// Sends `response` once everything staged so far is durable (at once with nothing pending).
     fn respond_when_durable(&mut self, shard: usize, response: Response, clock: Clock, out: &mut Outgoing) {
         let ticket = self.engine.log().ticket();

@@ -38,11 +38,20 @@ impl Relay {
     }
 
     /// Same, in a given storage directory (to restart on the same data).
+    ///
+    /// Cover traffic stays on, at ε = 4 (t = 4: about 26 dummies/s per relay) unless `args` set ε: the default
+    /// ε = 0.1 (845 dummies/s) would make every debug-build test relay busy, and tests run many at once.
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Relay {
+        let light_cover: &[&str] = if args.iter().any(|a| a.starts_with("--cover-traffic-epsilon")) {
+            &[]
+        } else {
+            &["--cover-traffic-epsilon", "4"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .arg("relay")
             .args(["--port", "0", "--storage"])
             .arg(dir.path())
+            .args(light_cover)
             .args(args)
             .env("RUST_LOG", std::env::var("TEST_RELAY_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::piped())

@@ -1,0 +1,98 @@
+//! Cover traffic on the wire (DESIGN.md §4): a relay emits, per bucket per round, dummy counts consistent with
+//! the (ε, δ) mechanism; dummies are valid proofs that reach subscribers like real ones; disabling cover is loud.
+//!
+//! The relay runs with 1 s windows and 1 s rounds aligned on them, so every dummy's `window_start` names its round
+//! exactly: a subscriber whose filters match every proof counts, per (round, bucket), what arrived on the wire.
+
+mod relay_support;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use relay_support::*;
+use tessera::dp::{check_dummy_counts, CoverMechanism, CHECK_Z_DEFAULT};
+use tessera::proto::derive::{bucket_of, fingerprint};
+use tessera::proto::{Frame, SubscriberId};
+
+/// Complete rounds to observe: 10 rounds × 64 buckets = 640 counts, what the spread check needs for power.
+const ROUNDS: u64 = 10;
+
+#[test]
+fn dummy_counts_per_bucket_per_round_follow_the_mechanism() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "window_s = 1\nclock_skew_s = 0\ncover_round_ms = 1000\ncover_traffic_delta = 1e-6\n")
+        .unwrap();
+    // ε = 0.5: t = 27 dummies per bucket per round (a flag: it overrides the test relays' light default).
+    let relay =
+        Relay::start(&["--shards", "2", "--config", config.to_str().unwrap(), "--cover-traffic-epsilon", "0.5"]);
+    let (mut subscriber, params) = Client::hello(&relay);
+    assert_eq!(params.window_s, 1);
+    let now = now_s();
+    let everything = (0..64).map(|b| match_all_entry(b, now - 1, now + ROUNDS + 20)).collect();
+    subscriber.subscribe(SubscriberId([1; 16]), everything);
+    let first_round = now_s() + 1; // the first round that starts after the subscription
+    let last_round = first_round + ROUNDS - 1;
+
+    let mut counts: HashMap<(u64, u16), u64> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(ROUNDS + 15);
+    // Rounds end at last_round + 1; allow half a second for the last dummies to arrive.
+    while (now_s() as f64) < (last_round + 2) as f64 && Instant::now() < deadline {
+        for frame in subscriber.recv() {
+            let Frame::Deliver { proofs, .. } = frame else { continue };
+            for proof in proofs.iter() {
+                // Every dummy is a valid proof: its bucket and fingerprint derive from its commit.
+                assert_eq!(bucket_of(proof.commit(), 64), proof.bucket());
+                assert_eq!(proof.fingerprint(), &fingerprint(proof.commit(), proof.window_start()));
+                *counts.entry((proof.window_start(), proof.bucket())).or_default() += 1;
+            }
+        }
+    }
+    let observed: Vec<u64> = (first_round..=last_round)
+        .flat_map(|round| (0..64u16).map(move |bucket| (round, bucket)))
+        .map(|key| counts.get(&key).copied().unwrap_or(0))
+        .collect();
+    assert_eq!(observed.len(), (ROUNDS * 64) as usize);
+    let mechanism = CoverMechanism::from_f64(0.5, 1e-6).unwrap();
+    let check = check_dummy_counts(&mechanism, &observed, CHECK_Z_DEFAULT).unwrap();
+    assert!(check.is_consistent(), "dummy counts inconsistent with the mechanism: {check:?}");
+    let mean = observed.iter().sum::<u64>() as f64 / observed.len() as f64;
+    assert!(
+        (mean - mechanism.shift_t() as f64).abs() < 2.0,
+        "mean {mean} per bucket per round, t = {}",
+        mechanism.shift_t()
+    );
+    assert!(relay.metric("tessera_cover_rounds_total", "") >= ROUNDS);
+    assert!(relay.metric("tessera_cover_proofs_total", "") >= observed.iter().sum::<u64>());
+}
+
+#[test]
+fn disabling_cover_traffic_is_loud_and_sends_no_dummy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["relay", "--port", "0", "--shards", "1", "--danger-disable-cover-traffic", "--storage"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.contains("cover DISABLED (danger)"), "{line}");
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(stderr.contains("DANGER: cover traffic is disabled"), "{stderr}");
+
+    let relay = Relay::start(&["--shards", "1", "--danger-disable-cover-traffic"]);
+    assert_eq!(relay.metric("tessera_danger_cover_traffic_disabled", ""), 1);
+    let (mut subscriber, _) = Client::hello(&relay);
+    let w = current_window();
+    subscriber.subscribe(SubscriberId([2; 16]), (0..64).map(|b| match_all_entry(b, w - 10, w + 60)).collect());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(relay.metric("tessera_cover_proofs_total", ""), 0);
+    assert_eq!(relay.metric("tessera_deliveries_queued_total", ""), 0, "nothing to deliver without cover");
+}
