@@ -16,6 +16,7 @@
 //! - [`driver`]: glommio executors (one per core), sockets, signals — the only runtime-specific code.
 //! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
+//! - [`perf`]: load generation and reports for the standard workloads (W-e2e: a relay process under load).
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
@@ -26,5 +27,6 @@ pub mod cli;
 pub mod driver;
 pub mod engine;
 pub mod index;
+pub mod perf;
 pub mod proto;
 pub mod server;

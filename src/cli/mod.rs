@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 
 pub mod params;
+pub mod perf_e2e;
 pub mod relay;
 
 /// Tessera: a metadata-private messaging relay.
@@ -23,6 +24,9 @@ pub enum Command {
     Relay(relay::RelayArgs),
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
+    /// Run the W-e2e workload (temporary name; becomes `perf e2e`).
+    #[command(name = "perf-e2e")]
+    PerfE2e(perf_e2e::E2eArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -44,6 +48,7 @@ pub fn run() -> i32 {
     match cli.command {
         Command::Relay(args) => relay::run(args),
         Command::Params(args) => params::run(args),
+        Command::PerfE2e(args) => perf_e2e::run(args),
     }
 }
 
