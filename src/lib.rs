@@ -20,6 +20,7 @@
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
 //! - [`log`]: the durable per-shard log, pure part (segment format, recovery scan, group commit, retention,
 //!   FETCH mailboxes, persisted subscriptions); its I/O is `driver::log_io` (glommio DMA files).
+//! - [`perf`]: load generation and reports for the standard workloads (W-e2e: a relay process under load).
 //! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
@@ -34,6 +35,7 @@ pub mod driver;
 pub mod engine;
 pub mod index;
 pub mod log;
+pub mod perf;
 pub mod proto;
 pub mod server;
 pub mod sim;

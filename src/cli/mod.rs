@@ -10,6 +10,7 @@ pub mod home;
 pub mod id;
 pub mod params;
 pub mod perf;
+pub mod perf_e2e;
 pub mod relay;
 pub mod sim;
 

@@ -30,13 +30,15 @@ pub struct PerfArgs {
     pub command: PerfCommand,
 }
 
-/// Workloads (one subcommand each; more, such as an end-to-end run, are added as variants).
+/// Workloads, one subcommand each.
 #[derive(Subcommand, Debug)]
 pub enum PerfCommand {
     /// W-route: proofs/s through one shard (verify, dedup, log append, match, deliveries).
     Route(RouteArgs),
     /// W-sub: subscribe/replace operations per second on one shard.
     Subscribe(SubscribeArgs),
+    /// W-e2e: a relay process under load over loopback WebSocket (publishers, 4,800 subscribers).
+    E2e(super::perf_e2e::E2eArgs),
 }
 
 /// Options shared by every workload.
@@ -83,6 +85,7 @@ pub fn run(args: PerfArgs) -> i32 {
     let (common, report) = match args.command {
         PerfCommand::Route(a) => (a.common, route(&a)),
         PerfCommand::Subscribe(a) => (a.common, subscribe(&a)),
+        PerfCommand::E2e(a) => return super::perf_e2e::run(a),
     };
     if common.json {
         println!("{report}");

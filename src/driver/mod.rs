@@ -8,13 +8,18 @@
 //! main thread: lock storage, node id, reserve port ─▶ spawn one executor per shard (pinned) ─▶ wait ready
 //!              ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
 //! ```
+//! The client side lives here too: [`client_conn`] (a native-protocol WebSocket client on glommio),
+//! [`loadgen`] (the W-e2e load generator's connections) and [`process`] (a relay child process, `/proc`).
 
+pub mod client_conn;
 pub mod connection;
+pub mod loadgen;
 pub mod log_files;
 pub mod log_io;
 pub mod log_open;
 pub mod log_readback;
 pub mod log_signal;
+pub mod process;
 pub mod shard_main;
 pub mod shard_storage;
 pub mod signal;

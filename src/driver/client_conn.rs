@@ -1,0 +1,212 @@
+//! A native-protocol client connection on glommio: WebSocket (async-tungstenite) over a glommio `TcpStream`.
+//!
+//! ```text
+//! connect(url) ─TCP─▶ WebSocket handshake ─▶ HELLO ─▶ HELLO_REPLY (the relay's parameters and limits)
+//!   ClientConn ─split─▶ ClientSender   send(frames) / send_message(pre-encoded bytes): one WebSocket message
+//!              └──────▶ ClientReceiver recv() ─▶ Codec::decode_message (the relay's announced limits) ─▶ frames
+//! ```
+//! The two halves may live in different tasks of one executor (a publisher sends while its ACK reader
+//! receives). Used by the load generator and by the client commands; only `ws://` is supported.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::{WebSocketReceiver, WebSocketSender};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use glommio::net::TcpStream;
+
+use crate::proto::frame::ErrorFrame;
+use crate::proto::{Codec, DecodeError, Frame, Hello, Limits, RelayParams, Role, PROTOCOL_VERSION};
+
+/// Why a client connection failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not `ws://host:port[/path]`.
+    #[error("bad relay URL {0:?}: expected ws://host:port")]
+    BadUrl(String),
+    /// The host did not resolve or the TCP connection failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The WebSocket handshake or a later WebSocket operation failed.
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] WsError),
+    /// The relay sent a message the decoder refused.
+    #[error("undecodable message from the relay: {0}")]
+    Decode(#[from] DecodeError),
+    /// The relay answered HELLO with an ERROR (unsupported version, too many connections).
+    #[error("relay refused the connection: {} ({})", .0.text, .0.code)]
+    Refused(ErrorFrame),
+    /// The relay answered HELLO with something other than HELLO_REPLY, or closed.
+    #[error("expected HELLO_REPLY, got {0}")]
+    NoHelloReply(String),
+}
+
+/// Connection options.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// Largest WebSocket message accepted from the relay before HELLO_REPLY announces its limits (and the
+    /// WebSocket layer's limit for the life of the connection).
+    pub message_bytes_max: usize,
+    /// The WebSocket read buffer (allocated up front: keep it small for thousands of idle connections).
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { message_bytes_max: Limits::default().message_bytes_max as usize, read_buffer_bytes: 64 * 1024 }
+    }
+}
+
+/// A connected client that completed HELLO.
+pub struct ClientConn {
+    sender: ClientSender,
+    receiver: ClientReceiver,
+    params: RelayParams,
+}
+
+/// The sending half.
+pub struct ClientSender {
+    sink: WebSocketSender<TcpStream>,
+}
+
+/// The receiving half.
+pub struct ClientReceiver {
+    stream: WebSocketReceiver<TcpStream>,
+    codec: Codec,
+    /// Frames that arrived in one message with HELLO_REPLY, handed out first.
+    pending: VecDeque<Frame>,
+}
+
+/// `host:port` of a `ws://host:port[/path]` URL.
+fn authority(url: &str) -> Result<&str, ClientError> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+    let host_port = rest.split('/').next().unwrap_or_default();
+    if host_port.is_empty() {
+        return Err(ClientError::BadUrl(url.to_owned()));
+    }
+    Ok(host_port)
+}
+
+/// Resolves a `ws://` URL to a socket address (an IP literal resolves without a lookup).
+pub fn resolve(url: &str) -> Result<SocketAddr, ClientError> {
+    let host_port = authority(url)?;
+    let connect_err = |source| ClientError::Connect { addr: host_port.to_owned(), source };
+    host_port.to_socket_addrs().map_err(connect_err)?.next().ok_or_else(|| {
+        connect_err(std::io::Error::new(std::io::ErrorKind::NotFound, "the host resolved to no address"))
+    })
+}
+
+impl ClientConn {
+    /// Connects to `url` (`ws://host:port/`) at `addr` (from [`resolve`], done once for many connections),
+    /// completes the WebSocket handshake and HELLO, and returns the connection with the relay's parameters.
+    pub async fn connect(url: &str, addr: SocketAddr, options: ClientOptions) -> Result<Self, ClientError> {
+        authority(url)?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Connect { addr: addr.to_string(), source: e.into() })?;
+        stream.set_nodelay(true).map_err(|e| ClientError::Connect { addr: addr.to_string(), source: e.into() })?;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(options.read_buffer_bytes)
+            .write_buffer_size(0)
+            .max_message_size(Some(options.message_bytes_max))
+            .max_frame_size(Some(options.message_bytes_max));
+        let (ws, _response) = async_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+        let (sink, stream) = ws.split();
+        let mut sender = ClientSender { sink };
+        let mut receiver = ClientReceiver { stream, codec: Codec::default(), pending: VecDeque::new() };
+        sender.send(&[Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] })]).await?;
+        let mut frames = VecDeque::from(receiver.recv().await?.unwrap_or_default());
+        let params = match frames.pop_front() {
+            Some(Frame::HelloReply(params)) => params,
+            Some(Frame::Error(e)) => return Err(ClientError::Refused(e)),
+            Some(other) => return Err(ClientError::NoHelloReply(format!("frame type {:#04x}", other.type_byte()))),
+            None => return Err(ClientError::NoHelloReply("the connection closed".into())),
+        };
+        // From now on decode within what the relay announced.
+        receiver.codec = Codec::new(params.limits, params.bloom);
+        receiver.pending = frames;
+        Ok(Self { sender, receiver, params })
+    }
+
+    /// The relay's parameters and limits (from HELLO_REPLY).
+    pub fn params(&self) -> &RelayParams {
+        &self.params
+    }
+
+    /// Sends frames as one message.
+    pub async fn send(&mut self, frames: &[Frame]) -> Result<(), ClientError> {
+        self.sender.send(frames).await
+    }
+
+    /// Receives the next message's frames; `None` once the connection closed.
+    pub async fn recv(&mut self) -> Result<Option<Vec<Frame>>, ClientError> {
+        self.receiver.recv().await
+    }
+
+    /// Splits into halves that separate tasks (of this executor) can drive.
+    pub fn split(self) -> (ClientSender, ClientReceiver, RelayParams) {
+        (self.sender, self.receiver, self.params)
+    }
+}
+
+impl ClientSender {
+    /// Sends frames as one message.
+    pub async fn send(&mut self, frames: &[Frame]) -> Result<(), ClientError> {
+        self.send_message(crate::proto::encode_message(frames)).await
+    }
+
+    /// Sends an encoded message (one or more frames) as one binary WebSocket message, and flushes it.
+    pub async fn send_message(&mut self, message: Bytes) -> Result<(), ClientError> {
+        self.sink.send(Message::Binary(message)).await?;
+        Ok(())
+    }
+
+    /// Sends a close frame (normal closure).
+    pub async fn close(&mut self) -> Result<(), ClientError> {
+        self.sink.close(None).await?;
+        Ok(())
+    }
+}
+
+impl ClientReceiver {
+    /// Receives the next message's frames; `None` once the connection closed (close frame or end of stream).
+    pub async fn recv(&mut self) -> Result<Option<Vec<Frame>>, ClientError> {
+        if !self.pending.is_empty() {
+            return Ok(Some(self.pending.drain(..).collect()));
+        }
+        loop {
+            match self.stream.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(None),
+                Some(Err(e)) => return Err(e.into()),
+                // A relay sends binary messages; a text one is decoded the same way (and fails to decode).
+                Some(Ok(Message::Binary(bytes))) => return Ok(Some(self.codec.decode_message(&bytes)?)),
+                Some(Ok(Message::Text(text))) => return Ok(Some(self.codec.decode_message(&Bytes::from(text))?)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(authority("ws://127.0.0.1:8100/").unwrap(), "127.0.0.1:8100");
+        assert_eq!(authority("ws://127.0.0.1:8100").unwrap(), "127.0.0.1:8100");
+        assert!(matches!(authority("wss://h:1/"), Err(ClientError::BadUrl(_))));
+        assert!(matches!(authority("ws:///x"), Err(ClientError::BadUrl(_))));
+        assert_eq!(resolve("ws://127.0.0.1:9/").unwrap(), "127.0.0.1:9".parse().unwrap());
+    }
+}
