@@ -8,8 +8,11 @@
 
 use std::hint::black_box;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::{cpu_time, ThreadCpuTime};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tessera::dp::{build_dummy_proof, CoverMechanism, CoverSchedule, RoundSpec, ROUND_US_DEFAULT};
@@ -56,49 +59,6 @@ fn round(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| black_box(build_dummy_proof(&mut rng, 17, 64, 1_700_000_000).expect("bucket < num_buckets")))
     });
     group.finish();
-}
-
-/// Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`) instead of wall time: the build machine is shared, and CPU time
-/// leaves out the time this thread spent preempted, so the figures are per core even when other jobs run.
-/// (Same measurement as `bench/envelope.rs`; benches are separate crates, so it is repeated, not shared.)
-struct ThreadCpuTime {
-    wall: WallTime,
-}
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; CLOCK_THREAD_CPUTIME_ID is
-    // supported on every Linux this project targets (glommio needs ≥ 5.8).
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.wall.formatter()
-    }
-}
-
-fn cpu_time() -> Criterion<ThreadCpuTime> {
-    Criterion::default().with_measurement(ThreadCpuTime { wall: WallTime })
 }
 
 criterion_group! {

@@ -13,6 +13,7 @@
 
 pub mod client_conn;
 pub mod connection;
+pub mod cpu_clock;
 pub mod loadgen;
 pub mod log_files;
 pub mod log_io;

@@ -326,9 +326,9 @@ pub async fn run(
     glommio::spawn_local(retention_loop(ctx.clone())).detach();
     // One signal per loop: a `Signal` has a single waiter.
     let (stop_accepting, stop_metrics) = (Rc::new(Signal::default()), Rc::new(Signal::default()));
-    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener, stop_accepting.clone()));
-    let metrics_acceptor =
-        metrics_listener.map(|l| glommio::spawn_local(metrics_loop(ctx.clone(), l, stop_metrics.clone())));
+    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener, stop_accepting.clone(), connection::serve));
+    let metrics_acceptor = metrics_listener
+        .map(|l| glommio::spawn_local(accept_loop(ctx.clone(), l, stop_metrics.clone(), connection::serve_http_only)));
     let metrics_addr =
         metrics_acceptor.as_ref().and(config.metrics_port).map(|p| std::net::SocketAddr::new(config.host, p));
     let _ = ready.send(Ok((id, metrics_addr)));
@@ -517,7 +517,12 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
     }
 }
 
-async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<Signal>) {
+/// Accepts connections until `stop`, serving each on its own task with `serve`.
+async fn accept_loop<F, Fut>(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<Signal>, serve: F)
+where
+    F: Fn(Rc<ShardCtx>, glommio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             stop.wait().await;
@@ -527,30 +532,13 @@ async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<Signal>)
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                glommio::spawn_local(connection::serve(ctx.clone(), stream)).detach();
+                glommio::spawn_local(serve(ctx.clone(), stream)).detach();
             }
             Some(Err(e)) => {
                 // Typically EMFILE: back off briefly instead of spinning.
                 tracing::warn!(shard = ctx.id, error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
-        }
-    }
-}
-
-async fn metrics_loop(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<Signal>) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stop.wait().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                glommio::spawn_local(connection::serve_http_only(ctx.clone(), stream)).detach();
-            }
-            Some(Err(_)) => glommio::timer::sleep(Duration::from_millis(50)).await,
         }
     }
 }
