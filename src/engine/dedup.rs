@@ -77,8 +77,12 @@ impl CommitTable {
         Self { window_start_s: None, lines: Vec::new(), zero_seen: false, len: 0 }
     }
 
+    /// Empties the table for reuse. A table the last window filled to less than 1/8 shrinks to a quarter,
+    /// so memory taken by a traffic spike is given back within a few windows instead of kept forever.
     fn clear(&mut self) {
-        if self.len > 0 {
+        if self.len * 8 < self.lines.len() && self.lines.len() > TABLE_LINES_MIN {
+            self.lines = vec![EMPTY_LINE; (self.lines.len() / 4).max(TABLE_LINES_MIN)];
+        } else if self.len > 0 {
             self.lines.fill(EMPTY_LINE);
         }
         self.zero_seen = false;
@@ -165,7 +169,10 @@ impl Dedup {
         let ring = self.ring_slot(window_start_s);
         let table = &mut self.windows[ring];
         if table.window_start_s != Some(window_start_s) {
-            table.clear();
+            // A table already expired by `expire_before` is clear; one still holding an older window is not.
+            if table.window_start_s.is_some() {
+                table.clear();
+            }
             table.window_start_s = Some(window_start_s);
         }
         if *commit == ZERO_COMMIT {
@@ -281,6 +288,28 @@ mod tests {
         assert_eq!(insert(&mut d, [3; 32], 100), DedupOutcome::Full);
         assert_eq!(insert(&mut d, [2; 32], 100), DedupOutcome::Duplicate);
         assert_eq!(insert(&mut d, [3; 32], 110), DedupOutcome::New);
+    }
+
+    #[test]
+    fn a_quiet_window_shrinks_its_table() {
+        let mut d = Dedup::new(10, 1 << 20, [3, 4]);
+        for n in 0..5000u32 {
+            let mut c = [9u8; 32];
+            c[..4].copy_from_slice(&n.to_le_bytes());
+            assert_eq!(insert(&mut d, c, 100), DedupOutcome::New);
+        }
+        // Window 100 lives in ring slot (100 / 10) mod 4 = 2; so do 140, 180 and 220.
+        assert_eq!(d.windows[2].lines.len(), 8192, "5000 entries at load <= 1/2 of 2 per line");
+        d.expire_before(110);
+        assert_eq!(d.windows[2].lines.len(), 8192, "a full window keeps its table for the next one");
+        assert_eq!(insert(&mut d, [1; 32], 140), DedupOutcome::New);
+        d.expire_before(150);
+        assert_eq!(d.windows[2].lines.len(), 2048, "one entry in 8192 lines: a quarter");
+        assert_eq!(insert(&mut d, [1; 32], 180), DedupOutcome::New);
+        d.expire_before(190);
+        assert_eq!(d.windows[2].lines.len(), 512);
+        assert_eq!(insert(&mut d, [1; 32], 220), DedupOutcome::New);
+        assert_eq!(insert(&mut d, [1; 32], 220), DedupOutcome::Duplicate);
     }
 
     #[test]
