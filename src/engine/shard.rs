@@ -106,7 +106,12 @@ impl<L: LogSink> Shard<L> {
             panic!("invalid engine configuration (validate it at start-up): {e}");
         }
         Self {
-            dedup: Dedup::new(config.window_s, config.dedup_entries_per_window_max, config.hash_key),
+            dedup: Dedup::with_expected(
+                config.window_s,
+                config.dedup_entries_per_window_max,
+                config.dedup_entries_per_window_expected,
+                config.hash_key,
+            ),
             hashers: [(); 2].map(|_| BatchHasher::new(HashBackend::detect(), config.bloom)),
             subscriptions: Subscriptions::new(&config),
             config,
