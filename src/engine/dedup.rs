@@ -75,8 +75,10 @@ struct CommitTable {
 }
 
 impl CommitTable {
-    fn new(lines_min: usize) -> Self {
-        Self { window_start_s: None, lines: Vec::new(), zero_seen: false, len: 0, lines_min }
+    /// A table of `lines_min` lines, allocated now if `eager` (else on first insert).
+    fn new(lines_min: usize, eager: bool) -> Self {
+        let lines = if eager { vec![EMPTY_LINE; lines_min] } else { Vec::new() };
+        Self { window_start_s: None, lines, zero_seen: false, len: 0, lines_min }
     }
 
     /// Empties the table for reuse. A table the last window filled to less than 1/8 shrinks to a quarter,
@@ -139,9 +141,10 @@ impl Dedup {
         Self::with_expected(window_s, entries_per_window_max, 0, hash_key)
     }
 
-    /// An empty table whose per-window tables start (on first use) with room for `entries_expected` commits
-    /// and never shrink below it: at that traffic no table is ever rehashed on the publish path (a rehash
-    /// recomputes one SHA-256 per stored commit: ~25 ms per million).
+    /// An empty table whose per-window tables are allocated now with room for `entries_expected` commits
+    /// (64 B per two: `4 × 32 × entries_expected` bytes in all) and never shrink below it: at that traffic
+    /// nothing is allocated or rehashed on the publish path, not even in the first windows (a rehash
+    /// recomputes one SHA-256 per stored commit, ~25 ms per million). 0 = start small, grow on demand.
     pub fn with_expected(
         window_s: u64,
         entries_per_window_max: usize,
@@ -151,7 +154,7 @@ impl Dedup {
         // Two entries per line at load ≤ 1/2: one line per expected entry.
         let lines_min = entries_expected.min(entries_per_window_max).next_power_of_two().max(TABLE_LINES_MIN);
         Self {
-            windows: std::array::from_fn(|_| CommitTable::new(lines_min)),
+            windows: std::array::from_fn(|_| CommitTable::new(lines_min, entries_expected > 0)),
             window_s,
             entries_per_window_max,
             key: hash_key,
@@ -336,6 +339,7 @@ mod tests {
     #[test]
     fn expected_size_is_allocated_up_front_and_kept() {
         let mut d = Dedup::with_expected(10, 1 << 20, 3000, [3, 4]);
+        assert!(d.windows.iter().all(|t| t.lines.len() == 4096), "allocated up front");
         assert_eq!(insert(&mut d, [1; 32], 100), DedupOutcome::New);
         assert_eq!(d.windows[2].lines.len(), 4096);
         d.expire_before(110);
