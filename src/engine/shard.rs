@@ -1,9 +1,11 @@
 //! The shard state machine: `handle_*` feeds it, `poll_*` drains it; no I/O, no clock, no allocation per proof.
 //!
 //! ```text
-//! handle_publish(now, origin, batch)
-//!   for each proof: field checks ─▶ SHA-256 derivation checks ─▶ dedup(commit, window)
-//!        ─▶ log.append ─▶ Bloom positions ─▶ bucket index match ─▶ deliveries queue
+//! handle_publish(now, origin, batch), in chunks of CHUNK_PROOFS, two chunks in flight:
+//!   prepare_chunk(c+1): field checks ─▶ both derivation hashes (SHA-NI, interleaved) ─▶ compare
+//!                       ─▶ prefetch each verified proof's dedup line
+//!   commit_chunk(c):    dedup(commit, window) ─▶ log.append ─▶ Bloom position hashes (interleaved)
+//!                       ─▶ prefetch index rows ─▶ bucket index match ─▶ deliveries queue
 //!   runs of accepted proofs ─▶ gossip outbox of every peer except the origin
 //! handle_subscribe / handle_unsubscribe ─▶ subscriptions (replace semantics)
 //! handle_tick(now) ─▶ expire dedup windows and subscription entries whose range ended
