@@ -19,7 +19,12 @@ fn quick_test_mode() -> bool {
 
 fn route(c: &mut Criterion) {
     let params = if quick_test_mode() {
-        RouteParams { subscribers_per_bucket: 2, batch_proofs: 128, ..RouteParams::default() }
+        RouteParams {
+            subscribers_per_bucket: 2,
+            batch_proofs: 128,
+            proofs_per_window: 1 << 14,
+            ..RouteParams::default()
+        }
     } else {
         RouteParams::default()
     };

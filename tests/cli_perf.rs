@@ -12,12 +12,24 @@ fn perf(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn route_reports_proofs_per_second_and_its_parameters() {
-    // A small W-route (2 subscribers per bucket, 256-proof batches) keeps the debug build fast.
-    let v = perf(&["route", "--seconds", "0.05", "--json", "--subscribers-per-bucket", "2", "--batch-proofs", "256"]);
+    // A small W-route (2 subscribers per bucket, 256-proof batches, small windows) keeps the debug build fast.
+    let v = perf(&[
+        "route",
+        "--seconds",
+        "0.05",
+        "--json",
+        "--subscribers-per-bucket",
+        "2",
+        "--batch-proofs",
+        "256",
+        "--proofs-per-window",
+        "16384",
+    ]);
     assert_eq!(v["workload"], "W-route");
     assert_eq!(v["parameters"]["buckets"], 64);
     assert_eq!(v["parameters"]["subscribers_per_bucket"], 2);
     assert_eq!(v["parameters"]["batch_proofs"], 256);
+    assert_eq!(v["parameters"]["proofs_per_window"], 16384);
     assert_eq!(v["totals"]["rejected"], 0);
     let proofs = v["ops"].as_u64().unwrap();
     assert!(proofs >= 256 && proofs.is_multiple_of(256), "{proofs}");

@@ -67,6 +67,9 @@ pub struct RouteArgs {
     /// Subscribers per bucket (64 buckets).
     #[arg(long, default_value_t = 75)]
     pub subscribers_per_bucket: u32,
+    /// Proofs per simulated 10 s window (the shard's dedup tables are sized for it: 128 B per proof).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub proofs_per_window: u64,
 }
 
 /// Arguments of `tessera perf subscribe`.
@@ -124,6 +127,7 @@ fn route(args: &RouteArgs) -> serde_json::Value {
     let params = RouteParams {
         batch_proofs: args.batch_proofs.clamp(1, crate::engine::PUBLISH_BATCH_PROOFS_MAX),
         subscribers_per_bucket: args.subscribers_per_bucket,
+        proofs_per_window: args.proofs_per_window.max(1),
         ..RouteParams::default()
     };
     let mut workload = RouteWorkload::new(params, args.common.seed);

@@ -91,6 +91,11 @@ pub struct EngineConfig {
     pub subscribers_max: u32,
     /// Accepted proofs remembered per window for dedup; past it proofs are refused as overloaded.
     pub dedup_entries_per_window_max: usize,
+    /// Accepted proofs per window this shard is sized for: the four per-window dedup tables are allocated
+    /// at start-up with room for them (64 B per two, so 128 B × this in all) and never rehashed on the
+    /// publish path at that rate. 0 = start small and grow (tests, idle shards); a relay sets its planned
+    /// per-shard rate × window length.
+    pub dedup_entries_per_window_expected: usize,
     /// Secret key of the shard's hash tables (subscriber map, dedup). Set it from a CSPRNG in a relay.
     pub hash_key: [u64; 2],
 }
@@ -118,6 +123,7 @@ impl EngineConfig {
             gossip_queue_proofs_max: GOSSIP_QUEUE_PROOFS_MAX_DEFAULT,
             subscribers_max: SUBSCRIBERS_MAX_DEFAULT,
             dedup_entries_per_window_max: DEDUP_ENTRIES_PER_WINDOW_MAX_DEFAULT,
+            dedup_entries_per_window_expected: 0,
             hash_key: HASH_KEY_DEFAULT,
         }
     }

@@ -70,15 +70,23 @@ struct CommitTable {
     zero_seen: bool,
     /// Commits held (entries plus the zero flag).
     len: usize,
+    /// Size the table starts at and never shrinks below (power of two).
+    lines_min: usize,
 }
 
 impl CommitTable {
-    fn new() -> Self {
-        Self { window_start_s: None, lines: Vec::new(), zero_seen: false, len: 0 }
+    /// A table of `lines_min` lines, allocated now if `eager` (else on first insert).
+    fn new(lines_min: usize, eager: bool) -> Self {
+        let lines = if eager { vec![EMPTY_LINE; lines_min] } else { Vec::new() };
+        Self { window_start_s: None, lines, zero_seen: false, len: 0, lines_min }
     }
 
+    /// Empties the table for reuse. A table the last window filled to less than 1/8 shrinks to a quarter,
+    /// so memory taken by a traffic spike is given back within a few windows instead of kept forever.
     fn clear(&mut self) {
-        if self.len > 0 {
+        if self.len * 8 < self.lines.len() && self.lines.len() > self.lines_min {
+            self.lines = vec![EMPTY_LINE; (self.lines.len() / 4).max(self.lines_min)];
+        } else if self.len > 0 {
             self.lines.fill(EMPTY_LINE);
         }
         self.zero_seen = false;
@@ -92,7 +100,7 @@ impl CommitTable {
 
     /// Doubles the table (or creates it) and reinserts every commit at the line `line_of` gives.
     fn grow(&mut self, line_of: impl Fn(&Commit) -> usize) {
-        let count = (self.lines.len() * 2).max(TABLE_LINES_MIN);
+        let count = (self.lines.len() * 2).max(self.lines_min);
         let old = std::mem::replace(&mut self.lines, vec![EMPTY_LINE; count]);
         let mask = count - 1;
         for commit in old.iter().flat_map(|l| l.0.iter()).filter(|c| **c != ZERO_COMMIT) {
@@ -128,9 +136,29 @@ pub fn commit_hash_bits(commit_state: &[u32; 8]) -> u64 {
 }
 
 impl Dedup {
-    /// An empty table.
+    /// An empty table whose per-window tables start small and grow by doubling.
     pub fn new(window_s: u64, entries_per_window_max: usize, hash_key: [u64; 2]) -> Self {
-        Self { windows: std::array::from_fn(|_| CommitTable::new()), window_s, entries_per_window_max, key: hash_key }
+        Self::with_expected(window_s, entries_per_window_max, 0, hash_key)
+    }
+
+    /// An empty table whose per-window tables are allocated now with room for `entries_expected` commits
+    /// (64 B per two: `4 × 32 × entries_expected` bytes in all) and never shrink below it: at that traffic
+    /// nothing is allocated or rehashed on the publish path, not even in the first windows (a rehash
+    /// recomputes one SHA-256 per stored commit, ~25 ms per million). 0 = start small, grow on demand.
+    pub fn with_expected(
+        window_s: u64,
+        entries_per_window_max: usize,
+        entries_expected: usize,
+        hash_key: [u64; 2],
+    ) -> Self {
+        // Two entries per line at load ≤ 1/2: one line per expected entry.
+        let lines_min = entries_expected.min(entries_per_window_max).next_power_of_two().max(TABLE_LINES_MIN);
+        Self {
+            windows: std::array::from_fn(|_| CommitTable::new(lines_min, entries_expected > 0)),
+            window_s,
+            entries_per_window_max,
+            key: hash_key,
+        }
     }
 
     #[inline]
@@ -165,7 +193,10 @@ impl Dedup {
         let ring = self.ring_slot(window_start_s);
         let table = &mut self.windows[ring];
         if table.window_start_s != Some(window_start_s) {
-            table.clear();
+            // A table already expired by `expire_before` is clear; one still holding an older window is not.
+            if table.window_start_s.is_some() {
+                table.clear();
+            }
             table.window_start_s = Some(window_start_s);
         }
         if *commit == ZERO_COMMIT {
@@ -281,6 +312,38 @@ mod tests {
         assert_eq!(insert(&mut d, [3; 32], 100), DedupOutcome::Full);
         assert_eq!(insert(&mut d, [2; 32], 100), DedupOutcome::Duplicate);
         assert_eq!(insert(&mut d, [3; 32], 110), DedupOutcome::New);
+    }
+
+    #[test]
+    fn a_quiet_window_shrinks_its_table() {
+        let mut d = Dedup::new(10, 1 << 20, [3, 4]);
+        for n in 0..5000u32 {
+            let mut c = [9u8; 32];
+            c[..4].copy_from_slice(&n.to_le_bytes());
+            assert_eq!(insert(&mut d, c, 100), DedupOutcome::New);
+        }
+        // Window 100 lives in ring slot (100 / 10) mod 4 = 2; so do 140, 180 and 220.
+        assert_eq!(d.windows[2].lines.len(), 8192, "5000 entries at load <= 1/2 of 2 per line");
+        d.expire_before(110);
+        assert_eq!(d.windows[2].lines.len(), 8192, "a full window keeps its table for the next one");
+        assert_eq!(insert(&mut d, [1; 32], 140), DedupOutcome::New);
+        d.expire_before(150);
+        assert_eq!(d.windows[2].lines.len(), 2048, "one entry in 8192 lines: a quarter");
+        assert_eq!(insert(&mut d, [1; 32], 180), DedupOutcome::New);
+        d.expire_before(190);
+        assert_eq!(d.windows[2].lines.len(), 512);
+        assert_eq!(insert(&mut d, [1; 32], 220), DedupOutcome::New);
+        assert_eq!(insert(&mut d, [1; 32], 220), DedupOutcome::Duplicate);
+    }
+
+    #[test]
+    fn expected_size_is_allocated_up_front_and_kept() {
+        let mut d = Dedup::with_expected(10, 1 << 20, 3000, [3, 4]);
+        assert!(d.windows.iter().all(|t| t.lines.len() == 4096), "allocated up front");
+        assert_eq!(insert(&mut d, [1; 32], 100), DedupOutcome::New);
+        assert_eq!(d.windows[2].lines.len(), 4096);
+        d.expire_before(110);
+        assert_eq!(d.windows[2].lines.len(), 4096, "never shrinks below the expected size");
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! Nothing here reads a clock, a socket, a file or an RNG: time is `now_s`, the log is a [`LogSink`], and
 //! outputs are pulled with `poll_*`. One shard owns a contiguous bucket range ([`EngineConfig::for_shard`]).
 //!
-//! Files: `config` (limits and ownership), `verify` (per-proof checks, [`Rejection`]), `dedup` (by commit and
-//! window), `subscriptions` (replace semantics, [`SubscribeError`]), `gossip` (outboxes), `log_sink`
-//! ([`LogSink`], [`MemoryLog`]), `counters`, `keyed_hash`, `shard` (the state machine tying them together).
+//! Files: `config` (limits and ownership), `verify` (per-proof checks, [`Rejection`]), `hashing` (a chunk's
+//! SHA-256 work in one interleaved pass), `dedup` (by commit and window), `subscriptions` (replace semantics,
+//! [`SubscribeError`]), `gossip` (outboxes), `log_sink` ([`LogSink`], [`MemoryLog`]), `counters`,
+//! `keyed_hash`, `shard` (the state machine tying them together), `workload` (the standard workloads of
+//! DESIGN.md §7 for benches and `tessera perf`). Measured figures: docs/PERFORMANCE.md.
 
 pub mod config;
 pub mod counters;

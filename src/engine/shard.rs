@@ -1,9 +1,11 @@
 //! The shard state machine: `handle_*` feeds it, `poll_*` drains it; no I/O, no clock, no allocation per proof.
 //!
 //! ```text
-//! handle_publish(now, origin, batch)
-//!   for each proof: field checks ─▶ SHA-256 derivation checks ─▶ dedup(commit, window)
-//!        ─▶ log.append ─▶ Bloom positions ─▶ bucket index match ─▶ deliveries queue
+//! handle_publish(now, origin, batch), in chunks of CHUNK_PROOFS, two chunks in flight:
+//!   prepare_chunk(c+1): field checks ─▶ both derivation hashes (SHA-NI, interleaved) ─▶ compare
+//!                       ─▶ prefetch each verified proof's dedup line
+//!   commit_chunk(c):    dedup(commit, window) ─▶ log.append ─▶ Bloom position hashes (interleaved)
+//!                       ─▶ prefetch index rows ─▶ bucket index match ─▶ deliveries queue
 //!   runs of accepted proofs ─▶ gossip outbox of every peer except the origin
 //! handle_subscribe / handle_unsubscribe ─▶ subscriptions (replace semantics)
 //! handle_tick(now) ─▶ expire dedup windows and subscription entries whose range ended
@@ -107,7 +109,12 @@ impl<L: LogSink> Shard<L> {
             panic!("invalid engine configuration (validate it at start-up): {e}");
         }
         Self {
-            dedup: Dedup::new(config.window_s, config.dedup_entries_per_window_max, config.hash_key),
+            dedup: Dedup::with_expected(
+                config.window_s,
+                config.dedup_entries_per_window_max,
+                config.dedup_entries_per_window_expected,
+                config.hash_key,
+            ),
             hashers: [(); 2].map(|_| BatchHasher::new(HashBackend::detect(), config.bloom)),
             subscriptions: Subscriptions::new(&config),
             config,

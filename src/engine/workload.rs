@@ -110,11 +110,13 @@ impl RouteWorkload {
         &self.params
     }
 
-    /// One shard owning every bucket, with dedup room for a whole simulated window.
+    /// One shard owning every bucket, with dedup room for (and sized to) a whole simulated window.
     pub fn shard_config(&self) -> EngineConfig {
         let mut config = EngineConfig::for_shard(0, 1, self.params.buckets);
-        config.dedup_entries_per_window_max =
-            config.dedup_entries_per_window_max.max(self.params.proofs_per_window as usize);
+        let per_window = self.params.proofs_per_window as usize;
+        config.dedup_entries_per_window_max = config.dedup_entries_per_window_max.max(per_window);
+        // Sized for the traffic, as a relay would be: no rehash on the publish path after start-up.
+        config.dedup_entries_per_window_expected = per_window;
         config
     }
 
