@@ -2,14 +2,18 @@
 //!
 //! # Layout
 //!
-//! Data flows from a client's WebSocket message to subscriber queues and peers:
+//! Data flows from a client's WebSocket message to subscriber queues, the log and peers
+//! (docs/ARCHITECTURE.md has the whole picture):
 //!
 //! ```text
-//! client ──ws──▶ proto::codec ──frames──▶ shard (owner of the proof's bucket)
-//!                                           ├─▶ verify derivations, dedup by (commit, window)
-//!                                           ├─▶ log (append-only, durable before ACK)
-//!                                           ├─▶ match fingerprint vs the bucket's filters ─▶ delivery queues ─▶ subscribers
-//!                                           └─▶ gossip ─▶ peers
+//! client ──ws──▶ driver::connection ──bytes──▶ server::ShardServer (the connection's shard): proto::codec
+//!   PUBLISH ─split by owner shard─▶ bounded channel ─▶ owner shard: engine::Shard
+//!       verify derivations ─▶ dedup (commit, window) ─▶ log (driver::log_io, group commit)
+//!       ─▶ index: match the fingerprint against the bucket's filters ─▶ match records (FETCH)
+//!       ─▶ deliveries ─▶ subscriber's connection outbox ─▶ DELIVER      └─▶ gossip outboxes ─▶ peers
+//!   ACK / SUBSCRIBED ◀── held until the log's ticket is durable (fdatasync)
+//!   FETCH ─▶ every shard's mailbox for the subscriber ─▶ FETCH_REPLY
+//! dp::CoverSchedule (per shard, per round) ─▶ dummy proofs ─▶ the same path as real proofs
 //! ```
 //!
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
