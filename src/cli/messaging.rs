@@ -23,8 +23,10 @@ use crate::driver::client_session::{run_local, Next, Session, SessionError, Sess
 /// Longest stdin line read by `chat` at once, bytes (a message holds at most 3,152; a longer line is
 /// refused as too long rather than buffered without bound).
 const CHAT_LINE_BYTES_MAX: u64 = 64 << 10;
-/// First and longest pause between reconnection attempts of `recv --follow` and `chat`.
+/// First pause before reconnecting (`recv --follow`, `chat`): a relay restart takes about a second.
 const RECONNECT_DELAY_MIN: Duration = Duration::from_secs(1);
+/// Longest pause between reconnection attempts (doubling from the first): a relay that stays down is
+/// retried twice a minute, not hammered.
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(30);
 
 /// Options of every client command that talks to a relay.
