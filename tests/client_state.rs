@@ -244,6 +244,38 @@ fn offline_recipient_opens_fetched_proofs_after_restart_and_dedups() {
     assert_eq!(bob.open(p), Err(OpenError::Replayed));
 }
 
+/// A restart while a multi-part message is incomplete must not lose it: the held part is saved as not
+/// received and the FETCH cursor as 0, so the next FETCH brings the part back.
+#[test]
+fn partial_message_survives_a_restart() {
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let (mut alice, mut bob) = pair_of_clients(&mut rng);
+    let id = bob.subscriber_ids()[0];
+    bob.set_fetch_cursor(id, 42);
+    let text: String = (0..CHUNK_LEN_MAX + 5).map(|i| char::from(b'A' + (i % 26) as u8)).collect();
+    let proofs = alice.prepare_send("bob", &text, T0, &mut rng).unwrap();
+    assert_eq!(proofs.len(), 2);
+    assert_eq!(bob.handle_deliver(proofs[0].view()), None);
+    assert!(bob.has_partial_messages());
+    let saved = bob.persisted();
+    assert_eq!(saved.contacts.values().next().unwrap().received, Vec::<(u64, u32)>::new());
+    assert_eq!(saved.fetch_cursors.values().copied().collect::<Vec<_>>(), vec![0]);
+    // In memory the cursor is unchanged and the part is still a duplicate.
+    assert_eq!(bob.fetch_cursor(&id), 42);
+    assert_eq!(bob.open(proofs[0].view()), Err(OpenError::Replayed));
+
+    let mut bob = client(BOB, ALICE, "alice", saved);
+    bob.advance(T0);
+    assert_eq!(bob.handle_deliver(proofs[1].view()), None);
+    let got = bob.handle_deliver(proofs[0].view()).unwrap();
+    assert_eq!((got.contact.as_str(), got.text.as_str(), got.seq), ("alice", text.as_str(), 0));
+    assert!(!bob.has_partial_messages());
+    bob.set_fetch_cursor(id, 43);
+    let saved = bob.persisted();
+    assert_eq!(saved.contacts.values().next().unwrap().received, vec![(1_700_000_000, 0), (1_700_000_000, 1)]);
+    assert_eq!(saved.fetch_cursors.values().copied().collect::<Vec<_>>(), vec![43]);
+}
+
 fn covered(frames: &[Subscribe], bucket: u16, window: u64, fp: &[u8; 8]) -> bool {
     frames.iter().flat_map(|f| &f.entries).any(|e| {
         e.bucket == bucket && (e.window_from_s..=e.window_to_s).contains(&window) && e.filter.contains_fingerprint(fp)

@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod dp;
 pub mod home;
 pub mod id;
+pub mod messaging;
 pub mod params;
 pub mod perf;
 pub mod perf_e2e;
@@ -38,6 +39,12 @@ pub enum Command {
     Invite(contacts::InviteArgs),
     /// Enroll a contact from their invite code.
     Enroll(contacts::EnrollArgs),
+    /// Send a message to a contact; exits 0 once the relay has stored it durably.
+    Send(messaging::SendArgs),
+    /// Print the messages waiting for you (--follow: and keep printing as they arrive).
+    Recv(messaging::RecvArgs),
+    /// Chat with a contact: typed lines are sent, received messages printed; Ctrl-D ends.
+    Chat(messaging::ChatArgs),
     /// Differential-privacy cover traffic: capacity planning.
     Dp(dp::DpArgs),
     /// Privacy simulators: linkability under cover policies, bucket anonymity, Bloom false positives.
@@ -67,6 +74,9 @@ pub fn run() -> i32 {
         Command::Id(args) => id::run(args),
         Command::Invite(args) => contacts::run_invite(args),
         Command::Enroll(args) => contacts::run_enroll(args),
+        Command::Send(args) => messaging::run_send(args),
+        Command::Recv(args) => messaging::run_recv(args),
+        Command::Chat(args) => messaging::run_chat(args),
         Command::Dp(args) => dp::run(args),
         Command::Sim(args) => sim::run(args),
     }

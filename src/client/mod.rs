@@ -13,26 +13,65 @@
 //! the key directory. The key schedule and envelope layout are specified in docs/PROTOCOL.md §End-to-end
 //! envelope and key schedule, and pinned by `tests/vectors/client_*.json`.
 //!
+//! Two parties enrol each other from invite codes and exchange a message through the sans-IO state (a
+//! relay would carry the SUBSCRIBE frames and the proofs; here they are handed over directly):
+//!
 //! ```
 //! use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
-//! use tessera::client::{ClientConfig, ClientState, Contact, Identity, PersistedState};
+//! use tessera::client::{safety_code, ClientConfig, ClientState, Contact, Identity, Invite, PersistedState};
 //!
 //! let mut rng = ChaCha20Rng::seed_from_u64(7);
 //! let (alice_id, bob_id) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
-//! let (alice_pk, bob_pk) = (*alice_id.public(), *bob_id.public());
-//! // A short horizon keeps the example quick; the default registers an hour ahead.
+//! // Each prints an invite code (`tessera invite`) and enrols the other's (`tessera enroll CODE --name …`).
+//! let alice_code = Invite::new(*alice_id.public(), vec!["ws://127.0.0.1:8100".into()])?.encode();
+//! let bob_code = Invite::new(*bob_id.public(), vec!["ws://127.0.0.1:8100".into()])?.encode();
+//! let (from_bob, from_alice) = (Invite::decode(&bob_code)?, Invite::decode(&alice_code)?);
+//! let to_bob = Contact::new("bob", from_bob.public, from_bob.relays)?;
+//! let to_alice = Contact::new("alice", from_alice.public, from_alice.relays)?;
+//! // Both compare the safety code out of band.
+//! assert_eq!(safety_code(alice_id.public(), &to_bob.public), safety_code(bob_id.public(), &to_alice.public));
+//!
+//! // A short horizon keeps the example quick; `ClientConfig::for_relay` registers an hour ahead.
 //! let config = ClientConfig { ahead_windows: 2, behind_windows: 2, renew_every_windows: 1, ..Default::default() };
-//! let (to_bob, to_alice) = (Contact::new("bob", bob_pk, vec![])?, Contact::new("alice", alice_pk, vec![])?);
 //! let mut alice = ClientState::new(alice_id, vec![to_bob], PersistedState::default(), config)?;
 //! let mut bob = ClientState::new(bob_id, vec![to_alice], PersistedState::default(), config)?;
 //!
 //! let now_s = 1_700_000_003;
 //! let subscribe = bob.poll_subscribe(now_s, &mut rng)?.expect("first call subscribes");
-//! assert!(!subscribe.is_empty());
+//! assert!(!subscribe.is_empty()); // SUBSCRIBE frames for the relay
 //! let proofs = alice.prepare_send("bob", "hello bob", now_s, &mut rng)?;
+//! // (a driver persists `alice.persisted()` here, before publishing)
 //! let message = bob.handle_deliver(proofs[0].view()).expect("one-part message");
 //! assert_eq!((message.contact.as_str(), message.text.as_str()), ("alice", "hello bob"));
+//! assert_eq!(message.window_start_s, 1_700_000_000);
 //! assert!(bob.handle_deliver(proofs[0].view()).is_none()); // a replay is dropped
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Over a relay, [`crate::driver::client_session::Session`] drives the state: it persists before
+//! publishing, subscribes and renews, FETCHes what was kept while offline, and waits for ACKs. This is what
+//! `tessera send` and `tessera recv` do (glommio executor, key directory on disk):
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use tessera::client::Home;
+//! use tessera::driver::client_session::{run_local, Session, SessionOptions};
+//!
+//! let home = Home::open(Path::new("/home/alice/.tessera"))?;
+//! let identity = home.read_identity()?.unlock(None)?; // Some(passphrase) if it is sealed
+//! run_local(move || async move {
+//!     let url = "ws://127.0.0.1:8100/";
+//!     let mut session = Session::connect(url, home, identity, SessionOptions::default()).await?;
+//!     for m in session.sync().await? {
+//!         println!("{} {}: {}", m.window_start_s, m.contact, m.text); // what arrived while offline
+//!     }
+//!     let sent = session.send("bob", "hello bob").await?; // Ok once the relay stored it durably
+//!     println!("sent in {} proof(s)", sent.proofs);
+//!     let reply = session.next_message().await?; // live DELIVER; renews the subscription when due
+//!     println!("{}: {}", reply.contact, reply.text);
+//!     session.close().await;
+//!     Ok::<(), tessera::driver::client_session::SessionError>(())
+//! })??;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

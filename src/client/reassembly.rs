@@ -106,6 +106,18 @@ impl Reassembly {
         self.partial.retain(|&(_, w, _), _| w >= window_start_s);
     }
 
+    /// `(contact, window_start_s, seq)` of every part held in a partial message.
+    pub fn held_parts(&self) -> impl Iterator<Item = (u32, u64, u32)> + '_ {
+        self.partial.iter().flat_map(|(&(contact, window_start_s, first_seq), partial)| {
+            partial
+                .parts
+                .iter()
+                .enumerate()
+                .filter(|(_, part)| part.is_some())
+                .map(move |(i, _)| (contact, window_start_s, first_seq + i as u32))
+        })
+    }
+
     /// Number of partial messages held.
     pub fn len(&self) -> usize {
         self.partial.len()

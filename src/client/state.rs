@@ -306,25 +306,43 @@ impl ClientState {
     }
 
     /// The state to persist.
+    ///
+    /// Parts of a message still waiting for its other parts live only in memory, so they are saved as not
+    /// received, and while any is held every FETCH cursor is saved as 0: after a restart, a FETCH from the
+    /// oldest retained match brings those parts back (at least once; what was completed is dropped as a
+    /// replay). Saving them as received, or a cursor past them, would lose the message for good.
     pub fn persisted(&self) -> PersistedState {
+        let held: BTreeSet<(u32, u64, u32)> = self.reassembly.held_parts().collect();
         let contacts = self
             .contacts
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(index, c)| {
                 let (send_window_s, send_next_seq) = c.send.map_or((0, 0), |s| (s.window_start_s, s.next_seq));
-                let saved =
-                    PersistedContact { send_window_s, send_next_seq, received: c.received.iter().copied().collect() };
+                let received = c
+                    .received
+                    .iter()
+                    .copied()
+                    .filter(|&(window, seq)| !held.contains(&(index as u32, window, seq)))
+                    .collect();
+                let saved = PersistedContact { send_window_s, send_next_seq, received };
                 (c.contact.public.to_base64(), saved)
             })
             .collect();
+        let cursor = |c: u64| if held.is_empty() { c } else { 0 };
         PersistedState {
             version: STATE_VERSION,
             subscriber_ids: self.subscriber_ids.iter().map(hex16).collect(),
             expect_from_s: self.expect_from_s,
             subscribed: self.subscribed,
             contacts,
-            fetch_cursors: self.fetch_cursors.iter().map(|(id, &c)| (hex16(id), c)).collect(),
+            fetch_cursors: self.fetch_cursors.iter().map(|(id, &c)| (hex16(id), cursor(c))).collect(),
         }
+    }
+
+    /// Whether parts of an incomplete message are held (their other parts have not arrived yet).
+    pub fn has_partial_messages(&self) -> bool {
+        !self.reassembly.is_empty()
     }
 
     /// Index of the contact named `name`.

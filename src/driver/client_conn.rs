@@ -152,6 +152,11 @@ impl ClientConn {
         self.receiver.recv().await
     }
 
+    /// Sends a close frame (normal closure).
+    pub async fn close(&mut self) -> Result<(), ClientError> {
+        self.sender.close().await
+    }
+
     /// Splits into halves that separate tasks (of this executor) can drive.
     pub fn split(self) -> (ClientSender, ClientReceiver, RelayParams) {
         (self.sender, self.receiver, self.params)

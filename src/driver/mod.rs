@@ -9,9 +9,11 @@
 //!              ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
 //! ```
 //! The client side lives here too: [`client_conn`] (a native-protocol WebSocket client on glommio),
+//! [`client_session`] (the async driver of the sans-IO client state: subscribe, fetch, send, receive),
 //! [`loadgen`] (the W-e2e load generator's connections) and [`process`] (a relay child process, `/proc`).
 
 pub mod client_conn;
+pub mod client_session;
 pub mod connection;
 pub mod cpu_clock;
 pub mod loadgen;

@@ -1,0 +1,602 @@
+//! The client session: the thin async driver around the sans-IO [`ClientState`], on one glommio executor.
+//!
+//! ```text
+//! connect(url, home, identity): lock <home>/lock ─▶ read contacts + state.json ─▶ TCP + WebSocket + HELLO
+//!     ─▶ ClientState (ClientConfig::for_relay(HELLO_REPLY))
+//! sync():  subscribe_now ─▶ persist (subscriber ids) ─▶ SUBSCRIBE × ids ─▶ SUBSCRIBED × ids (durable)
+//!          ─▶ per id: FETCH(cursor) ─▶ FETCH_REPLY ─▶ handle_batch ─▶ set_fetch_cursor ─▶ persist ─▶ … until !more
+//! send():  prepare_send (waits out WindowFull) ─▶ persist (send counters) ─▶ PUBLISH(seq) ─▶ ACK ≥ seq
+//!          (ERROR ref_seq = seq: that proof refused ─▶ SessionError::Refused once the ACK settles the batch)
+//! next_message_or(interrupt): DELIVER ─▶ handle_batch ─▶ persist ─▶ message; renew (poll_subscribe) when due
+//! ```
+//! Every wait is bounded (`SessionOptions`), and every frame that arrives while the session waits for
+//! something else is absorbed: a DELIVER during an ACK wait queues its messages, a SUBSCRIBED is noted.
+//!
+//! Two rules keep the client safe and loss-free. **Persist before anything leaves**: the send counters
+//! (a reused sequence number reuses an AES-GCM key and nonce) and new subscriber ids (the FETCH capability
+//! for what the relay keeps) reach `state.json` durably before the PUBLISH or SUBSCRIBE carrying them is
+//! written. **One process per key directory**: a second process with an older copy of the counters would
+//! overwrite newer ones, so a session holds an exclusive `flock` on `<home>/lock` for its lifetime.
+//!
+//! FETCH follows docs/PROTOCOL.md §4.10: it starts from the persisted cursor (0 the first time), continues
+//! with each `next_cursor` while `more` is set, and records a cursor only after its page was handled, so a
+//! crash re-fetches (at least once; replays are dropped by the state) and never skips.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::future::or;
+use rand_core::OsRng;
+
+use super::client_conn::{resolve, ClientConn, ClientError, ClientOptions};
+use crate::client::persist::PersistedState;
+use crate::client::store::FILE_MODE;
+use crate::client::{
+    ClientConfig, ClientState, Home, Identity, PlanError, ReceivedMessage, SendError, StateError, StoreError,
+};
+use crate::proto::frame::{ErrorFrame, Publish, Subscribe};
+use crate::proto::{ErrorCode, Frame, ProofBatch, RelayParams, SubscriberId};
+
+/// Name of the lock file in the key directory.
+pub const LOCK_FILE: &str = "lock";
+/// Proofs asked for per FETCH page (capped by the relay's `proofs_per_batch_max`): 256 × 564 B ≈ 144 KB per
+/// reply, well under the 1 MiB message limit, and an hour of a personal client's traffic in a few pages.
+pub const FETCH_PAGE_PROOFS: u16 = 256;
+/// FETCH pages per subscriber id in one `sync`: bounds the loop against a relay that keeps setting `more`
+/// (the relay caps a mailbox at 2^20 matches per shard; 8,192 pages of 256 cover that on 2 shards).
+pub const FETCH_PAGES_MAX: u32 = 8_192;
+/// The client's executor's io_uring registered memory. A client needs little, and the process memlock limit
+/// (8 MiB for an ordinary user) is shared with nothing else here.
+const IO_MEMORY_BYTES: usize = 256 << 10;
+/// WebSocket read buffer: one FETCH page or DELIVER at a time.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
+/// Bounds on every wait of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    /// TCP connect, WebSocket handshake and HELLO together.
+    pub connect_timeout: Duration,
+    /// Each reply waited for: SUBSCRIBED, FETCH_REPLY, ACK.
+    pub reply_timeout: Duration,
+    /// Proofs per FETCH page (capped by the relay's limit).
+    pub fetch_page_proofs: u16,
+    /// When a contact's sequence numbers of the current window are used up (8 parts per 10 s), wait for the
+    /// next window instead of failing with `SendError::WindowFull`.
+    pub wait_for_free_window: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            reply_timeout: Duration::from_secs(10),
+            fetch_page_proofs: FETCH_PAGE_PROOFS,
+            wait_for_free_window: true,
+        }
+    }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The relay could not be reached (DNS, TCP, WebSocket handshake or HELLO failed).
+    #[error("cannot reach the relay at {url}: {source}")]
+    Unreachable {
+        /// The relay URL.
+        url: String,
+        /// What failed.
+        source: ClientError,
+    },
+    /// No reply within the configured time.
+    #[error("timed out after {after_ms} ms waiting for {what} from the relay")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The bound that passed.
+        after_ms: u64,
+    },
+    /// The relay refused proofs of a PUBLISH (the first refusal is shown; the others share its batch).
+    #[error("the relay refused {refused} of {proofs} proofs: {} ({})", .error.code, .error.text)]
+    Refused {
+        /// The first ERROR naming the PUBLISH.
+        error: ErrorFrame,
+        /// Proofs refused (all of them for SEQUENCE and STORAGE, which refuse a PUBLISH whole).
+        refused: usize,
+        /// Proofs of the message.
+        proofs: usize,
+    },
+    /// The relay refused a SUBSCRIBE (range, bucket, filter or subscriber limits); the previous one stays.
+    #[error("the relay refused the subscription: {} ({})", .0.code, .0.text)]
+    SubscribeRefused(ErrorFrame),
+    /// The relay reported an error about the connection (shutting down, slow consumer, a protocol error).
+    #[error("the relay reported {}: {}", .0.code, .0.text)]
+    Relay(ErrorFrame),
+    /// The connection closed.
+    #[error("the connection to the relay closed")]
+    ConnectionLost,
+    /// The WebSocket failed, or the relay sent a message that does not decode.
+    #[error(transparent)]
+    Transport(ClientError),
+    /// Another process uses this key directory.
+    #[error("{0} is in use by another tessera process (one client per key directory)")]
+    HomeInUse(PathBuf),
+    /// The message cannot be sent (unknown contact, too long, clock went back…).
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The subscription cannot be planned within the relay's limits.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The client state cannot be built from the key directory (or with this relay's parameters).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The key directory failed (including writing `state.json`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SessionError {
+    /// Whether reconnecting may help (the connection broke; nothing local is wrong).
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Unreachable { .. }
+                | SessionError::Timeout { .. }
+                | SessionError::ConnectionLost
+                | SessionError::Transport(_)
+        ) || matches!(self, SessionError::Relay(e) if e.code == ErrorCode::SHUTTING_DOWN)
+    }
+}
+
+/// A message handed to the relay and acknowledged as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Proofs (parts) it took.
+    pub proofs: usize,
+    /// The window it was sealed in (Unix seconds).
+    pub window_start_s: u64,
+}
+
+/// What `next_message_or` returns.
+#[derive(Debug)]
+pub enum Next<T> {
+    /// A message arrived.
+    Message(ReceivedMessage),
+    /// The interrupt future finished first (e.g. a line typed on stdin); its output.
+    Interrupted(T),
+}
+
+/// The current Unix time in seconds (the only clock the client reads).
+pub fn unix_now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs `make()`'s future to completion on a fresh single-thread glommio executor (for the CLI and for
+/// programs without an executor of their own); the future need not be `Send`.
+pub fn run_local<G, F, T>(make: G) -> std::io::Result<T>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("tessera-client")
+        .io_memory(IO_MEMORY_BYTES)
+        .spawn(make)
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .join()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Takes the key directory's exclusive lock (released when the file is closed, i.e. with the session).
+fn lock_home(home: &Home) -> Result<File, SessionError> {
+    let path = home.path().join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(&path)
+        .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+    // SAFETY: flock on a file descriptor we own; it takes an advisory lock and touches no memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(SessionError::HomeInUse(home.path().to_owned()));
+    }
+    Ok(file)
+}
+
+/// Is `code` one of the refusals of a SUBSCRIBE (docs/PROTOCOL.md §5.6)?
+fn is_subscribe_refusal(code: ErrorCode) -> bool {
+    [
+        ErrorCode::TOO_MANY_SUBSCRIBERS,
+        ErrorCode::TOO_MANY_FILTERS,
+        ErrorCode::SUBSCRIPTION_RANGE,
+        ErrorCode::BUCKET_OUT_OF_RANGE,
+    ]
+    .contains(&code)
+}
+
+/// Does an ERROR with this code refuse a PUBLISH whole (no ACK will cover it)?
+fn refuses_whole(code: ErrorCode) -> bool {
+    code == ErrorCode::SEQUENCE || code == ErrorCode::STORAGE
+}
+
+/// Connects and completes HELLO within `timeout`.
+async fn connect_conn(url: &str, timeout: Duration) -> Result<ClientConn, SessionError> {
+    let unreachable = |source| SessionError::Unreachable { url: url.to_owned(), source };
+    let addr = resolve(url).map_err(unreachable)?;
+    let options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
+    let connect = async { Some(ClientConn::connect(url, addr, options).await) };
+    match or(connect, async {
+        glommio::timer::sleep(timeout).await;
+        None
+    })
+    .await
+    {
+        Some(result) => result.map_err(unreachable),
+        None => {
+            Err(SessionError::Timeout { what: "the connection and HELLO_REPLY", after_ms: timeout.as_millis() as u64 })
+        }
+    }
+}
+
+/// A connected client: the state, its key directory, and one relay connection.
+pub struct Session {
+    state: ClientState,
+    home: Home,
+    /// Held for the session's lifetime: one process per key directory.
+    _lock: File,
+    url: String,
+    conn: ClientConn,
+    options: SessionOptions,
+    /// Next PUBLISH sequence number on this connection (strictly increasing, from 1).
+    publish_seq: u64,
+    /// Frames received but not yet looked at (a message may carry several).
+    pending: VecDeque<Frame>,
+    /// Messages completed and not yet handed out.
+    inbox: VecDeque<ReceivedMessage>,
+    /// SUBSCRIBEs sent on this connection and not yet answered.
+    awaiting_subscribed: BTreeSet<SubscriberId>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("url", &self.url).field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Locks `home`, reads its contacts and state, connects to `url` and builds the client state for this
+    /// relay's parameters. Subscribes nothing yet: call [`Session::sync`] to receive.
+    pub async fn connect(
+        url: &str,
+        home: Home,
+        identity: Identity,
+        options: SessionOptions,
+    ) -> Result<Self, SessionError> {
+        let lock = lock_home(&home)?;
+        let contacts = home.read_contacts(identity.public())?;
+        let persisted: PersistedState = home.read_state()?;
+        let conn = connect_conn(url, options.connect_timeout).await?;
+        let state = ClientState::new(identity, contacts, persisted, ClientConfig::for_relay(conn.params()))?;
+        Ok(Self {
+            state,
+            home,
+            _lock: lock,
+            url: url.to_owned(),
+            conn,
+            options,
+            publish_seq: 1,
+            pending: VecDeque::new(),
+            inbox: VecDeque::new(),
+            awaiting_subscribed: BTreeSet::new(),
+        })
+    }
+
+    /// The client state (contacts, subscriber ids, receive counters).
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// The relay's parameters (HELLO_REPLY of the current connection).
+    pub fn relay_params(&self) -> &RelayParams {
+        self.conn.params()
+    }
+
+    /// The relay URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Replaces a broken connection with a new one to the same relay (then call [`Session::sync`] to
+    /// re-subscribe and fetch what arrived meanwhile). The state is kept.
+    pub async fn reconnect(&mut self) -> Result<(), SessionError> {
+        self.conn = connect_conn(&self.url, self.options.connect_timeout).await?;
+        self.publish_seq = 1;
+        self.pending.clear();
+        self.awaiting_subscribed.clear();
+        Ok(())
+    }
+
+    /// Sends a WebSocket close (best effort) and ends the session.
+    pub async fn close(mut self) {
+        let _ = or(async { self.conn.close().await }, async {
+            glommio::timer::sleep(Duration::from_millis(500)).await;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Writes `state.json` if anything changed; durable when it returns.
+    fn persist(&mut self) -> Result<(), SessionError> {
+        if self.state.is_dirty() {
+            self.home.write_state(&self.state.persisted())?;
+            self.state.mark_clean();
+        }
+        Ok(())
+    }
+
+    /// Subscribes (registering every contact's expected deliveries up to the horizon, durably at the
+    /// relay), then FETCHes everything kept for this client since its last FETCH. Returns the messages
+    /// received, oldest first (fetched ones and any delivered meanwhile).
+    pub async fn sync(&mut self) -> Result<Vec<ReceivedMessage>, SessionError> {
+        let frames = self.state.subscribe_now(unix_now_s(), &mut OsRng)?;
+        self.send_subscribes(frames).await?;
+        let deadline = Instant::now() + self.options.reply_timeout;
+        while !self.awaiting_subscribed.is_empty() {
+            if let Some(frame) = self.next_frame(deadline, "SUBSCRIBED").await? {
+                self.ignore(frame);
+            }
+        }
+        let ids: Vec<SubscriberId> = self.state.subscriber_ids().to_vec();
+        for id in ids {
+            self.fetch_all(id).await?;
+        }
+        Ok(self.inbox.drain(..).collect())
+    }
+
+    /// Persists the state (new subscriber ids), then sends one SUBSCRIBE per WebSocket message (each is at
+    /// most `entries_per_subscribe_max` entries, far below the message size limit).
+    async fn send_subscribes(&mut self, frames: Vec<Subscribe>) -> Result<(), SessionError> {
+        self.persist()?;
+        for subscribe in frames {
+            self.awaiting_subscribed.insert(subscribe.subscriber);
+            self.conn.send(&[Frame::Subscribe(subscribe)]).await.map_err(SessionError::Transport)?;
+        }
+        Ok(())
+    }
+
+    /// FETCHes every page kept for `id`, from its persisted cursor.
+    async fn fetch_all(&mut self, id: SubscriberId) -> Result<(), SessionError> {
+        let proofs_max = self.options.fetch_page_proofs.clamp(1, self.conn.params().limits.proofs_per_batch_max.max(1));
+        for _ in 0..FETCH_PAGES_MAX {
+            let cursor = self.state.fetch_cursor(&id);
+            self.conn
+                .send(&[Frame::Fetch { subscriber: id, cursor, proofs_max }])
+                .await
+                .map_err(SessionError::Transport)?;
+            let deadline = Instant::now() + self.options.reply_timeout;
+            let (next_cursor, more, proofs) = loop {
+                match self.next_frame(deadline, "FETCH_REPLY").await? {
+                    Some(Frame::FetchReply { subscriber, next_cursor, more, proofs }) if subscriber == id => {
+                        break (next_cursor, more, proofs)
+                    }
+                    Some(other) => self.ignore(other),
+                    None => {}
+                }
+            };
+            self.receive_batch(&proofs);
+            // The page is handled (and deduplicated state saved with the cursor): only now move past it.
+            self.state.set_fetch_cursor(id, next_cursor);
+            self.persist()?;
+            if !more {
+                return Ok(());
+            }
+        }
+        tracing::warn!(pages = FETCH_PAGES_MAX, "FETCH still has more after the page limit; continuing next time");
+        Ok(())
+    }
+
+    /// Seals `text` to `contact`, persists the send counters, publishes, and waits until the relay
+    /// acknowledges every proof as durable. Messages that arrive meanwhile are kept for `next_message_or`.
+    pub async fn send(&mut self, contact: &str, text: &str) -> Result<Sent, SessionError> {
+        let proofs = loop {
+            match self.state.prepare_send(contact, text, unix_now_s(), &mut OsRng) {
+                Ok(proofs) => break proofs,
+                Err(SendError::WindowFull { retry_at_s, .. }) if self.options.wait_for_free_window => {
+                    self.idle_until_unix_s(retry_at_s).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let window_start_s = proofs[0].view().window_start();
+        // Counters first: the proofs carry sequence numbers that must never be sealed again.
+        self.persist()?;
+        let batch_max = usize::from(self.conn.params().limits.proofs_per_batch_max.max(1));
+        let mut seqs = Vec::new();
+        for chunk in proofs.chunks(batch_max) {
+            let seq = self.publish_seq;
+            self.publish_seq += 1;
+            let batch = ProofBatch::from_proofs(chunk.iter().map(|p| p.view()));
+            self.conn.send(&[Frame::Publish(Publish { seq, proofs: batch })]).await.map_err(SessionError::Transport)?;
+            seqs.push(seq);
+        }
+        let last = *seqs.last().expect("a message has at least one part");
+        let deadline = Instant::now() + self.options.reply_timeout;
+        let mut first_refusal: Option<ErrorFrame> = None;
+        let mut refused = 0;
+        loop {
+            match self.next_frame(deadline, "ACK").await? {
+                Some(Frame::Ack { seq }) if seq >= last => break,
+                Some(Frame::Error(e)) if seqs.contains(&e.ref_seq) => {
+                    let whole = refuses_whole(e.code);
+                    refused = if whole { proofs.len() } else { refused + 1 };
+                    first_refusal.get_or_insert(e);
+                    if whole {
+                        break;
+                    }
+                }
+                Some(other) => self.ignore(other),
+                None => {}
+            }
+        }
+        match first_refusal {
+            Some(error) => {
+                Err(SessionError::Refused { error, refused: refused.min(proofs.len()), proofs: proofs.len() })
+            }
+            None => Ok(Sent { proofs: proofs.len(), window_start_s }),
+        }
+    }
+
+    /// Waits for the next message, renewing the subscription when due, or until `interrupt` finishes.
+    /// Nothing is lost when `interrupt` wins: frames stay queued in the connection.
+    pub async fn next_message_or<F: Future>(&mut self, interrupt: F) -> Result<Next<F::Output>, SessionError> {
+        let mut interrupt = pin!(interrupt);
+        loop {
+            if let Some(message) = self.inbox.pop_front() {
+                return Ok(Next::Message(message));
+            }
+            if let Some(frame) = self.pending.pop_front() {
+                if let Some(frame) = self.absorb(frame)? {
+                    self.ignore(frame);
+                }
+                continue;
+            }
+            let now_s = unix_now_s();
+            if let Some(frames) = self.state.poll_subscribe(now_s, &mut OsRng)? {
+                self.send_subscribes(frames).await?;
+                continue;
+            }
+            let renew_in = Duration::from_secs(self.state.next_renewal_at_s().saturating_sub(now_s));
+            enum Woke<T> {
+                Frames(Result<Option<Vec<Frame>>, ClientError>),
+                Interrupted(T),
+                Renew,
+            }
+            let conn = &mut self.conn;
+            let woke = or(
+                or(async { Woke::Frames(conn.recv().await) }, async { Woke::Interrupted(interrupt.as_mut().await) }),
+                async {
+                    glommio::timer::sleep(renew_in).await;
+                    Woke::Renew
+                },
+            )
+            .await;
+            match woke {
+                Woke::Frames(frames) => self.queue(frames)?,
+                Woke::Interrupted(output) => return Ok(Next::Interrupted(output)),
+                Woke::Renew => {}
+            }
+        }
+    }
+
+    /// Waits for the next message (renewing the subscription when due).
+    pub async fn next_message(&mut self) -> Result<ReceivedMessage, SessionError> {
+        match self.next_message_or(std::future::pending::<()>()).await? {
+            Next::Message(message) => Ok(message),
+            Next::Interrupted(()) => unreachable!("a pending future never finishes"),
+        }
+    }
+
+    /// Messages completed so far and not yet handed out (e.g. delivered while `send` waited for its ACK).
+    pub fn take_received(&mut self) -> Vec<ReceivedMessage> {
+        self.inbox.drain(..).collect()
+    }
+
+    /// Handles frames until the Unix clock reaches `at_s` (used to wait out a full window).
+    async fn idle_until_unix_s(&mut self, at_s: u64) -> Result<(), SessionError> {
+        while unix_now_s() < at_s {
+            let at = UNIX_EPOCH + Duration::from_secs(at_s);
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(20);
+            if let Some(frame) = self.next_frame_until(Instant::now() + wait).await? {
+                self.ignore(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame the session's own bookkeeping does not consume, or `None` when a message was consumed
+    /// whole; `Timeout` once `deadline` passes.
+    async fn next_frame(&mut self, deadline: Instant, what: &'static str) -> Result<Option<Frame>, SessionError> {
+        if self.pending.is_empty() && Instant::now() >= deadline {
+            return Err(SessionError::Timeout { what, after_ms: self.options.reply_timeout.as_millis() as u64 });
+        }
+        match self.next_frame_until(deadline).await? {
+            Some(frame) => Ok(Some(frame)),
+            None if Instant::now() >= deadline => {
+                Err(SessionError::Timeout { what, after_ms: self.options.reply_timeout.as_millis() as u64 })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Takes the next queued frame (receiving a message if none is queued, until `deadline`) and absorbs it.
+    async fn next_frame_until(&mut self, deadline: Instant) -> Result<Option<Frame>, SessionError> {
+        if self.pending.is_empty() {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let conn = &mut self.conn;
+            let received = or(async { Some(conn.recv().await) }, async {
+                glommio::timer::sleep(wait).await;
+                None
+            })
+            .await;
+            match received {
+                Some(frames) => self.queue(frames)?,
+                None => return Ok(None),
+            }
+        }
+        match self.pending.pop_front() {
+            Some(frame) => self.absorb(frame),
+            None => Ok(None),
+        }
+    }
+
+    /// Queues a received message's frames; a closed connection or a transport failure is an error.
+    fn queue(&mut self, frames: Result<Option<Vec<Frame>>, ClientError>) -> Result<(), SessionError> {
+        match frames {
+            Ok(Some(frames)) => {
+                self.pending.extend(frames);
+                Ok(())
+            }
+            Ok(None) => Err(SessionError::ConnectionLost),
+            Err(e) => Err(SessionError::Transport(e)),
+        }
+    }
+
+    /// The bookkeeping every frame gets whatever the session waits for: DELIVER becomes messages (and the
+    /// dedup record is persisted), SUBSCRIBED is noted, errors about the connection or a SUBSCRIBE end the
+    /// operation. Returns the frames left for the caller (ACK, FETCH_REPLY, ERRORs naming a PUBLISH).
+    fn absorb(&mut self, frame: Frame) -> Result<Option<Frame>, SessionError> {
+        match frame {
+            Frame::Deliver { proofs, .. } => {
+                self.receive_batch(&proofs);
+                self.persist()?;
+                Ok(None)
+            }
+            Frame::Subscribed { subscriber, .. } => {
+                self.awaiting_subscribed.remove(&subscriber);
+                Ok(None)
+            }
+            Frame::Error(e) if is_subscribe_refusal(e.code) => Err(SessionError::SubscribeRefused(e)),
+            Frame::Error(e) if e.ref_seq == 0 && e.code != ErrorCode::OVERLOADED => Err(SessionError::Relay(e)),
+            other => Ok(Some(other)),
+        }
+    }
+
+    /// Opens a batch of delivered or fetched proofs; completed messages join the inbox.
+    fn receive_batch(&mut self, proofs: &ProofBatch) {
+        self.inbox.extend(self.state.handle_batch(proofs));
+    }
+
+    /// A frame nobody waits for (an ACK of an earlier PUBLISH, a stray FETCH_REPLY): logged and dropped.
+    fn ignore(&self, frame: Frame) {
+        tracing::debug!(frame_type = frame.type_byte(), "frame not awaited; ignored");
+    }
+}
