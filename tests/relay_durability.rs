@@ -51,6 +51,21 @@ fn a_subscriber_that_was_away_fetches_what_matched_meanwhile() {
 }
 
 #[test]
+fn the_default_relative_storage_directory_works() {
+    let relay = Relay::start_with_default_storage(tempfile::tempdir().unwrap(), &["--shards", "2"]);
+    assert!(relay.dir.path().join("tessera-data/shard-001").is_dir());
+    let (mut publisher, _) = Client::hello(&relay);
+    let w = current_window();
+    let seq = publisher.publish(&commits_in_bucket(40, 5, 3).iter().map(|c| proof(c, w, 7)).collect::<Vec<_>>());
+    assert_eq!(
+        publisher.recv_until(|f| matches!(f, Frame::Ack { .. })),
+        Frame::Ack { seq },
+        "durable in ./tessera-data"
+    );
+    assert!(relay.start_line.contains("/tessera-data"), "{}", relay.start_line);
+}
+
+#[test]
 fn fetch_cursor_and_subscriptions_survive_a_restart() {
     let relay = Relay::start(&["--shards", "2"]);
     let w = current_window();

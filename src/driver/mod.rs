@@ -59,6 +59,10 @@ pub struct Started {
 /// Runs the relay until SIGINT or SIGTERM; returns once every shard has drained.
 pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let _lock = startup::lock_storage(&config.storage)?;
+    // Absolute from here on: glommio cannot open a relative directory path (EBADF), and the start line is
+    // clearer with the real location.
+    let storage = std::fs::canonicalize(&config.storage)
+        .map_err(|source| StartError::Storage { path: config.storage.display().to_string(), source })?;
     let node_id = startup::node_id(&config.storage, rand::random())?;
     let (reservation, addr) = startup::reserve_port(std::net::SocketAddr::new(config.host, config.port))?;
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -74,6 +78,7 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let shards = config.shards;
     let mut resolved = config.clone();
     resolved.port = addr.port();
+    resolved.storage = storage;
     let metrics = (0..shards)
         .map(|s| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(s))))
         .collect::<Vec<_>>()

@@ -37,6 +37,21 @@ impl Relay {
         Self::start_in(dir, args)
     }
 
+    /// Starts `tessera relay --port 0` plus `args` with `cwd` as its working directory and no `--storage`:
+    /// the embedded default `./tessera-data` (what the README's first command does).
+    pub fn start_with_default_storage(cwd: tempfile::TempDir, args: &[&str]) -> Relay {
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .current_dir(cwd.path())
+            .args(["relay", "--port", "0", "--cover-traffic-epsilon", "4"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tessera relay");
+        Self::from_child(child, cwd)
+    }
+
     /// Same, in a given storage directory (to restart on the same data).
     ///
     /// Cover traffic stays on, at ε = 4 (t = 4: about 26 dummies/s per relay) unless `args` set ε: the default
@@ -58,6 +73,11 @@ impl Relay {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn tessera relay");
+        Self::from_child(child, dir)
+    }
+
+    /// Reads a started relay's start line.
+    fn from_child(mut child: Child, dir: tempfile::TempDir) -> Relay {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read start line");
