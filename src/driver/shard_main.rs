@@ -27,7 +27,7 @@ use glommio::net::TcpListener;
 
 use super::connection::{self, ConnSignals};
 use super::log_io::{shard_dir, LogIoConfig, ShardLog};
-use super::signal::Signal;
+use super::signal::{Latch, Signal};
 use crate::log::commit::GroupCommitPolicy;
 use crate::log::format::ShardParams;
 use crate::log::mailbox::SubscriberKey;
@@ -79,6 +79,8 @@ pub struct ShardCtx {
     pub log: ShardLog,
     /// Kicks the durability pump when the server may have started holding responses.
     durable_kick: Signal,
+    /// Set at shutdown: the background tasks (cover, retention, durability pump) finish their step and stop.
+    stopping: Latch,
     /// Limits (copied out of the config for the connection layer).
     pub limits: Limits,
     req_tx: Senders<Request>,
@@ -305,6 +307,7 @@ pub async fn run(
         server: RefCell::new(server),
         log,
         durable_kick: Signal::default(),
+        stopping: Latch::default(),
         limits: config.limits,
         req_tx,
         resp_tx,
@@ -313,17 +316,16 @@ pub async fn run(
         shared: shared.clone(),
     });
     spawn_receivers(&ctx, req_rx, resp_rx);
-    glommio::spawn_local(durability_pump(ctx.clone())).detach();
+    // Background tasks are awaited at shutdown (not detached): nothing may stage into the log while it closes.
+    let mut background =
+        vec![glommio::spawn_local(durability_pump(ctx.clone())), glommio::spawn_local(retention_loop(ctx.clone()))];
     if !config.danger_disable_cover_traffic {
         match config.cover_mechanism() {
-            Ok(mechanism) => {
-                glommio::spawn_local(cover_loop(ctx.clone(), mechanism)).detach();
-            }
+            Ok(mechanism) => background.push(glommio::spawn_local(cover_loop(ctx.clone(), mechanism))),
             // validate() built the same mechanism before any shard started.
             Err(e) => tracing::error!(shard = id, error = %e, "cover traffic not started"),
         }
     }
-    glommio::spawn_local(retention_loop(ctx.clone())).detach();
     // One signal per loop: a `Signal` has a single waiter.
     let (stop_accepting, stop_metrics) = (Rc::new(Signal::default()), Rc::new(Signal::default()));
     let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener, stop_accepting.clone(), connection::serve));
@@ -353,6 +355,14 @@ pub async fn run(
     while ctx.server.borrow().connections() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+    // Stop the background tasks, let the held ACKs of the last batches go out, then flush and close the log.
+    ctx.stopping.set();
+    for task in background {
+        task.await;
+    }
+    let out = ctx.server.borrow_mut().release_durable(ctx.clock());
+    ctx.dispatch(out).await;
+    ctx.wake_connections();
     if let Err(e) = ctx.log.clone().close().await {
         tracing::error!(shard = id, error = %e, "log flush at shutdown failed");
     }
@@ -385,13 +395,19 @@ fn fail_stop(shard: usize, error: &dyn std::fmt::Display) -> ! {
 
 /// Sends held responses (ACKs, SUBSCRIBEDs) once the storage tickets they wait for are durable.
 async fn durability_pump(ctx: Rc<ShardCtx>) {
-    loop {
+    while !ctx.stopping.is_set() {
         let ticket = ctx.server.borrow().oldest_pending_ticket();
         match ticket {
-            None => ctx.durable_kick.wait().await,
+            None => futures_lite::future::or(ctx.durable_kick.wait(), ctx.stopping.wait()).await,
             Some(ticket) => {
-                if let Err(e) = ctx.log.wait_ticket(ticket).await {
-                    fail_stop(ctx.id, &e);
+                let durable = futures_lite::future::or(async { Some(ctx.log.wait_ticket(ticket).await) }, async {
+                    ctx.stopping.wait().await;
+                    None
+                });
+                match durable.await {
+                    None => break,
+                    Some(Err(e)) => fail_stop(ctx.id, &e),
+                    Some(Ok(())) => {}
                 }
                 let out = ctx.server.borrow_mut().release_durable(ctx.clock());
                 ctx.dispatch(out).await;
@@ -444,7 +460,10 @@ async fn cover_loop(ctx: Rc<ShardCtx>, mechanism: crate::dp::CoverMechanism) {
         ShardMetrics::add(&m.cover_rounds, 1);
         ShardMetrics::add(&m.cover_clamped_buckets, schedule.clamped_buckets().into());
         while let Some(due_us) = schedule.next_due_us() {
-            sleep_until_us(due_us).await;
+            futures_lite::future::or(sleep_until_us(due_us), ctx.stopping.wait()).await;
+            if ctx.stopping.is_set() {
+                return;
+            }
             let now_us = unix_now_us();
             let window = crate::proto::window_start(now_us / 1_000_000, window_s);
             let mut proofs = Vec::new();
@@ -460,14 +479,20 @@ async fn cover_loop(ctx: Rc<ShardCtx>, mechanism: crate::dp::CoverMechanism) {
             ctx.dispatch(out).await;
             ctx.wake_connections();
         }
-        sleep_until_us(schedule.round_end_us()).await;
+        futures_lite::future::or(sleep_until_us(schedule.round_end_us()), ctx.stopping.wait()).await;
+        if ctx.stopping.is_set() {
+            return;
+        }
     }
 }
 
 /// Deletes whole segments past the retention horizon, with their match records.
 async fn retention_loop(ctx: Rc<ShardCtx>) {
     loop {
-        glommio::timer::sleep(RETENTION_EVERY).await;
+        futures_lite::future::or(glommio::timer::sleep(RETENTION_EVERY), ctx.stopping.wait()).await;
+        if ctx.stopping.is_set() {
+            return;
+        }
         match ctx.log.apply_retention(crate::driver::log_io::unix_now_s()).await {
             Ok(outcome) if outcome.segments_deleted > 0 => {
                 tracing::info!(shard = ctx.id, segments = outcome.segments_deleted, "retention deleted segments");

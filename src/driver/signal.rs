@@ -40,3 +40,40 @@ impl Signal {
         self.set.get()
     }
 }
+
+/// A one-way latch any number of tasks can wait on (shutdown of a shard's background tasks).
+#[derive(Default)]
+pub struct Latch {
+    set: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Latch {
+    /// Sets the latch for good and wakes every waiter.
+    pub fn set(&self) {
+        self.set.set(true);
+        for waker in self.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Whether the latch is set.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Waits until the latch is set.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.set.get() {
+                Poll::Ready(())
+            } else {
+                let mut waiters = self.waiters.borrow_mut();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+    }
+}

@@ -62,7 +62,7 @@ impl Relay {
         } else {
             &["--cover-traffic-epsilon", "4"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .arg("relay")
             .args(["--port", "0", "--storage"])
             .arg(dir.path())
