@@ -51,6 +51,9 @@ pub struct RelayArgs {
     /// Grace period before a connection whose writes make no progress is closed, ms [default: 5000].
     #[arg(long)]
     pub slow_consumer_grace_ms: Option<u64>,
+    /// DANGER: never fdatasync the log (ACKs stop meaning durable); for measuring durability's cost. Logged loudly.
+    #[arg(long)]
+    pub danger_log_skip_fdatasync: bool,
     /// Group commit: make a batch durable once it holds this many records [default: 1024].
     #[arg(long)]
     pub log_group_commit_records_max: Option<u32>,
@@ -76,6 +79,7 @@ impl RelayArgs {
             clock_skew_s: self.clock_skew_s,
             retention_s: self.retention,
             slow_consumer_grace_ms: self.slow_consumer_grace_ms,
+            danger_log_skip_fdatasync: self.danger_log_skip_fdatasync.then_some(true),
             log_group_commit_records_max: self.log_group_commit_records_max,
             log_group_commit_delay_us_max: self.log_group_commit_delay_us_max,
             limits: None,

@@ -142,6 +142,8 @@ struct Inner {
     /// Monotonic origin of the µs clock group commit uses.
     origin: Instant,
     fdatasyncs: Cell<u64>,
+    /// `LogConfig::danger_skip_fdatasync`: commits write but do not fdatasync (measurement only).
+    skip_fdatasync: bool,
     closing: Cell<bool>,
 }
 
@@ -169,6 +171,7 @@ impl ShardLog {
             commit_slots: Rc::new(Semaphore::new(COMMITS_IN_FLIGHT_MAX as u64)),
             origin: Instant::now(),
             fdatasyncs: Cell::new(opened.fdatasyncs),
+            skip_fdatasync: config.log.danger_skip_fdatasync,
             closing: Cell::new(false),
         };
         tracing::info!(
@@ -431,13 +434,15 @@ impl ShardLog {
 
     /// fdatasync of every touched file, the journal rewrite, the directory sync.
     async fn sync_phase(&self, job: &CommitJob) -> Result<(), LogIoError> {
-        let synced = job.files_to_sync();
-        try_join_all(synced.iter().map(|id| async move {
-            let path = self.path(id);
-            ctx(self.file(id).fdatasync().await, "fdatasync", &path)
-        }))
-        .await?;
-        self.inner.fdatasyncs.set(self.inner.fdatasyncs.get() + synced.len() as u64);
+        if !self.inner.skip_fdatasync {
+            let synced = job.files_to_sync();
+            try_join_all(synced.iter().map(|id| async move {
+                let path = self.path(id);
+                ctx(self.file(id).fdatasync().await, "fdatasync", &path)
+            }))
+            .await?;
+            self.inner.fdatasyncs.set(self.inner.fdatasyncs.get() + synced.len() as u64);
+        }
         if let Some(rw) = &job.journal_rewrite {
             self.rewrite_journal(rw).await?;
         }

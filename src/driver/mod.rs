@@ -75,6 +75,12 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
              reveal real traffic to any observer; never run this way in production"
         );
     }
+    if config.danger_log_skip_fdatasync {
+        tracing::warn!(
+            "DANGER: the log does not fdatasync (--danger-log-skip-fdatasync): acknowledged proofs can be lost in a \
+             crash or power loss; use only to measure what durability costs"
+        );
+    }
     let shards = config.shards;
     let mut resolved = config.clone();
     resolved.port = addr.port();
@@ -146,6 +152,7 @@ pub fn start_line(config: &RelayConfig, addr: std::net::SocketAddr, metrics: Opt
         })
         .collect();
     let metrics = metrics.unwrap_or(addr);
+    let durability = if config.danger_log_skip_fdatasync { " durability=NONE (danger)" } else { "" };
     let cover = if config.danger_disable_cover_traffic {
         "DISABLED (danger)".to_owned()
     } else {
@@ -153,7 +160,7 @@ pub fn start_line(config: &RelayConfig, addr: std::net::SocketAddr, metrics: Opt
     };
     format!(
         "tessera relay listening on ws://{addr} (metrics http://{metrics}/metrics) shards={} buckets=[{}] \
-         window={}s bloom=m{}/k{} cover {} storage={} retention={}s",
+         window={}s bloom=m{}/k{} cover {} storage={} retention={}s{durability}",
         config.shards,
         ranges.join(" "),
         config.window_s,

@@ -377,6 +377,7 @@ async fn open_log(
 ) -> Result<(ShardLog, crate::log::recovery::RecoveryReport), String> {
     let params = ShardParams::for_shard(id as u16, config.shards as u16, config.num_buckets, config.window_s as u32);
     let mut log = LogConfig::new(params).with_retention_s(config.retention_s);
+    log.danger_skip_fdatasync = config.danger_log_skip_fdatasync;
     log.commit = GroupCommitPolicy {
         records_max: config.log_group_commit_records_max,
         delay_us_max: config.log_group_commit_delay_us_max,

@@ -37,6 +37,9 @@ pub struct LogConfig {
     pub segment_records_max: u32,
     /// A segment rolls once its oldest record is this old, seconds (retention / 8 by default).
     pub segment_span_s_max: u64,
+    /// DANGER: skip fdatasync (writes still happen), so an ACK no longer means durable: a crash or power loss
+    /// can lose acknowledged proofs. Only for measuring what durability costs (W-e2e "non-durable").
+    pub danger_skip_fdatasync: bool,
 }
 
 impl LogConfig {
@@ -49,6 +52,7 @@ impl LogConfig {
             retention_s: RETENTION_S_DEFAULT,
             segment_records_max: SEGMENT_RECORDS_MAX_DEFAULT,
             segment_span_s_max: RETENTION_S_DEFAULT / SEGMENTS_PER_RETENTION,
+            danger_skip_fdatasync: false,
         }
     }
 

@@ -82,6 +82,9 @@ pub struct RelayConfig {
     pub retention_s: u64,
     /// Grace period before a connection with a full send queue is closed, milliseconds.
     pub slow_consumer_grace_ms: u64,
+    /// DANGER: the log writes but never fdatasyncs, so an ACK no longer means durable. Only for measuring what
+    /// durability costs (the "non-durable" W-e2e figure). Logged loudly.
+    pub danger_log_skip_fdatasync: bool,
     /// Group commit: make a batch durable once it holds this many records (tuning/log.md).
     pub log_group_commit_records_max: u32,
     /// Group commit: or once its oldest record has waited this long, microseconds.
@@ -108,6 +111,7 @@ impl RelayConfig {
             clock_skew_s: CLOCK_SKEW_S_DEFAULT,
             retention_s: RETENTION_S_DEFAULT,
             slow_consumer_grace_ms: SLOW_CONSUMER_GRACE_MS_DEFAULT,
+            danger_log_skip_fdatasync: false,
             log_group_commit_records_max: crate::log::commit::GroupCommitPolicy::RECORDS_MAX_DEFAULT,
             log_group_commit_delay_us_max: crate::log::commit::GroupCommitPolicy::DELAY_US_MAX_DEFAULT,
             limits: Limits::default(),
@@ -136,6 +140,7 @@ impl RelayConfig {
         set(&mut self.clock_skew_s, layer.clock_skew_s);
         set(&mut self.retention_s, layer.retention_s);
         set(&mut self.slow_consumer_grace_ms, layer.slow_consumer_grace_ms);
+        set(&mut self.danger_log_skip_fdatasync, layer.danger_log_skip_fdatasync);
         set(&mut self.log_group_commit_records_max, layer.log_group_commit_records_max);
         set(&mut self.log_group_commit_delay_us_max, layer.log_group_commit_delay_us_max);
         if let Some(l) = &layer.limits {
@@ -333,6 +338,8 @@ pub struct ConfigLayer {
     pub retention_s: Option<u64>,
     /// See [`RelayConfig::slow_consumer_grace_ms`].
     pub slow_consumer_grace_ms: Option<u64>,
+    /// See [`RelayConfig::danger_log_skip_fdatasync`].
+    pub danger_log_skip_fdatasync: Option<bool>,
     /// See [`RelayConfig::log_group_commit_records_max`].
     pub log_group_commit_records_max: Option<u32>,
     /// See [`RelayConfig::log_group_commit_delay_us_max`].
