@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! start(shared) ─▶ T executors (unpinned: they share the machine with the relay)
-//!   executor e: subscribers j ≡ e (mod T) ─connect (bounded concurrency)─▶ HELLO ─▶ SUBSCRIBE ─▶ receive loop
+//!   executor e: subscriber connections c ≡ e (mod T) ─connect (bounded concurrency)─▶ HELLO ─▶ SUBSCRIBE
+//!               ─▶ receive loop (one subscriber per connection, or `subscribers_per_conn`)
 //!               one manager task: re-SUBSCRIBE (fresh commit set, current range) when due or used up
 //!               publishers i ≡ e (mod T) ─▶ PUBLISH loop (saturate or paced) │ ACK reader
 //!   shared (Arc): Control (phase), Counters, one Book per subscriber (publishers address real subscribers)
@@ -52,8 +53,10 @@ pub struct LoadSpec {
     pub addr: SocketAddr,
     /// Publisher connections.
     pub publishers: usize,
-    /// Subscriber connections (one subscriber each), spread evenly over the buckets.
+    /// Subscribers, spread evenly over the buckets.
     pub subscribers: usize,
+    /// Subscribers sharing one connection (W-e2e: 1).
+    pub subscribers_per_conn: usize,
     /// Proofs per PUBLISH.
     pub batch: u16,
     /// Unacknowledged PUBLISHes a publisher may have outstanding.
@@ -218,8 +221,10 @@ async fn executor_main(shared: Arc<Shared>) -> Histograms {
     let permits = Rc::new(glommio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let manager = glommio::spawn_local(subscriber::manager(shared.clone(), local.clone()));
     let mut tasks = Vec::new();
-    for j in (index..shared.spec.subscribers).step_by(threads) {
-        tasks.push(glommio::spawn_local(subscriber::run(shared.clone(), local.clone(), j, permits.clone())));
+    let (subscribers, per_conn) = (shared.spec.subscribers, shared.spec.subscribers_per_conn.max(1));
+    for c in (index..subscribers.div_ceil(per_conn)).step_by(threads) {
+        let indexes = c * per_conn..((c + 1) * per_conn).min(subscribers);
+        tasks.push(glommio::spawn_local(subscriber::run(shared.clone(), local.clone(), indexes, permits.clone())));
     }
     for i in (index..shared.spec.publishers).step_by(threads) {
         tasks.push(glommio::spawn_local(publisher::run(shared.clone(), local.clone(), i)));
