@@ -36,11 +36,6 @@ const REQUEST_CHANNEL_MESSAGES: usize = 64;
 /// Capacity of each response channel, in messages. Responses are small or carry deliveries; their receiver
 /// never waits, so this only bounds bursts.
 const RESPONSE_CHANNEL_MESSAGES: usize = 256;
-/// Longest a run of ready tasks may keep a shard from its reactor. The reactor is where io_uring completions
-/// (sockets that were not ready), timers and the cross-shard channels are serviced: glommio's default of
-/// 100 ms lets a shard that always has a ready task (a reader that yields between messages, writers) hold
-/// another shard's PUBLISH parts and deliveries for up to 100 ms.
-const PREEMPT_TIMER: std::time::Duration = std::time::Duration::from_millis(1);
 /// io_uring registered memory per shard. The relay runs as an ordinary user with an 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
 
@@ -88,7 +83,6 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let pool = LocalExecutorPoolBuilder::new(placement)
         .name("tessera-shard")
         .io_memory(IO_MEMORY_BYTES)
-        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards({
             let shared = shared.clone();
             move || {
