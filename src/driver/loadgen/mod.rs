@@ -32,9 +32,6 @@ use crate::perf::workload::{Book, CommitPool};
 
 /// io_uring registered memory per executor (the memlock limit is 8 MiB for an ordinary user).
 const IO_MEMORY_BYTES: usize = 1 << 20;
-/// Longest a run of ready tasks may keep an executor from its reactor (socket completions, timers). glommio's
-/// default is 100 ms, which would show up as 100 ms of latency whenever publishers keep an executor busy.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 /// Subscriber connections an executor sets up at once (keeps the relay's accept backlog short).
 const CONNECT_CONCURRENCY: u64 = 64;
 /// How long, after the stop, subscribers keep receiving what is still in flight before closing.
@@ -192,7 +189,6 @@ pub fn start(shared: Arc<Shared>) -> Result<LoadPool, String> {
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(threads))
         .name("tessera-loadgen")
         .io_memory(IO_MEMORY_BYTES)
-        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards(move || executor_main(shared))
         .map_err(|e| format!("cannot start the load generator's executors: {e}"))?;
     Ok(LoadPool { handles })
