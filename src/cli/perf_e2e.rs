@@ -29,6 +29,9 @@ pub struct E2eArgs {
     /// Subscriber connections (one subscriber each, spread evenly over the 64 buckets).
     #[arg(long, default_value_t = 4800, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub subscribers: u64,
+    /// Subscribers sharing one connection (W-e2e proper: 1; at most the relay's subscribers_per_connection_max).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub subscribers_per_conn: u64,
     /// Proofs per PUBLISH (at most the relay's proofs_per_batch_max).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
@@ -62,6 +65,7 @@ impl E2eArgs {
             seconds: self.seconds,
             publishers: self.publishers as usize,
             subscribers: self.subscribers as usize,
+            subscribers_per_conn: self.subscribers_per_conn as usize,
             batch: self.batch,
             rate: self.rate,
             shards: self.shards.map_or(cores, |s| s as usize),

@@ -50,8 +50,10 @@ pub struct E2eConfig {
     pub seconds: u64,
     /// Publisher connections.
     pub publishers: usize,
-    /// Subscriber connections.
+    /// Subscribers.
     pub subscribers: usize,
+    /// Subscribers per connection (W-e2e: 1, one connection each).
+    pub subscribers_per_conn: usize,
     /// Proofs per PUBLISH.
     pub batch: u16,
     /// One fixed-rate phase at this many proofs/s instead of saturate + half.
@@ -160,7 +162,8 @@ pub fn warmup(seconds: u64) -> Duration {
 /// Runs the workload; progress goes to `progress` once a second.
 pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eError> {
     let have = raise_nofile_limit().map_err(E2eError::Rlimit)?;
-    let need = (config.subscribers + config.publishers) as u64 + FD_MARGIN;
+    let connections = config.subscribers.div_ceil(config.subscribers_per_conn.max(1)) + config.publishers;
+    let need = connections as u64 + FD_MARGIN;
     if have < need {
         return Err(E2eError::FileLimit { need, have });
     }
@@ -183,6 +186,7 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
         addr,
         publishers: config.publishers,
         subscribers: config.subscribers,
+        subscribers_per_conn: config.subscribers_per_conn,
         batch: config.batch,
         inflight_batches: config.inflight_batches,
         threads: config.threads,
@@ -222,6 +226,7 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
             threads: config.threads,
             publishers: config.publishers,
             subscribers: config.subscribers,
+            subscribers_per_conn: config.subscribers_per_conn,
             batch: config.batch,
             inflight_batches: config.inflight_batches,
             seconds: config.seconds,

@@ -115,8 +115,10 @@ pub struct Params {
     pub threads: usize,
     /// Publisher connections.
     pub publishers: usize,
-    /// Subscriber connections.
+    /// Subscribers.
     pub subscribers: usize,
+    /// Subscribers per connection (W-e2e proper: 1).
+    pub subscribers_per_conn: usize,
     /// Proofs per PUBLISH.
     pub batch: u16,
     /// Unacknowledged PUBLISHes per publisher.
@@ -250,13 +252,14 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "W-e2e: relay {} ({}), {} publishers × batch {} ({} in flight), {} subscribers, load generator {} threads, {} s per phase",
+            "W-e2e: relay {} ({}), {} publishers × batch {} ({} in flight), {} subscribers ({} per connection), load generator {} threads, {} s per phase",
             p.relay,
             p.shards.map_or_else(|| "external".to_owned(), |n| format!("{n} shards")),
             p.publishers,
             p.batch,
             p.inflight_batches,
             p.subscribers,
+            p.subscribers_per_conn,
             p.threads,
             p.seconds,
         );

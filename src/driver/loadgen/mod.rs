@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! start(shared) ─▶ T executors (unpinned: they share the machine with the relay)
-//!   executor e: subscribers j ≡ e (mod T) ─connect (bounded concurrency)─▶ HELLO ─▶ SUBSCRIBE ─▶ receive loop
+//!   executor e: subscriber connections c ≡ e (mod T) ─connect (bounded concurrency)─▶ HELLO ─▶ SUBSCRIBE
+//!               ─▶ receive loop (one subscriber per connection, or `subscribers_per_conn`)
 //!               one manager task: re-SUBSCRIBE (fresh commit set, current range) when due or used up
 //!               publishers i ≡ e (mod T) ─▶ PUBLISH loop (saturate or paced) │ ACK reader
 //!   shared (Arc): Control (phase), Counters, one Book per subscriber (publishers address real subscribers)
@@ -31,9 +32,6 @@ use crate::perf::workload::{Book, CommitPool};
 
 /// io_uring registered memory per executor (the memlock limit is 8 MiB for an ordinary user).
 const IO_MEMORY_BYTES: usize = 1 << 20;
-/// Longest a run of ready tasks may keep an executor from its reactor (socket completions, timers). glommio's
-/// default is 100 ms, which would show up as 100 ms of latency whenever publishers keep an executor busy.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 /// Subscriber connections an executor sets up at once (keeps the relay's accept backlog short).
 const CONNECT_CONCURRENCY: u64 = 64;
 /// How long, after the stop, subscribers keep receiving what is still in flight before closing.
@@ -52,8 +50,10 @@ pub struct LoadSpec {
     pub addr: SocketAddr,
     /// Publisher connections.
     pub publishers: usize,
-    /// Subscriber connections (one subscriber each), spread evenly over the buckets.
+    /// Subscribers, spread evenly over the buckets.
     pub subscribers: usize,
+    /// Subscribers sharing one connection (W-e2e: 1).
+    pub subscribers_per_conn: usize,
     /// Proofs per PUBLISH.
     pub batch: u16,
     /// Unacknowledged PUBLISHes a publisher may have outstanding.
@@ -189,7 +189,6 @@ pub fn start(shared: Arc<Shared>) -> Result<LoadPool, String> {
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(threads))
         .name("tessera-loadgen")
         .io_memory(IO_MEMORY_BYTES)
-        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards(move || executor_main(shared))
         .map_err(|e| format!("cannot start the load generator's executors: {e}"))?;
     Ok(LoadPool { handles })
@@ -218,8 +217,10 @@ async fn executor_main(shared: Arc<Shared>) -> Histograms {
     let permits = Rc::new(glommio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let manager = glommio::spawn_local(subscriber::manager(shared.clone(), local.clone()));
     let mut tasks = Vec::new();
-    for j in (index..shared.spec.subscribers).step_by(threads) {
-        tasks.push(glommio::spawn_local(subscriber::run(shared.clone(), local.clone(), j, permits.clone())));
+    let (subscribers, per_conn) = (shared.spec.subscribers, shared.spec.subscribers_per_conn.max(1));
+    for c in (index..subscribers.div_ceil(per_conn)).step_by(threads) {
+        let indexes = c * per_conn..((c + 1) * per_conn).min(subscribers);
+        tasks.push(glommio::spawn_local(subscriber::run(shared.clone(), local.clone(), indexes, permits.clone())));
     }
     for i in (index..shared.spec.publishers).step_by(threads) {
         tasks.push(glommio::spawn_local(publisher::run(shared.clone(), local.clone(), i)));

@@ -1,14 +1,19 @@
-//! Subscriber connections: connect, register a filter, receive DELIVERs; one manager task per executor
-//! re-registers each subscriber's filter when it is due.
+//! Subscriber connections: connect, register each subscriber's filter, receive DELIVERs; one manager task per
+//! executor re-registers filters when they are due.
 //!
 //! ```text
-//! run(j): permit ─▶ connect + HELLO ─▶ SUBSCRIBE {set A, set B} ─▶ hand the sender to the manager
+//! run(c): permit ─▶ connect + HELLO ─▶ one SUBSCRIBE {set A, set B} per subscriber of the connection (one
+//!         message) ─▶ hand the sender to the manager
 //!         receive loop: DELIVER ─▶ stamp ─▶ latency histogram (by phase tag), delivered/addressed counters
 //!                       SUBSCRIBED ─▶ Book::confirm (publishers now address the new set)
-//! manager (every 100 ms): refresh due (once per window, 2–8 s in) or active set used up (≥ 1 s since the last)
-//!         ─▶ SUBSCRIBE {active set, fresh set} over the current and next window ─▶ Book::begin
+//! manager (every 100 ms): per connection, the subscribers whose refresh is due (once per window, 2–8 s in)
+//!         or whose active set is used up (≥ 1 s since the last) ─▶ SUBSCRIBE {active set, fresh set} over
+//!         the current and next window, one message per connection ─▶ Book::begin
 //!         stop ─▶ drain ─▶ close every connection
 //! ```
+//! W-e2e proper has one subscriber per connection (4,800 connections); several per connection
+//! (`subscribers_per_conn`) is how a client multiplexing subscriber ids would connect, and lets the relay merge
+//! their deliveries into one message.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,19 +33,16 @@ use crate::proto::{ErrorCode, Frame, SubscriberId};
 
 /// How often the manager looks for subscriptions to renew.
 const MANAGER_TICK: Duration = Duration::from_millis(100);
-/// A subscriber's WebSocket read buffer: DELIVER messages to one subscriber are mostly one proof at these
-/// rates, and tungstenite zero-fills the whole buffer before every read, so a large one costs a memset per
-/// message (and thousands of connections must not take 64 KiB each).
+/// A subscriber connection's WebSocket read buffer: DELIVER messages are mostly one proof at these rates, and
+/// tungstenite zero-fills the whole buffer before every read, so a large one costs a memset per message (and
+/// thousands of connections must not take 64 KiB each).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// A subscriber as the manager sees it.
-pub(super) struct Handle {
+/// One subscriber as the manager sees it.
+struct Sub {
     index: usize,
     id: SubscriberId,
     bucket: u16,
-    num_buckets: u16,
-    window_s: u64,
-    sender: ClientSender,
     /// The set of the last SUBSCRIBE (the active one once confirmed); stays in the next filter.
     last_set: CommitSet,
     /// Milliseconds into the window at which this subscriber refreshes (spreads SUBSCRIBEs over the window).
@@ -48,25 +50,60 @@ pub(super) struct Handle {
     /// Unix ms of the next refresh.
     refresh_at_ms: u64,
     last_subscribe_ms: u64,
+}
+
+/// A subscriber connection as the manager sees it.
+pub(super) struct Handle {
+    sender: ClientSender,
+    subs: Vec<Sub>,
+    num_buckets: u16,
+    window_s: u64,
     /// The connection failed: no more SUBSCRIBEs.
     dead: bool,
 }
 
-impl Handle {
+impl Sub {
     /// Registers {last set, a fresh set} over the current range; the fresh set becomes active on SUBSCRIBED.
-    async fn rotate(&mut self, shared: &Shared, local: &Local, unix_ms: u64, now_ms: u64) {
-        let fresh = take_set(local, self.bucket, self.num_buckets);
-        let range = subscription_range(unix_ms / 1_000, self.window_s);
-        let entry = subscribe_entry(self.bucket, range, self.window_s, &[&self.last_set, &fresh]);
+    fn rotate(&mut self, shared: &Shared, local: &Local, conn: (u16, u64), unix_ms: u64, now_ms: u64) -> Frame {
+        let (num_buckets, window_s) = conn;
+        let fresh = take_set(local, self.bucket, num_buckets);
+        let range = subscription_range(unix_ms / 1_000, window_s);
+        let entry = subscribe_entry(self.bucket, range, window_s, &[&self.last_set, &fresh]);
         shared.book(self.index).begin(fresh, range);
         self.last_set = fresh;
-        self.refresh_at_ms = refresh_at_ms(unix_ms, self.window_s, self.refresh_offset_ms);
+        self.refresh_at_ms = refresh_at_ms(unix_ms, window_s, self.refresh_offset_ms);
         self.last_subscribe_ms = now_ms;
         Counters::add(&shared.counters.subscribes_sent, 1);
-        let frame = Frame::Subscribe(Subscribe { subscriber: self.id, entries: vec![entry] });
-        if self.sender.send(&[frame]).await.is_err() {
+        Frame::Subscribe(Subscribe { subscriber: self.id, entries: vec![entry] })
+    }
+
+    fn due(&self, shared: &Shared, unix_ms: u64, now_ms: u64) -> bool {
+        let book = shared.book(self.index);
+        !book.is_pending()
+            && (unix_ms >= self.refresh_at_ms
+                || (book.is_exhausted() && now_ms >= self.last_subscribe_ms + ROTATION_INTERVAL_MS_MIN))
+    }
+}
+
+impl Handle {
+    /// Sends one message with a SUBSCRIBE for every subscriber of this connection that is due (all of them
+    /// when `all`); returns whether it sent one.
+    async fn renew(&mut self, shared: &Shared, local: &Local, all: bool) -> bool {
+        let (unix_ms, now_ms) = (unix_now_ms(), shared.now_ns() / 1_000_000);
+        let conn = (self.num_buckets, self.window_s);
+        let frames: Vec<Frame> = self
+            .subs
+            .iter_mut()
+            .filter(|s| all || s.due(shared, unix_ms, now_ms))
+            .map(|s| s.rotate(shared, local, conn, unix_ms, now_ms))
+            .collect();
+        if frames.is_empty() {
+            return false;
+        }
+        if self.sender.send(&frames).await.is_err() {
             self.dead = true;
         }
+        true
     }
 }
 
@@ -77,59 +114,75 @@ fn take_set(local: &Local, bucket: u16, num_buckets: u16) -> CommitSet {
     pool.take_set(bucket, &mut *local.rng.borrow_mut())
 }
 
-/// Connects subscriber `index`, registers it, and receives until its connection closes.
-pub(super) async fn run(shared: Arc<Shared>, local: Rc<Local>, index: usize, permits: Rc<glommio::sync::Semaphore>) {
-    let Some(receiver) = setup(&shared, &local, index, &permits).await else { return };
-    receive(&shared, &local, index, receiver).await;
+/// Connects the subscribers `indexes` on one connection, registers them, and receives until it closes.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    local: Rc<Local>,
+    indexes: std::ops::Range<usize>,
+    permits: Rc<glommio::sync::Semaphore>,
+) {
+    let ids: Vec<(SubscriberId, usize)> = {
+        let mut rng = local.rng.borrow_mut();
+        indexes.clone().map(|i| (SubscriberId(rng.gen()), i)).collect()
+    };
+    let Some(receiver) = setup(&shared, &local, &ids, &permits).await else { return };
+    receive(&shared, &local, &ids, receiver).await;
 }
 
 async fn setup(
     shared: &Arc<Shared>,
     local: &Rc<Local>,
-    index: usize,
+    ids: &[(SubscriberId, usize)],
     permits: &glommio::sync::Semaphore,
 ) -> Option<ClientReceiver> {
     let _permit = permits.acquire_permit(1).await.ok()?;
+    let first = ids.first().map_or(0, |&(_, i)| i);
     let options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
     let conn = match ClientConn::connect(&shared.spec.url, shared.spec.addr, options).await {
         Ok(conn) => conn,
         Err(e) => {
-            shared.fail(format!("subscriber {index}: {e}"));
+            shared.fail(format!("subscriber {first}: {e}"));
             return None;
         }
     };
     let (sender, receiver, params) = conn.split();
+    let per_conn_max = params.limits.subscribers_per_connection_max as usize;
+    let frames_max = params.limits.frames_per_message_max as usize;
+    if ids.len() > per_conn_max.min(frames_max) {
+        shared.fail(format!("{} subscribers per connection: the relay allows {per_conn_max}", ids.len()));
+        return None;
+    }
     let num_buckets = params.num_buckets.max(1);
-    let bucket = (index % num_buckets as usize) as u16;
-    let (id, refresh_offset_ms) = {
-        let mut rng = local.rng.borrow_mut();
-        (SubscriberId(rng.gen()), rng.gen_range(REFRESH_OFFSET_MS_MIN..REFRESH_OFFSET_MS_MAX))
-    };
-    let mut handle = Handle {
-        index,
-        id,
-        bucket,
-        num_buckets,
-        window_s: params.window_s.max(1) as u64,
-        sender,
-        // The first filter holds two fresh sets, like every later one (60 fingerprints); the second is active.
-        last_set: take_set(local, bucket, num_buckets),
-        refresh_offset_ms,
-        refresh_at_ms: 0,
-        last_subscribe_ms: 0,
-        dead: false,
-    };
-    handle.rotate(shared, local, unix_now_ms(), shared.now_ns() / 1_000_000).await;
+    let subs = ids
+        .iter()
+        .map(|&(id, index)| {
+            let bucket = (index % num_buckets as usize) as u16;
+            Sub {
+                index,
+                id,
+                bucket,
+                // The first filter holds two fresh sets, like every later one (60 fingerprints); the second is
+                // the active one.
+                last_set: take_set(local, bucket, num_buckets),
+                refresh_offset_ms: local.rng.borrow_mut().gen_range(REFRESH_OFFSET_MS_MIN..REFRESH_OFFSET_MS_MAX),
+                refresh_at_ms: 0,
+                last_subscribe_ms: 0,
+            }
+        })
+        .collect();
+    let mut handle = Handle { sender, subs, num_buckets, window_s: params.window_s.max(1) as u64, dead: false };
+    handle.renew(shared, local, true).await;
     if handle.dead {
-        shared.fail(format!("subscriber {index}: the connection closed during SUBSCRIBE"));
+        shared.fail(format!("subscriber {first}: the connection closed during SUBSCRIBE"));
         return None;
     }
     local.incoming.borrow_mut().push(handle);
     Some(receiver)
 }
 
-async fn receive(shared: &Shared, local: &Local, index: usize, mut receiver: ClientReceiver) {
+async fn receive(shared: &Shared, local: &Local, ids: &[(SubscriberId, usize)], mut receiver: ClientReceiver) {
     let counters = &shared.counters;
+    let index_of = |id: &SubscriberId| ids.iter().find(|(s, _)| s == id).map(|&(_, i)| i);
     loop {
         let frames = match receiver.recv().await {
             Ok(Some(frames)) => frames,
@@ -138,21 +191,24 @@ async fn receive(shared: &Shared, local: &Local, index: usize, mut receiver: Cli
         let now_ns = shared.now_ns();
         for frame in frames {
             match frame {
-                Frame::Deliver { proofs, .. } => {
+                Frame::Deliver { subscriber, proofs } => {
+                    let me = index_of(&subscriber).map(|i| i as u32);
                     let mut addressed = 0;
                     let mut histograms = local.histograms.borrow_mut();
                     for proof in proofs.iter() {
                         let Some(stamp) = Stamp::read(proof.ciphertext()) else { continue };
                         Histograms::record(&mut histograms.deliver, stamp.phase, now_ns.saturating_sub(stamp.send_ns));
-                        addressed += u64::from(stamp.addressee == Some(index as u32));
+                        addressed += u64::from(me.is_some() && stamp.addressee == me);
                     }
                     Counters::add(&counters.delivered, proofs.len() as u64);
                     Counters::add(&counters.addressed_delivered, addressed);
                 }
-                Frame::Subscribed { .. } => {
+                Frame::Subscribed { subscriber, .. } => {
                     Counters::add(&counters.subscribes_confirmed, 1);
-                    if shared.book(index).confirm() {
-                        Counters::add(&counters.subscribers_ready, 1);
+                    if let Some(index) = index_of(&subscriber) {
+                        if shared.book(index).confirm() {
+                            Counters::add(&counters.subscribers_ready, 1);
+                        }
                     }
                 }
                 Frame::Error(e) => {
@@ -162,11 +218,18 @@ async fn receive(shared: &Shared, local: &Local, index: usize, mut receiver: Cli
                         ErrorCode::SUBSCRIPTION_RANGE,
                         ErrorCode::BUCKET_OUT_OF_RANGE,
                     ];
+                    // The ERROR does not name the subscriber: every pending SUBSCRIBE on this connection is
+                    // retried at its next refresh.
                     if refused_subscribe.contains(&e.code) {
-                        shared.book(index).refuse();
+                        for &(_, index) in ids {
+                            let mut book = shared.book(index);
+                            if book.is_pending() {
+                                book.refuse();
+                            }
+                        }
                     }
                     Counters::add(&counters.errors_other, 1);
-                    tracing::warn!(subscriber = index, code = %e.code, text = %e.text, "ERROR from the relay");
+                    tracing::warn!(code = %e.code, text = %e.text, "ERROR from the relay on a subscriber connection");
                 }
                 _ => {}
             }
@@ -179,28 +242,20 @@ async fn receive(shared: &Shared, local: &Local, index: usize, mut receiver: Cli
 
 /// Renews subscriptions until the stop, then closes every subscriber connection after the drain.
 pub(super) async fn manager(shared: Arc<Shared>, local: Rc<Local>) {
-    let mut subs: Vec<Handle> = Vec::new();
+    let mut conns: Vec<Handle> = Vec::new();
     while !shared.control.stopped() {
         glommio::timer::sleep(MANAGER_TICK).await;
-        subs.append(&mut local.incoming.borrow_mut());
-        let (unix_ms, now_ms) = (unix_now_ms(), shared.now_ns() / 1_000_000);
-        for sub in subs.iter_mut().filter(|s| !s.dead) {
-            let due = {
-                let book = shared.book(sub.index);
-                !book.is_pending()
-                    && (unix_ms >= sub.refresh_at_ms
-                        || (book.is_exhausted() && now_ms >= sub.last_subscribe_ms + ROTATION_INTERVAL_MS_MIN))
-            };
-            if due {
-                sub.rotate(&shared, &local, unix_ms, now_ms).await;
-                // Building a filter costs ~240 SHA-256: let the receive tasks run between rotations.
+        conns.append(&mut local.incoming.borrow_mut());
+        for conn in conns.iter_mut().filter(|c| !c.dead) {
+            if conn.renew(&shared, &local, false).await {
+                // Building a filter costs ~240 SHA-256: let the receive tasks run between SUBSCRIBEs.
                 futures_lite::future::yield_now().await;
             }
         }
     }
     glommio::timer::sleep(super::DRAIN).await;
-    subs.append(&mut local.incoming.borrow_mut());
-    for sub in subs.iter_mut().filter(|s| !s.dead) {
-        let _ = sub.sender.close().await;
+    conns.append(&mut local.incoming.borrow_mut());
+    for conn in conns.iter_mut().filter(|c| !c.dead) {
+        let _ = conn.sender.close().await;
     }
 }
