@@ -269,8 +269,16 @@ impl ShardLog {
 
     /// A ticket for everything staged so far (records, matches, subscription records); see
     /// [`ShardLog::wait_ticket`].
+    /// Taking a ticket says that somebody waits: what is staged is committed within the group-commit delay.
     pub fn ticket(&self) -> u64 {
-        self.inner.state.borrow().ticket()
+        let mut st = self.inner.state.borrow_mut();
+        let ticket = st.ticket();
+        let redecide = st.await_staged();
+        drop(st);
+        if redecide {
+            self.inner.staged.notify();
+        }
+        ticket
     }
 
     /// Whether everything staged when `ticket` was issued is durable.
@@ -297,6 +305,7 @@ impl ShardLog {
 
     /// Completes when `seq` is durable; fails if the log was poisoned first.
     pub async fn wait_durable(&self, seq: RecordSeq) -> Result<(), LogIoError> {
+        let _ = self.ticket(); // somebody waits: commit within the group-commit delay
         loop {
             let seen = self.inner.progress.epoch();
             {
@@ -498,6 +507,9 @@ impl ShardLog {
             self.after_stage(before);
             plan
         };
+        // The subscriber will continue from `next_cursor`: persist the new cursor within the group-commit
+        // delay, like an acknowledged write, so that a restart soon after still knows it.
+        let _ = self.ticket();
         let reads = try_join_all(plan.reads.iter().map(|loc| async move {
             let id = FileId { kind: FileKind::Segment, file_seq: loc.file_seq };
             let file = self.inner.files.borrow().get(&id).cloned();

@@ -277,6 +277,12 @@ impl LogState {
         Ok(())
     }
 
+    /// Somebody will wait for what is staged now (a ticket holder): commit it within the policy's delay
+    /// rather than the unawaited one. Returns whether the committer should re-decide.
+    pub fn await_staged(&mut self) -> bool {
+        self.commit.on_awaited()
+    }
+
     /// Items (records, late matches, journal records) staged for the next commit.
     pub fn staged_items(&self) -> u64 {
         self.commit.staged()
@@ -686,7 +692,7 @@ fn grow(allocated: &mut u64, write: &BlockWrite, step: u64, cap: u64, file: File
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::commit::GroupCommitPolicy;
+    use crate::log::commit::{GroupCommitPolicy, UNAWAITED_DELAY_US_MAX};
     use crate::log::format::ShardParams;
     use crate::log::scan::verify;
     use crate::proto::params::CIPHERTEXT_LEN;
@@ -785,6 +791,7 @@ mod tests {
         // A late match (its record already committed) triggers a commit of its own.
         s.record_match(SubscriberKey([2; 16]), RecordSeq(4), 5).unwrap();
         assert_eq!(s.counters().matches_late, 1);
+        s.await_staged();
         assert_eq!(s.decide(5 + GroupCommitPolicy::DELAY_US_MAX_DEFAULT), CommitDecision::CommitNow);
         let job = run(&mut s, 100, &mut disk);
         assert_eq!((job.matches, job.records), (1, 0));
@@ -886,6 +893,8 @@ mod tests {
         assert_eq!(s.decide(0), CommitDecision::InFlight);
         s.complete_job(job.id, 0);
         assert!(s.can_accept(STAGED_RECORDS_MAX - 5));
+        assert_eq!(s.decide(7), CommitDecision::WaitUntil(7 + UNAWAITED_DELAY_US_MAX), "nobody waits yet");
+        s.await_staged();
         assert_eq!(s.decide(7), CommitDecision::WaitUntil(7 + GroupCommitPolicy::DELAY_US_MAX_DEFAULT));
         let job = s.take_job(0, 0).unwrap();
         assert_eq!((job.records, job.through), (5, Some(RecordSeq(STAGED_RECORDS_MAX - 1))));
@@ -901,11 +910,13 @@ mod tests {
         s.append(proof(0).view(), 100, 0).unwrap();
         let a = s.take_job(100, 0).unwrap();
         s.append(proof(1).view(), 100, 10).unwrap();
+        s.await_staged();
         assert_eq!(s.decide(10_000), CommitDecision::InFlight, "a is still writing");
         s.job_written(a.id);
         assert_eq!(s.decide(10_000), CommitDecision::CommitNow);
         let b = s.take_job(100, 10_000).unwrap();
         s.append(proof(2).view(), 100, 20).unwrap();
+        s.await_staged();
         s.job_written(b.id);
         assert_eq!(s.decide(20_000), CommitDecision::InFlight, "two in flight at most");
         // b's fdatasync returns first: nothing is reported until a is durable too.
@@ -946,6 +957,7 @@ mod tests {
         let plan = s.plan_retention(100 + 3_600);
         assert_eq!(plan.delete, vec![0]);
         s.apply_retention(&plan);
+        s.await_staged();
         assert_eq!(s.decide(1_000), CommitDecision::CommitNow);
         assert!(s.take_job(100, 1_000).is_none());
         assert_eq!(s.decide(1_000), CommitDecision::Idle, "nothing left to commit");

@@ -266,14 +266,15 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "| phase | target proofs/s | routed proofs/s | delivered proofs/s | p50 µs | p99 µs | p99.9 µs | relay CPU-s / M routed | relay cores | load-gen cores | other cores | relay-internal p99 µs |"
+            "| phase | target proofs/s | routed proofs/s | delivered proofs/s | p50 µs | p99 µs | p99.9 µs | ACK p50 µs | ACK p99 µs | relay CPU-s / M routed | relay cores | load-gen cores | other cores | relay-internal p99 µs |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for ph in &self.phases {
             let l = ph.latency_us;
+            let ack = ph.ack_latency_us;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | ≤ {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | ≤ {} |",
                 ph.name,
                 ph.target_per_s.map_or_else(|| "max".to_owned(), |r| thousands(r as f64)),
                 thousands(ph.routed_per_s),
@@ -281,6 +282,8 @@ impl Report {
                 opt(l.map(|l| l.p50), 0),
                 opt(l.map(|l| l.p99), 0),
                 opt(l.map(|l| l.p999), 0),
+                opt(ack.map(|l| l.p50), 0),
+                opt(ack.map(|l| l.p99), 0),
                 opt(ph.relay_cpu_s_per_million, 2),
                 opt(ph.relay_cores, 2),
                 ph.loadgen_cores,
