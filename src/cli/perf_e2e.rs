@@ -75,7 +75,8 @@ impl E2eArgs {
     }
 }
 
-/// Runs the workload and prints the report; returns the exit code (1 if the run failed).
+/// Runs the workload and prints the report; returns the exit code (1 if the run failed or was not clean:
+/// see [`crate::perf::report::Report::defects`]).
 pub fn run(args: E2eArgs) -> i32 {
     super::init_tracing();
     match e2e::run(&args.config(), &mut std::io::stderr()) {
@@ -89,7 +90,11 @@ pub fn run(args: E2eArgs) -> i32 {
             };
             // A closed stdout (e.g. piped into `head`) is not a failure of the run.
             let _ = writeln!(std::io::stdout(), "{}", rendered.trim_end());
-            0
+            let defects = report.defects();
+            for d in &defects {
+                eprintln!("perf e2e: the run is not clean: {d}");
+            }
+            i32::from(!defects.is_empty())
         }
         Err(e) => {
             eprintln!("perf e2e: {e}");

@@ -241,6 +241,27 @@ fn mib(bytes: Option<u64>) -> String {
 }
 
 impl Report {
+    /// What makes this run untrustworthy as a measurement, if anything: an addressed proof that did not
+    /// reach its addressee, a rejected or refused proof, an unexpected ERROR or a lost connection.
+    pub fn defects(&self) -> Vec<String> {
+        let (a, e) = (self.addressed, self.errors);
+        let mut out = Vec::new();
+        if a.delivered < a.sent {
+            out.push(format!("{} of {} addressed proofs did not reach their addressee", a.sent - a.delivered, a.sent));
+        }
+        for (n, what) in [
+            (e.proofs_rejected, "proofs rejected"),
+            (e.proofs_refused, "proofs refused"),
+            (e.other, "other ERROR frames"),
+            (e.connections_lost, "connections lost"),
+        ] {
+            if n > 0 {
+                out.push(format!("{n} {what}"));
+            }
+        }
+        out
+    }
+
     /// One JSON object.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("the report is plain data")
@@ -436,6 +457,19 @@ mod tests {
             ratio_vs_reference: 1_234_567.0 / REFERENCE_ROUTED_PER_S,
             ..Report::default()
         }
+    }
+
+    #[test]
+    fn a_run_is_clean_only_when_every_addressed_proof_arrived_and_nothing_failed() {
+        let mut r = sample();
+        r.addressed = Addressed { sent: 10, delivered: 10, skipped: 3 };
+        assert!(r.defects().is_empty());
+        r.addressed.delivered = 9;
+        r.errors.connections_lost = 2;
+        assert_eq!(
+            r.defects(),
+            ["1 of 10 addressed proofs did not reach their addressee", "2 connections lost"].map(String::from)
+        );
     }
 
     #[test]
