@@ -288,29 +288,23 @@ impl ShardLog {
 
     /// Completes when everything staged when `ticket` was issued is durable; fails if the log was poisoned.
     pub async fn wait_ticket(&self, ticket: u64) -> Result<(), LogIoError> {
-        loop {
-            let seen = self.inner.progress.epoch();
-            {
-                let st = self.inner.state.borrow();
-                if st.is_ticket_durable(ticket) {
-                    return Ok(());
-                }
-                if st.is_poisoned() {
-                    return Err(LogError::Poisoned.into());
-                }
-            }
-            self.inner.progress.changed(seen).await;
-        }
+        self.wait_until(|st| st.is_ticket_durable(ticket)).await
     }
 
     /// Completes when `seq` is durable; fails if the log was poisoned first.
     pub async fn wait_durable(&self, seq: RecordSeq) -> Result<(), LogIoError> {
         let _ = self.ticket(); // somebody waits: commit within the group-commit delay
+        self.wait_until(|st| st.is_durable(seq)).await
+    }
+
+    /// Completes once `done` holds for the log state (checked after each commit's progress); fails if the log
+    /// is poisoned first.
+    async fn wait_until(&self, done: impl Fn(&LogState) -> bool) -> Result<(), LogIoError> {
         loop {
             let seen = self.inner.progress.epoch();
             {
                 let st = self.inner.state.borrow();
-                if st.is_durable(seq) {
+                if done(&st) {
                     return Ok(());
                 }
                 if st.is_poisoned() {
