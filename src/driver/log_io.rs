@@ -269,6 +269,7 @@ impl ShardLog {
 
     /// A ticket for everything staged so far (records, matches, subscription records); see
     /// [`ShardLog::wait_ticket`].
+    ///
     /// Taking a ticket says that somebody waits: what is staged is committed within the group-commit delay.
     pub fn ticket(&self) -> u64 {
         let mut st = self.inner.state.borrow_mut();
