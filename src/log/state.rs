@@ -584,10 +584,18 @@ impl LogState {
         let max = proofs_max.clamp(1, FETCH_PAGE_MAX);
         let page = self.mailbox.page(&key, start, self.durable_through, max);
         self.counters.fetches += 1;
+        debug_assert!(next_token != 0, "token 0 means 'from the oldest'");
         if page.seqs.is_empty() {
+            // Remember `next_token` here too, at the same position: on a relay with several shards, the reply
+            // carries it whenever another shard's page was not empty, and a shard that did not know it would
+            // start over from its oldest entry — and two shards could keep restarting each other forever.
+            // (Only for a known subscriber: a FETCH for an unknown id creates no state.)
+            if self.subs.get(&key).is_some() {
+                self.subs.set_cursor(key, state.advance(cursor, start, next_token, start));
+                self.commit.on_staged(1, now_us);
+            }
             return FetchPlan { reads: Vec::new(), next_cursor: cursor, more: false };
         }
-        debug_assert!(next_token != 0, "token 0 means 'from the oldest'");
         self.subs.set_cursor(key, state.advance(cursor, start, next_token, page.next_pos));
         self.commit.on_staged(1, now_us);
         let reads = page.seqs.iter().filter_map(|&s| self.locate(s)).collect();
@@ -823,6 +831,16 @@ mod tests {
         let p4 = s.fetch(k, 13, 14, 2, 0);
         assert_eq!((p4.reads.len(), p4.next_cursor), (0, 13), "empty page keeps the cursor");
         assert_eq!(s.counters().fetches, 5);
+        // Another shard's page was not empty, so the client continues with 14: this shard knows it and
+        // stays at its end instead of starting over; the cursor it was given (13) still resolves too.
+        let p5 = s.fetch(k, 14, 15, 2, 0);
+        assert_eq!((p5.reads.len(), p5.more), (0, false), "a token handed out with an empty page is known");
+        let p6 = s.fetch(k, 14, 16, 2, 0);
+        assert_eq!(p6.reads.len(), 0, "and the one before it");
+        // A FETCH for an id this shard has never seen creates no state.
+        let stranger = SubscriberKey([9; 16]);
+        s.fetch(stranger, 0, 17, 2, 0);
+        assert!(s.subscriptions().get(&stranger).is_none());
     }
 
     #[test]
