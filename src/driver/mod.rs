@@ -24,7 +24,7 @@ pub mod log_readback;
 pub mod log_signal;
 pub mod process;
 pub mod shard_main;
-pub mod shard_storage;
+
 pub mod signal;
 pub mod startup;
 

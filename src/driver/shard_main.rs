@@ -37,7 +37,7 @@ use crate::server::config::RelayConfig;
 use crate::server::http;
 use crate::server::metrics::{render_prometheus, ShardMetrics};
 use crate::server::msg::{ConnId, Request, Response};
-use crate::server::shard::{Clock, Outgoing, ShardServer};
+use crate::server::shard::{Clock, ShardServer};
 
 /// How often each shard runs its periodic work and checks the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -74,7 +74,7 @@ pub struct ShardCtx {
     /// Shard index.
     pub id: usize,
     /// The sans-IO shard state (its storage is a clone of `log`).
-    pub server: RefCell<ShardServer<ShardLog>>,
+    pub server: RefCell<ShardServer>,
     /// This shard's durable log.
     pub log: ShardLog,
     /// Kicks the durability pump when the server may have started holding responses.

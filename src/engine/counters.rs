@@ -28,6 +28,8 @@ pub struct ShardCounters {
     pub rejected_window_misaligned: u64,
     /// Rejections: dedup table for the window full.
     pub rejected_dedup_full: u64,
+    /// Rejections: the log failed earlier and refuses appends (fail-stop).
+    pub rejected_log_failed: u64,
     /// (subscriber, proof) deliveries queued.
     pub deliveries: u64,
     /// Gauge: subscribers with at least one entry in this shard.
@@ -58,6 +60,7 @@ impl ShardCounters {
             + self.rejected_window_future
             + self.rejected_window_misaligned
             + self.rejected_dedup_full
+            + self.rejected_log_failed
     }
 
     /// The counter for one rejection reason.
@@ -70,6 +73,7 @@ impl ShardCounters {
             Rejection::WindowFuture => self.rejected_window_future,
             Rejection::WindowMisaligned => self.rejected_window_misaligned,
             Rejection::DedupFull => self.rejected_dedup_full,
+            Rejection::LogFailed => self.rejected_log_failed,
         }
     }
 
@@ -84,6 +88,7 @@ impl ShardCounters {
             Rejection::WindowFuture => &mut self.rejected_window_future,
             Rejection::WindowMisaligned => &mut self.rejected_window_misaligned,
             Rejection::DedupFull => &mut self.rejected_dedup_full,
+            Rejection::LogFailed => &mut self.rejected_log_failed,
         };
         *c += 1;
     }

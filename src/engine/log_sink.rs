@@ -1,23 +1,25 @@
-//! Where accepted proofs go before they are matched: the shard log, behind a trait.
+//! Where accepted proofs go before they are matched: the shard's log, behind a small pure trait.
 //!
 //! ```text
-//! Shard::handle_publish ──accepted proof──▶ LogSink::append ──▶ LogPosition (per-shard sequence number)
+//! Shard::handle_publish ──accepted proof──▶ LogSink::append ──▶ Ok(RecordSeq) ─▶ matched, delivered
+//!                                                           └─▶ Err(LogError) ─▶ Rejection::LogFailed
 //! ```
-//! The durable segment log (its own issue) implements `LogSink` by copying the record into its current
-//! group-commit buffer; the server acknowledges a PUBLISH only once that buffer is durable. `MemoryLog` is
-//! the in-memory sink used by tests and benches: a bounded ring of the most recent records.
+//! The relay's sink is `server::ShardLog`: the pure `log::state::LogState` that its `ShardServer` owns
+//! (staging into the group-commit images; the driver executes the commit jobs the server hands out, and the
+//! server acknowledges a PUBLISH only once they are durable). `MemoryLog` is the in-memory sink of tests and benches: a bounded ring
+//! of the most recent records. Neither does I/O: the engine never reaches the runtime through its sink.
 
+use crate::log::record::RecordSeq;
+use crate::log::state::LogError;
 use crate::proto::{ProofRef, PROOF_LEN};
 
-/// A record's per-shard sequence number: 0 for the first proof a shard ever logged, then +1 per proof.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct LogPosition(pub u64);
-
-/// Receives every accepted proof, in acceptance order. Must not fail: a durable log buffers the record
-/// and reports I/O errors through its driver (the proof is then never acknowledged).
+/// Receives every accepted proof, in acceptance order.
 pub trait LogSink {
-    /// Appends one proof received at `received_at_s` (the shard's clock) and returns its position.
-    fn append(&mut self, proof: ProofRef<'_>, received_at_s: u64) -> LogPosition;
+    /// Stages one proof received at `received_at_s` (the shard's clock) and returns its per-shard sequence
+    /// number (0 for the first proof a shard ever logged, then +1 per proof). An error means the log accepts
+    /// nothing more (it failed a commit: fail-stop); the engine then rejects the proof, so it is never
+    /// acknowledged.
+    fn append(&mut self, proof: ProofRef<'_>, received_at_s: u64) -> Result<RecordSeq, LogError>;
 }
 
 /// Default `MemoryLog` capacity: 65,536 records (37 MiB when full; memory is only taken as records arrive).
@@ -65,13 +67,13 @@ impl MemoryLog {
     }
 
     /// Position the next appended record will get (= records ever appended).
-    pub fn next_position(&self) -> LogPosition {
-        LogPosition(self.next)
+    pub fn next_position(&self) -> RecordSeq {
+        RecordSeq(self.next)
     }
 
     /// Oldest position still held.
-    pub fn first_position(&self) -> LogPosition {
-        LogPosition(self.next.saturating_sub(self.len() as u64))
+    pub fn first_position(&self) -> RecordSeq {
+        RecordSeq(self.next.saturating_sub(self.len() as u64))
     }
 
     /// Records currently held.
@@ -85,7 +87,7 @@ impl MemoryLog {
     }
 
     /// The record at `position` and its receive time, if still held.
-    pub fn get(&self, position: LogPosition) -> Option<(ProofRef<'_>, u64)> {
+    pub fn get(&self, position: RecordSeq) -> Option<(ProofRef<'_>, u64)> {
         if position < self.first_position() || position.0 >= self.next {
             return None;
         }
@@ -99,8 +101,8 @@ impl MemoryLog {
 
 impl LogSink for MemoryLog {
     #[inline]
-    fn append(&mut self, proof: ProofRef<'_>, received_at_s: u64) -> LogPosition {
-        let position = LogPosition(self.next);
+    fn append(&mut self, proof: ProofRef<'_>, received_at_s: u64) -> Result<RecordSeq, LogError> {
+        let position = RecordSeq(self.next);
         let slot = (self.next % self.records_max as u64) as usize;
         if slot == self.received_at_s.len() {
             self.bytes.extend_from_slice(proof.as_bytes());
@@ -110,7 +112,7 @@ impl LogSink for MemoryLog {
             self.received_at_s[slot] = received_at_s;
         }
         self.next += 1;
-        position
+        Ok(position)
     }
 }
 
@@ -126,15 +128,15 @@ mod tests {
     #[test]
     fn ring_keeps_the_newest_records() {
         let mut log = MemoryLog::new(2);
-        assert_eq!(log.append(proof(1).view(), 100), LogPosition(0));
-        assert_eq!(log.append(proof(2).view(), 101), LogPosition(1));
-        assert_eq!(log.append(proof(3).view(), 102), LogPosition(2));
+        assert_eq!(log.append(proof(1).view(), 100), Ok(RecordSeq(0)));
+        assert_eq!(log.append(proof(2).view(), 101), Ok(RecordSeq(1)));
+        assert_eq!(log.append(proof(3).view(), 102), Ok(RecordSeq(2)));
         assert_eq!(log.len(), 2);
-        assert_eq!(log.first_position(), LogPosition(1));
-        assert!(log.get(LogPosition(0)).is_none());
-        let (p, t) = log.get(LogPosition(2)).unwrap();
+        assert_eq!(log.first_position(), RecordSeq(1));
+        assert!(log.get(RecordSeq(0)).is_none());
+        let (p, t) = log.get(RecordSeq(2)).unwrap();
         assert_eq!((p.bucket(), t), (3, 102));
-        assert_eq!(log.get(LogPosition(1)).unwrap().0.commit(), &[2; 32]);
-        assert!(log.get(LogPosition(3)).is_none());
+        assert_eq!(log.get(RecordSeq(1)).unwrap().0.commit(), &[2; 32]);
+        assert!(log.get(RecordSeq(3)).is_none());
     }
 }

@@ -30,7 +30,7 @@ pub mod workload;
 pub use config::{ConfigError, EngineConfig};
 pub use counters::ShardCounters;
 pub use gossip::{Origin, PeerId};
-pub use log_sink::{LogPosition, LogSink, MemoryLog};
+pub use log_sink::{LogSink, MemoryLog};
 pub use shard::{Delivery, PublishSummary, Shard, PUBLISH_BATCH_PROOFS_MAX};
 pub use subscriptions::SubscribeError;
 pub use verify::Rejection;

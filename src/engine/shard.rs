@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 
 use crate::index::simd::sha256::HashBackend;
 use crate::proto::derive::BloomPositions;
-use crate::proto::{Commit, ProofBatch, SubscribeEntry, SubscriberId, PROOF_LEN};
+use crate::proto::{Commit, ProofBatch, SubscribeEntry, PROOF_LEN};
 use bytes::Bytes;
 use sha2::Digest;
 
@@ -27,7 +27,9 @@ use super::counters::ShardCounters;
 use super::dedup::{commit_hash_bits, Dedup, DedupOutcome};
 use super::gossip::{Gossip, Origin, PeerId};
 use super::hashing::{BatchHasher, CHUNK_PROOFS};
-use super::log_sink::{LogPosition, LogSink};
+use super::log_sink::LogSink;
+use crate::log::mailbox::SubscriberKey;
+use crate::log::record::RecordSeq;
 use super::subscriptions::{SubscribeError, Subscriptions};
 use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
 
@@ -42,11 +44,12 @@ const PREFETCH_GROUP_PROOFS: usize = 8;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// Who gets it.
-    pub subscriber: SubscriberId,
+    pub subscriber: SubscriberKey,
     /// `PROOF_LEN` bytes: a zero-copy slice of the published batch.
     pub proof: Bytes,
-    /// Where the proof is in this shard's log (FETCH cursors build on it).
-    pub log_position: LogPosition,
+    /// The proof's sequence number in this shard's log (its match record points at it; FETCH cursors build
+    /// on it).
+    pub seq: RecordSeq,
 }
 
 /// What one `handle_publish` did. `accepted + duplicates + rejected` = batch length.
@@ -59,7 +62,7 @@ pub struct PublishSummary {
     /// Proofs refused (each listed in `rejected` with its reason).
     pub rejected: u32,
     /// Log position of the last accepted proof: the batch may be acknowledged once the log is durable up to it.
-    pub last_log_position: Option<LogPosition>,
+    pub last_seq: Option<RecordSeq>,
 }
 
 /// What happened to one proof of the chunk being processed.
@@ -69,7 +72,7 @@ enum Status {
     Pending,
     /// Field checks and derivations passed; the number is its candidate index in the chunk's hasher.
     Verified(u8),
-    Accepted(LogPosition),
+    Accepted(RecordSeq),
     Duplicate,
     Rejected(Rejection),
 }
@@ -180,7 +183,7 @@ impl<L: LogSink> Shard<L> {
                 match *st {
                     Status::Accepted(position) => {
                         summary.accepted += 1;
-                        summary.last_log_position = Some(position);
+                        summary.last_seq = Some(position);
                         run_start.get_or_insert(i);
                         continue;
                     }
@@ -267,7 +270,7 @@ impl<L: LogSink> Shard<L> {
         status: &mut [Status; CHUNK_PROOFS],
     ) {
         let hasher = &mut self.hashers[h];
-        let mut to_match = [(0u32, LogPosition(0)); CHUNK_PROOFS];
+        let mut to_match = [(0u32, RecordSeq(0)); CHUNK_PROOFS];
         let mut matching = 0;
         for (i, st) in span.zip(status.iter_mut()) {
             let Status::Verified(c) = *st else { continue };
@@ -286,7 +289,14 @@ impl<L: LogSink> Shard<L> {
                     continue;
                 }
             }
-            let position = self.log.append(proof, now_s);
+            let position = match self.log.append(proof, now_s) {
+                Ok(position) => position,
+                Err(_) => {
+                    self.counters.count_rejection(Rejection::LogFailed);
+                    *st = Status::Rejected(Rejection::LogFailed);
+                    continue;
+                }
+            };
             self.counters.accepted += 1;
             *st = Status::Accepted(position);
             if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
@@ -315,7 +325,7 @@ impl<L: LogSink> Shard<L> {
             let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
             self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions[n], seq, |subscriber| {
                 matched += 1;
-                deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), log_position: position });
+                deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), seq: position });
             });
             self.counters.deliveries += matched;
         }
@@ -336,7 +346,7 @@ impl<L: LogSink> Shard<L> {
     pub fn handle_subscribe(
         &mut self,
         now_s: u64,
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
         entries: &[SubscribeEntry],
     ) -> Result<u16, SubscribeError> {
         let now_s = self.observe_clock(now_s);
@@ -350,7 +360,7 @@ impl<L: LogSink> Shard<L> {
     }
 
     /// Removes all of `subscriber`'s entries; returns whether it had any.
-    pub fn handle_unsubscribe(&mut self, subscriber: SubscriberId) -> bool {
+    pub fn handle_unsubscribe(&mut self, subscriber: SubscriberKey) -> bool {
         let known = self.subscriptions.remove(subscriber);
         self.update_gauges();
         known

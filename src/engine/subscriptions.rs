@@ -13,7 +13,8 @@ use std::collections::HashMap;
 
 use crate::index::{BucketIndex, Slot};
 use crate::proto::derive::BloomPositions;
-use crate::proto::{ErrorCode, SubscribeEntry, SubscriberId};
+use crate::log::mailbox::SubscriberKey;
+use crate::proto::{ErrorCode, SubscribeEntry};
 
 use super::config::EngineConfig;
 use super::keyed_hash::KeyedState;
@@ -99,7 +100,7 @@ struct EntryRef {
 /// A subscriber known to this shard.
 #[derive(Debug)]
 struct Subscriber {
-    id: SubscriberId,
+    id: SubscriberKey,
     /// Empty for a free internal index (then it is on the free list).
     entries: Vec<EntryRef>,
     /// Sequence number of the last accepted proof delivered to this subscriber: a subscriber whose several
@@ -113,7 +114,7 @@ struct Subscriber {
 struct SlotInfo {
     window_from_s: u64,
     window_to_s: u64,
-    id: SubscriberId,
+    id: SubscriberKey,
     /// Internal subscriber index.
     subscriber: u32,
     /// The subscriber has other filters in this bucket: dedupe its deliveries per proof.
@@ -122,7 +123,7 @@ struct SlotInfo {
 
 /// Placeholder for slots not yet written (never read: the index only reports live slots).
 const SLOT_UNUSED: SlotInfo =
-    SlotInfo { window_from_s: 0, window_to_s: 0, id: SubscriberId([0; 16]), subscriber: 0, shares_bucket: false };
+    SlotInfo { window_from_s: 0, window_to_s: 0, id: SubscriberKey([0; 16]), subscriber: 0, shares_bucket: false };
 
 /// One owned bucket: its index and what each slot stands for.
 #[derive(Debug)]
@@ -135,7 +136,7 @@ struct BucketSubs {
 /// All subscriptions of one shard.
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
-    ids: HashMap<SubscriberId, u32, KeyedState>,
+    ids: HashMap<SubscriberKey, u32, KeyedState>,
     subscribers: Vec<Subscriber>,
     free_subscribers: Vec<u32>,
     buckets: Vec<BucketSubs>,
@@ -227,7 +228,7 @@ impl Subscriptions {
         &mut self,
         config: &EngineConfig,
         now_s: u64,
-        id: SubscriberId,
+        id: SubscriberKey,
         entries: &[SubscribeEntry],
     ) -> Result<u16, SubscribeError> {
         self.validate(config, now_s, entries)?;
@@ -240,7 +241,7 @@ impl Subscriptions {
     fn apply(
         &mut self,
         config: &EngineConfig,
-        id: SubscriberId,
+        id: SubscriberKey,
         entries: &[SubscribeEntry],
     ) -> Result<u16, SubscribeError> {
         if entries.is_empty() {
@@ -283,7 +284,7 @@ impl Subscriptions {
         Ok(entries.len() as u16)
     }
 
-    fn allocate(&mut self, id: SubscriberId) -> u32 {
+    fn allocate(&mut self, id: SubscriberKey) -> u32 {
         match self.free_subscribers.pop() {
             Some(internal) => {
                 let s = &mut self.subscribers[internal as usize];
@@ -309,7 +310,7 @@ impl Subscriptions {
     }
 
     /// Forgets a subscriber; returns whether it was known.
-    pub(crate) fn remove(&mut self, id: SubscriberId) -> bool {
+    pub(crate) fn remove(&mut self, id: SubscriberKey) -> bool {
         match self.ids.remove(&id) {
             Some(internal) => {
                 self.clear_entries(internal);
@@ -363,7 +364,7 @@ impl Subscriptions {
         window_start_s: u64,
         positions: &BloomPositions,
         seq: u64,
-        mut deliver: impl FnMut(SubscriberId),
+        mut deliver: impl FnMut(SubscriberKey),
     ) {
         let bucket = &self.buckets[bucket_local];
         let subscribers = &mut self.subscribers;

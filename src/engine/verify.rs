@@ -40,6 +40,10 @@ pub enum Rejection {
     /// The shard's dedup memory for this window is full (`dedup_entries_per_window_max`); retry later.
     #[error("dedup table for this window is full")]
     DedupFull,
+    /// The shard's log refused the append: it failed a commit earlier and accepts nothing until the relay
+    /// restarts (fail-stop). Never acknowledged.
+    #[error("the shard's log failed and accepts nothing more")]
+    LogFailed,
 }
 
 impl Rejection {
@@ -52,6 +56,7 @@ impl Rejection {
             Rejection::WindowFuture => ErrorCode::PROOF_WINDOW_FUTURE,
             Rejection::WindowMisaligned => ErrorCode::PROOF_WINDOW_MISALIGNED,
             Rejection::DedupFull => ErrorCode::OVERLOADED,
+            Rejection::LogFailed => ErrorCode::STORAGE,
         }
     }
 }

@@ -14,8 +14,9 @@
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::log::mailbox::SubscriberKey;
 use crate::proto::{
-    bucket_of, fingerprint, window_start, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, SubscriberId,
+    bucket_of, fingerprint, window_start, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry,
     CIPHERTEXT_LEN, NUM_BUCKETS_DEFAULT, WINDOW_SECONDS,
 };
 
@@ -58,7 +59,7 @@ impl Default for RouteParams {
 
 /// One subscriber of W-route: its id, bucket, and the commits it expects in the current window.
 struct Recipient {
-    id: SubscriberId,
+    id: SubscriberKey,
     bucket: u16,
     expected: Vec<[u8; 32]>,
 }
@@ -90,7 +91,7 @@ impl RouteWorkload {
             for _ in 0..params.subscribers_per_bucket {
                 let mut id = [0u8; 16];
                 rng.fill_bytes(&mut id);
-                recipients.push(Recipient { id: SubscriberId(id), bucket, expected: Vec::new() });
+                recipients.push(Recipient { id: SubscriberKey(id), bucket, expected: Vec::new() });
             }
         }
         Self {
@@ -219,7 +220,7 @@ impl Default for SubscribeParams {
 pub struct SubscribeWorkload {
     params: SubscribeParams,
     /// Two alternative entries per subscriber: replacing A with B then B with A changes every bit.
-    ops: Vec<(SubscriberId, SubscribeEntry)>,
+    ops: Vec<(SubscriberKey, SubscribeEntry)>,
     next: usize,
 }
 
@@ -233,7 +234,7 @@ impl SubscribeWorkload {
             for _ in 0..params.subscribers_per_bucket {
                 let mut id = [0u8; 16];
                 rng.fill_bytes(&mut id);
-                ids.push((SubscriberId(id), bucket));
+                ids.push((SubscriberKey(id), bucket));
             }
         }
         let mut ops = Vec::with_capacity(ids.len() * 2);
@@ -266,7 +267,7 @@ impl SubscribeWorkload {
 
     /// The next operation, cycling (the first pass registers, later ones replace).
     #[inline]
-    pub fn next_op(&mut self) -> (SubscriberId, &SubscribeEntry) {
+    pub fn next_op(&mut self) -> (SubscriberKey, &SubscribeEntry) {
         let (id, entry) = &self.ops[self.next];
         self.next = (self.next + 1) % self.ops.len();
         (*id, entry)

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 
+use crate::log::mailbox::SubscriberKey;
 use crate::proto::{ErrorCode, Role, SubscriberId};
 
 /// Protocol errors tolerated on one connection before it is closed with WebSocket code 1008.
@@ -26,8 +27,8 @@ struct PendingPublish {
 /// A SUBSCRIBE waiting for every shard's answer.
 #[derive(Debug)]
 struct PendingSubscribe {
-    /// Internal id (key) of the subscriber.
-    subscriber: SubscriberId,
+    /// The subscriber's key.
+    subscriber: SubscriberKey,
     shards_remaining: u16,
     entries: u16,
     error: Option<ErrorCode>,
@@ -82,7 +83,7 @@ pub struct ConnState {
     fetches: Vec<PendingFetch>,
     /// Subscribers registered from this connection as (wire id, internal id), bounded by
     /// `subscribers_per_connection_max`.
-    subscribers: Vec<(SubscriberId, SubscriberId)>,
+    subscribers: Vec<(SubscriberId, SubscriberKey)>,
 }
 
 impl ConnState {
@@ -123,14 +124,14 @@ impl ConnState {
         self.pending.len()
     }
 
-    /// Internal ids of the subscribers registered from this connection.
-    pub fn subscribers(&self) -> impl Iterator<Item = SubscriberId> + '_ {
+    /// Keys of the subscribers registered from this connection.
+    pub fn subscribers(&self) -> impl Iterator<Item = SubscriberKey> + '_ {
         self.subscribers.iter().map(|(_, internal)| *internal)
     }
 
-    /// The wire id of the subscriber with internal id `internal`, if this connection carries it.
-    pub fn wire_id(&self, internal: &SubscriberId) -> Option<SubscriberId> {
-        self.subscribers.iter().find(|(_, i)| i == internal).map(|(wire, _)| *wire)
+    /// The wire id of the subscriber with key `key`, if this connection carries it.
+    pub fn wire_id(&self, key: &SubscriberKey) -> Option<SubscriberId> {
+        self.subscribers.iter().find(|(_, k)| k == key).map(|(wire, _)| *wire)
     }
 
     /// Starts a SUBSCRIBE that every one of `shards` shards must answer. Refused (returns `false`) when it
@@ -138,7 +139,7 @@ impl ConnState {
     pub fn begin_subscribe(
         &mut self,
         wire: SubscriberId,
-        internal: SubscriberId,
+        key: SubscriberKey,
         shards: u16,
         subscribers_max: usize,
     ) -> bool {
@@ -146,10 +147,10 @@ impl ConnState {
             if self.subscribers.len() >= subscribers_max {
                 return false;
             }
-            self.subscribers.push((wire, internal));
+            self.subscribers.push((wire, key));
         }
         self.subscribes.push(PendingSubscribe {
-            subscriber: internal,
+            subscriber: key,
             shards_remaining: shards,
             entries: 0,
             error: None,
@@ -188,7 +189,7 @@ impl ConnState {
     /// One shard answered a SUBSCRIBE. When all have, returns the total entries or the first error.
     pub fn complete_subscribe(
         &mut self,
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
         result: Result<u16, ErrorCode>,
     ) -> Option<Result<u16, ErrorCode>> {
         let i = self.subscribes.iter().position(|p| p.subscriber == subscriber)?;
@@ -238,7 +239,7 @@ mod tests {
     #[test]
     fn subscribe_waits_for_every_shard_and_reports_first_error() {
         let (a, b) = (SubscriberId([1; 16]), SubscriberId([2; 16]));
-        let (ka, kb) = (SubscriberId([11; 16]), SubscriberId([12; 16]));
+        let (ka, kb) = (SubscriberKey([11; 16]), SubscriberKey([12; 16]));
         let mut c = ConnState::default();
         assert!(c.begin_subscribe(a, ka, 2, 1));
         assert!(!c.begin_subscribe(b, kb, 2, 1), "second distinct subscriber over the limit");

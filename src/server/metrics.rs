@@ -122,7 +122,7 @@ impl LogGauges {
 }
 
 /// Labels of `tessera_proofs_rejected_total{reason=...}`, in the order the driver indexes them.
-pub const REJECTION_REASONS: [&str; 7] = [
+pub const REJECTION_REASONS: [&str; 8] = [
     "bucket_not_owned",
     "bad_bucket",
     "bad_fingerprint",
@@ -130,6 +130,7 @@ pub const REJECTION_REASONS: [&str; 7] = [
     "window_future",
     "window_misaligned",
     "dedup_full",
+    "log_failed",
 ];
 
 shard_metrics! {

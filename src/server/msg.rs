@@ -5,13 +5,14 @@
 //! **responses** (results and deliveries for a connection's shard; their receiver never waits on anything,
 //! so every wait on a full request channel ends).
 //!
-//! Subscribers travel as their internal id (`SubscriberKey::of(wire id)`); only the connection that carries a
-//! subscriber knows its wire id.
+//! Subscribers travel as their key ([`SubscriberKey`], a one-way hash of the wire id); only the connection
+//! that carries a subscriber knows its wire id.
 
 use bytes::Bytes;
 
 use crate::engine::Rejection;
-use crate::proto::{ErrorCode, ProofBatch, SubscribeEntry, SubscriberId};
+use crate::log::mailbox::SubscriberKey;
+use crate::proto::{ErrorCode, ProofBatch, SubscribeEntry};
 
 /// A connection's id, unique within its shard for the life of the process.
 pub type ConnId = u64;
@@ -46,7 +47,7 @@ pub enum Request {
         /// The subscribing connection.
         origin: ConnAddr,
         /// The subscriber.
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
         /// Entries for the receiver's buckets (possibly none: that removes the previous ones).
         entries: Vec<SubscribeEntry>,
         /// Unix seconds at the connection's shard (for range checks).
@@ -56,8 +57,8 @@ pub enum Request {
     Fetch {
         /// The fetching connection.
         origin: ConnAddr,
-        /// The subscriber (internal id).
-        subscriber: SubscriberId,
+        /// The subscriber.
+        subscriber: SubscriberKey,
         /// The client's cursor.
         cursor: u64,
         /// The cursor this FETCH answers with, the same on every shard.
@@ -68,14 +69,14 @@ pub enum Request {
     /// Remove `subscriber`'s entries and forget its connection.
     Unsubscribe {
         /// The subscriber.
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
     },
     /// The connection `origin` closed: keep `subscriber`'s entries but stop delivering to `origin`.
     Detach {
         /// The closed connection.
         origin: ConnAddr,
         /// The subscriber it carried.
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
     },
 }
 
@@ -98,7 +99,7 @@ pub enum Response {
         /// The subscribing connection.
         conn: ConnId,
         /// The subscriber.
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
         /// Entries registered (and durable) in the receiver, or why not.
         result: Result<u16, ErrorCode>,
     },
@@ -118,7 +119,7 @@ pub enum Response {
         /// The subscriber's connection.
         conn: ConnId,
         /// The subscriber.
-        subscriber: SubscriberId,
+        subscriber: SubscriberKey,
         /// The proofs (each `PROOF_LEN` bytes).
         proofs: Vec<Bytes>,
         /// Monotonic µs when the earliest of these proofs' PUBLISH was received.

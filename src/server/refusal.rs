@@ -1,0 +1,150 @@
+//! Why the relay refuses a client's message or frame: one typed error per case, each knowing the ERROR frame
+//! it becomes (code, `ref_seq`, `detail`, text; docs/PROTOCOL.md §5.6) and whether it counts against the
+//! connection's protocol-error budget.
+//!
+//! ```text
+//! ShardServer handle_* ─▶ Err(Refusal) ─▶ refuse(conn, refusal) ─▶ ERROR frame queued on the connection
+//!                                                                 └─▶ protocol error? budget spent → close 1008
+//! ```
+
+use crate::engine::SubscribeError;
+use crate::proto::frame::ErrorFrame;
+use crate::proto::{DecodeError, ErrorCode, Frame};
+
+/// See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The message did not decode.
+    #[error("{0}")]
+    Malformed(DecodeError),
+    /// The first frame of a connection was not HELLO.
+    #[error("the first frame must be HELLO")]
+    HelloRequired {
+        /// Type byte of the frame received instead (0 for an empty message).
+        frame_type: u8,
+    },
+    /// A frame this connection's role may not send (docs/PROTOCOL.md §5.3).
+    #[error("frame not allowed on this connection")]
+    UnexpectedFrame {
+        /// Its type byte.
+        frame_type: u8,
+    },
+    /// PUBLISH sequence numbers must increase.
+    #[error("PUBLISH sequence {seq} does not increase (last {last})")]
+    SequenceNotIncreasing {
+        /// The sequence received.
+        seq: u64,
+        /// The highest one seen before.
+        last: u64,
+    },
+    /// A SUBSCRIBE entry names a bucket beyond the relay's.
+    #[error("entry {entry}: bucket {bucket} is not below {buckets}")]
+    BucketOutOfRange {
+        /// Index of the entry.
+        entry: u32,
+        /// Its bucket.
+        bucket: u16,
+        /// The relay's number of buckets.
+        buckets: u16,
+    },
+    /// A SUBSCRIBE entry's window range is empty, in the past or too far ahead.
+    #[error("entry {entry}: {source}")]
+    WindowRange {
+        /// Index of the entry.
+        entry: u32,
+        /// What is wrong with the range.
+        source: SubscribeError,
+    },
+    /// More filters for one bucket than `filters_per_bucket_max`.
+    #[error("more than {max} filters for bucket {bucket}")]
+    TooManyFilters {
+        /// The bucket.
+        bucket: u16,
+        /// The limit.
+        max: u16,
+    },
+    /// More distinct subscribers on one connection than `subscribers_per_connection_max`.
+    #[error("at most {max} subscribers per connection")]
+    TooManySubscribers {
+        /// The limit.
+        max: u16,
+    },
+}
+
+impl Refusal {
+    /// The ERROR code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Malformed(_) => ErrorCode::MALFORMED,
+            Refusal::HelloRequired { .. } => ErrorCode::HELLO_REQUIRED,
+            Refusal::UnexpectedFrame { .. } => ErrorCode::UNEXPECTED_FRAME,
+            Refusal::SequenceNotIncreasing { .. } => ErrorCode::SEQUENCE,
+            Refusal::BucketOutOfRange { .. } => ErrorCode::BUCKET_OUT_OF_RANGE,
+            Refusal::WindowRange { source, .. } => source.error_code(),
+            Refusal::TooManyFilters { .. } => ErrorCode::TOO_MANY_FILTERS,
+            Refusal::TooManySubscribers { .. } => ErrorCode::TOO_MANY_SUBSCRIBERS,
+        }
+    }
+
+    /// The ERROR's `detail` field (docs/PROTOCOL.md §5.6 says what it holds for each code).
+    pub fn detail(&self) -> u32 {
+        match self {
+            Refusal::Malformed(e) => e.code(),
+            Refusal::HelloRequired { frame_type } | Refusal::UnexpectedFrame { frame_type } => (*frame_type).into(),
+            Refusal::SequenceNotIncreasing { .. } => 0,
+            Refusal::BucketOutOfRange { entry, .. } | Refusal::WindowRange { entry, .. } => *entry,
+            Refusal::TooManyFilters { bucket, .. } => (*bucket).into(),
+            Refusal::TooManySubscribers { max } => (*max).into(),
+        }
+    }
+
+    /// The ERROR's `ref_seq`: the PUBLISH it answers, else 0.
+    pub fn ref_seq(&self) -> u64 {
+        match self {
+            Refusal::SequenceNotIncreasing { seq, .. } => *seq,
+            _ => 0,
+        }
+    }
+
+    /// Whether it counts against the connection's protocol-error budget. A refused SUBSCRIBE does not
+    /// (docs/PROTOCOL.md §5.6: one ERROR, the previous entries stay).
+    pub fn is_protocol_error(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Malformed(_)
+                | Refusal::HelloRequired { .. }
+                | Refusal::UnexpectedFrame { .. }
+                | Refusal::SequenceNotIncreasing { .. }
+        )
+    }
+
+    /// The ERROR frame sent to the client.
+    pub fn to_frame(&self) -> Frame {
+        error_frame(self.code(), self.ref_seq(), self.detail(), &self.to_string())
+    }
+}
+
+/// An ERROR frame.
+pub fn error_frame(code: ErrorCode, ref_seq: u64, detail: u32, text: &str) -> Frame {
+    Frame::Error(ErrorFrame { code, ref_seq, detail, text: text.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_code_detail_and_ref_seq() {
+        let r = Refusal::SequenceNotIncreasing { seq: 9, last: 12 };
+        let Frame::Error(e) = r.to_frame() else { panic!("an ERROR frame") };
+        assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::SEQUENCE, 9, 0));
+        assert_eq!(e.text, "PUBLISH sequence 9 does not increase (last 12)");
+        assert!(r.is_protocol_error());
+        let r = Refusal::TooManyFilters { bucket: 7, max: 75 };
+        assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::TOO_MANY_FILTERS, 7, false));
+        assert_eq!(r.to_string(), "more than 75 filters for bucket 7");
+        let r = Refusal::BucketOutOfRange { entry: 2, bucket: 70, buckets: 64 };
+        assert_eq!((r.detail(), r.to_string().as_str()), (2, "entry 2: bucket 70 is not below 64"));
+    }
+}
