@@ -25,7 +25,7 @@
 //! - [`log`]: the durable per-shard log, pure part (segment format, recovery scan, group commit, retention,
 //!   FETCH mailboxes, persisted subscriptions); its I/O is `driver::log_io` (glommio DMA files).
 //! - [`perf`]: load generation and reports for the standard workloads (W-e2e: a relay process under load).
-//! - [`proto`]: the wire protocol — derivations (DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
+//! - [`proto`]: the wire protocol — derivations (docs/DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
 //!   bounded send queues, cross-shard messages, metrics, the HTTP surface of `/metrics` and `/healthz`.
