@@ -22,11 +22,11 @@
 //! page cache state unknown, so the shard must restart and recover).
 //!
 //! The state is one struct with its `impl` split by concern, each file a block of methods on [`LogState`]:
-//! - this file: the struct, its construction, the shared types and constants;
-//! - [`append`]: appends, matches, subscriptions, staging, tickets and the commit jobs (`decide`, `take_job`,
+//! - `mod.rs` (this file): the struct, its construction, the shared types and constants;
+//! - `append.rs`: appends, matches, subscriptions, staging, tickets and the commit jobs (`decide`, `take_job`,
 //!   `job_written`, `complete_job`, `fail_job`);
-//! - [`fetch`]: locating records and planning FETCH pages (cursors);
-//! - [`retention`]: planning and applying retention, rolling the active segment, expiring subscriptions.
+//! - `fetch.rs`: locating records and planning FETCH pages (cursors);
+//! - `retention.rs`: planning and applying retention, rolling the active segment, expiring subscriptions.
 
 mod append;
 mod fetch;
