@@ -1,205 +1,30 @@
-//! `LogState`: one shard's log as a pure state machine — appends, matches, subscriptions, commits, FETCH
-//! plans and retention — with every byte that must reach the disk handed out as a [`CommitJob`].
+//! The write side of [`LogState`]: appends, matches and subscriptions are staged into block images, and
+//! group commit turns what is staged into [`CommitJob`]s for the driver.
 //!
 //! ```text
-//! append(proof) ──▶ seq, staged ──┐                         ┌─▶ complete_job(id): durable_through = through
-//! record_match(key, seq) ─────────┼─ take_job(now) ─▶ job ──┤
-//! subscribe / cursor ─────────────┘   (group commit says     └─▶ fail_job(id): poisoned (fail-stop)
-//!                                      when: decide(now))
-//! fetch(key, cursor) ──▶ FetchPlan { record locations (durable only), next cursor }   ── driver reads, verifies
-//! plan_retention(now) ──▶ RetentionPlan ──▶ apply_retention ──▶ files to delete, mailbox trimmed
+//! append(proof) ───────▶ segment block image (+ open_segment on roll) ──┐
+//! record_match(key,seq) ▶ that segment's .mbx image + mailbox index ────┼─ decide(now) ─▶ take_job ─▶ CommitJob
+//! subscribe(key, ..) ──▶ journal records ───────────────────────────────┘        (creates, writes, preallocs,
+//!                                                                                  journal rewrite)
+//! driver: job_written(id) ─▶ the next job may be taken (at most COMMITS_IN_FLIGHT_MAX in flight)
+//!         complete_job(id) ─▶ durable_through advances in job order ─▶ tickets durable
+//!         fail_job(id) ─────▶ poisoned: nothing more is accepted or written
 //! ```
-//!
-//! Invariants (checked by tests): seqs are dense and increasing across segments; a record is encoded straight
-//! into its segment's block image when it is appended (one copy, CRC computed in place), and the match
-//! records for it go into that segment's `.mbx` image, so both are in the same job (a proof and who it matched
-//! become durable together, and retention deletes them together); one job is
-//! in flight at a time; after a failed job nothing more is written (an fdatasync error leaves the page cache
-//! state unknown, so the shard must restart and recover).
 
-use std::collections::VecDeque;
-
-use super::commit::{CommitDecision, GroupCommit};
-use super::config::{LogConfig, MAILBOX_PREALLOC_BYTES, SEGMENT_PREALLOC_BYTES, STAGED_RECORDS_MAX};
-use super::counters::LogCounters;
-use super::format::{FileHeader, FileKind};
-use super::job::{CommitJob, FileCreate, FileId, FileWrite, JournalRewrite, Prealloc};
-use super::layout::{BlockAppender, BlockWrite, SlotLayout};
-use super::mailbox::{CursorState, Mailbox, MatchRecord, SubscriberKey, MATCH_RECORD_LEN};
-use super::record::{encode_record, RecordSeq, RECORD_LEN};
-use super::retention::{self, RetentionPlan, SegmentSummary};
-use super::subscriptions::{SubscriptionError, SubscriptionTable, JOURNAL_STAGED_RECORDS_MAX};
+use super::{mailbox_header, InFlight, LogError, LogState, SegmentState, COMMITS_IN_FLIGHT_MAX};
+use crate::log::commit::CommitDecision;
+use crate::log::config::{MAILBOX_PREALLOC_BYTES, SEGMENT_PREALLOC_BYTES, STAGED_RECORDS_MAX};
+use crate::log::format::{FileHeader, FileKind};
+use crate::log::job::{CommitJob, FileCreate, FileId, FileWrite, JournalRewrite, Prealloc};
+use crate::log::layout::{BlockAppender, BlockWrite, SlotLayout};
+use crate::log::mailbox::{MatchRecord, SubscriberKey, MATCH_RECORD_LEN};
+use crate::log::record::{encode_record, RecordSeq, RECORD_LEN};
+use crate::log::retention;
+use crate::log::subscriptions::{SubscriptionError, SubscriptionTable, JOURNAL_STAGED_RECORDS_MAX};
 use crate::proto::frame::SubscribeEntry;
 use crate::proto::proof::ProofRef;
 
-/// Match slots a mailbox header declares as one commit's in-flight window (recovery's torn-vs-corrupt line for
-/// `.mbx` files). Matches per commit are not bounded by the log, so this is a reporting heuristic: 2 MiB.
-pub const MAILBOX_IN_FLIGHT_SLOTS: u32 = 65_536;
-/// Largest FETCH page: one FETCH_REPLY carries at most `Limits::proofs_per_batch_max` (1,024) proofs.
-pub const FETCH_PAGE_MAX: usize = 1_024;
-
-/// One segment and its mailbox companion, as the state sees them.
-#[derive(Debug)]
-pub(super) struct SegmentState {
-    pub(super) header: FileHeader,
-    pub(super) records: BlockAppender,
-    pub(super) matches: BlockAppender,
-    pub(super) log_allocated: u64,
-    pub(super) mbx_allocated: u64,
-    pub(super) create_log: bool,
-    pub(super) create_mbx: bool,
-    pub(super) newest_received_at_s: Option<u64>,
-    pub(super) oldest_received_at_s: Option<u64>,
-    /// Valid records (for the deletion counters).
-    pub(super) records_valid: u64,
-    /// Match records (for the deletion counters).
-    pub(super) matches_valid: u64,
-}
-
-impl SegmentState {
-    fn first_seq(&self) -> u64 {
-        self.header.first_record_seq
-    }
-
-    fn end_seq(&self) -> u64 {
-        self.first_seq().saturating_add(self.records.next_slot())
-    }
-
-    fn summary(&self, active: bool) -> SegmentSummary {
-        SegmentSummary {
-            file_seq: self.header.file_seq,
-            first_record_seq: RecordSeq(self.first_seq()),
-            newest_received_at_s: self.newest_received_at_s,
-            active,
-        }
-    }
-}
-
-/// Commits that may be in flight at once: one writing while the previous one waits for its fdatasync. The
-/// next commit rewrites the block the previous one ended in, so it may only be written once the previous
-/// write completed; its fdatasync then also covers that write. Two overlap one commit's fdatasync with the
-/// next one's write instead of making every batch wait for the fdatasync before it.
-pub const COMMITS_IN_FLIGHT_MAX: usize = 2;
-
-/// A commit handed to the driver.
-#[derive(Clone, Copy, Debug)]
-struct InFlight {
-    id: u64,
-    through: Option<RecordSeq>,
-    /// Its writes completed (the next commit may be written).
-    written: bool,
-    /// It is durable (waits for the commits before it to be reported).
-    durable: bool,
-    /// It rewrites the journal: the next commit must wait until it is durable (it appends to the new file).
-    barrier: bool,
-}
-
-/// Where a stored record is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordLocation {
-    /// Its seq.
-    pub seq: RecordSeq,
-    /// Segment file holding it.
-    pub file_seq: u64,
-    /// Byte offset of its slot.
-    pub offset: u64,
-}
-
-/// What a FETCH should return.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FetchPlan {
-    /// Records to read, ascending seq.
-    pub reads: Vec<RecordLocation>,
-    /// The cursor to send back.
-    pub next_cursor: u64,
-    /// Whether more durable matches wait after this page.
-    pub more: bool,
-}
-
-/// Why an append or match was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LogError {
-    /// A commit failed earlier; the shard must restart and recover.
-    #[error("the log failed a commit and accepts nothing more until it is reopened")]
-    Poisoned,
-    /// A match names a seq that was never assigned.
-    #[error("match for seq {0}, which was never appended")]
-    UnknownSeq(u64),
-}
-
-/// One shard's log state.
-#[derive(Debug)]
-pub struct LogState {
-    pub(super) config: LogConfig,
-    pub(super) segments: Vec<SegmentState>,
-    pub(super) next_seq: u64,
-    /// First seq not yet taken by a job (`next_seq - taken_seq` records are staged).
-    taken_seq: u64,
-    /// Match records staged since the last job.
-    matches_staged: u64,
-    pub(super) durable_through: Option<RecordSeq>,
-    pub(super) oldest_retained_seq: RecordSeq,
-    commit: GroupCommit,
-    pub(super) mailbox: Mailbox,
-    pub(super) subs: SubscriptionTable,
-    pub(super) journal_file_seq: u64,
-    pub(super) journal_exists: bool,
-    roll_requested: bool,
-    next_job_id: u64,
-    /// Highest job id made durable (jobs become durable in id order).
-    durable_job: u64,
-    /// Commits handed out and not yet durable, oldest first.
-    in_flight: VecDeque<InFlight>,
-    poisoned: bool,
-    pub(super) counters: LogCounters,
-}
-
 impl LogState {
-    /// A fresh, empty log (nothing on disk yet: the first job creates the journal and the first segment).
-    pub fn new(config: LogConfig) -> Result<Self, SubscriptionError> {
-        let subs = SubscriptionTable::new(config.shard, config.bloom, 0, None)?;
-        Ok(Self::assemble(config, Vec::new(), 0, Mailbox::default(), subs, 0, false))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn assemble(
-        config: LogConfig,
-        segments: Vec<SegmentState>,
-        next_seq: u64,
-        mailbox: Mailbox,
-        subs: SubscriptionTable,
-        journal_file_seq: u64,
-        journal_exists: bool,
-    ) -> Self {
-        let oldest = segments.first().map_or(next_seq, |s| s.first_seq());
-        Self {
-            commit: GroupCommit::new(config.commit),
-            config,
-            segments,
-            next_seq,
-            taken_seq: next_seq,
-            matches_staged: 0,
-            durable_through: next_seq.checked_sub(1).map(RecordSeq),
-            oldest_retained_seq: RecordSeq(oldest),
-            mailbox,
-            subs,
-            journal_file_seq,
-            journal_exists,
-            roll_requested: false,
-            next_job_id: 1,
-            durable_job: 0,
-            in_flight: VecDeque::new(),
-            poisoned: false,
-            counters: LogCounters::default(),
-        }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &LogConfig {
-        &self.config
-    }
-
     // ---- appends -------------------------------------------------------------------------------------
 
     /// Whether `n` more records can be staged (backpressure: the shard stops reading PUBLISH batches until a
@@ -479,7 +304,7 @@ impl LogState {
             bloom_m_bits: 0,
             bloom_k: 0,
         };
-        let header_len = super::format::HEADER_LEN as u64;
+        let header_len = crate::log::format::HEADER_LEN as u64;
         self.segments.push(SegmentState {
             header,
             records: BlockAppender::new(self.config.segment_layout(), 0, None),
@@ -548,142 +373,6 @@ impl LogState {
         self.poisoned = true;
         self.counters.commits_failed += 1;
     }
-
-    // ---- reads ---------------------------------------------------------------------------------------
-
-    fn segment_index(&self, seq: RecordSeq) -> Option<usize> {
-        let i = self.segments.partition_point(|s| s.first_seq() <= seq.0).checked_sub(1)?;
-        (seq.0 < self.segments[i].end_seq()).then_some(i)
-    }
-
-    /// Where the placed record `seq` is (`None`: deleted, not yet placed, or never assigned).
-    pub fn locate(&self, seq: RecordSeq) -> Option<RecordLocation> {
-        let seg = &self.segments[self.segment_index(seq)?];
-        let slot = seq.0 - seg.first_seq();
-        Some(RecordLocation { seq, file_seq: seg.header.file_seq, offset: seg.records.layout().slot_offset(slot) })
-    }
-
-    /// Every segment's `(file_seq, first seq, end seq)`, oldest first (for reading everything back).
-    pub fn segment_ranges(&self) -> Vec<(u64, RecordSeq, RecordSeq)> {
-        self.segments.iter().map(|s| (s.header.file_seq, RecordSeq(s.first_seq()), RecordSeq(s.end_seq()))).collect()
-    }
-
-    /// Plans one FETCH page for `key` from `cursor`; when the page is not empty its new position is stored
-    /// under `next_token` (chosen by the caller, non-zero, the same on every shard for one FETCH) and
-    /// persisted with the next commit.
-    pub fn fetch(
-        &mut self,
-        key: SubscriberKey,
-        cursor: u64,
-        next_token: u64,
-        proofs_max: usize,
-        now_us: u64,
-    ) -> FetchPlan {
-        let state: CursorState = self.subs.get(&key).map(|s| s.cursor).unwrap_or_default();
-        let start = state.resolve(cursor).max(self.oldest_retained_seq);
-        let max = proofs_max.clamp(1, FETCH_PAGE_MAX);
-        let page = self.mailbox.page(&key, start, self.durable_through, max);
-        self.counters.fetches += 1;
-        debug_assert!(next_token != 0, "token 0 means 'from the oldest'");
-        if page.seqs.is_empty() {
-            // Remember `next_token` here too, at the same position: on a relay with several shards, the reply
-            // carries it whenever another shard's page was not empty, and a shard that did not know it would
-            // start over from its oldest entry — and two shards could keep restarting each other forever.
-            // (Only for a known subscriber: a FETCH for an unknown id creates no state.)
-            if self.subs.get(&key).is_some() {
-                self.subs.set_cursor(key, state.advance(cursor, start, next_token, start));
-                self.commit.on_staged(1, now_us);
-            }
-            return FetchPlan { reads: Vec::new(), next_cursor: cursor, more: false };
-        }
-        self.subs.set_cursor(key, state.advance(cursor, start, next_token, page.next_pos));
-        self.commit.on_staged(1, now_us);
-        let reads = page.seqs.iter().filter_map(|&s| self.locate(s)).collect();
-        FetchPlan { reads, next_cursor: next_token, more: page.more }
-    }
-
-    /// Counts what a FETCH read: `served` records returned, `skipped` failing verification (never served).
-    pub fn note_fetch_reads(&mut self, served: u64, skipped: u64) {
-        self.counters.fetch_records_served += served;
-        self.counters.fetch_records_skipped_corrupt += skipped;
-    }
-
-    // ---- retention -----------------------------------------------------------------------------------
-
-    /// What retention would do at `now_s`.
-    pub fn plan_retention(&self, now_s: u64) -> RetentionPlan {
-        let n = self.segments.len();
-        let summaries: Vec<SegmentSummary> =
-            self.segments.iter().enumerate().map(|(i, s)| s.summary(i + 1 == n)).collect();
-        let mut plan = retention::plan(&summaries, now_s, self.config.retention_s);
-        if summaries.is_empty() {
-            plan.oldest_retained_seq = RecordSeq(self.next_seq);
-        }
-        plan
-    }
-
-    /// Asks the next commit to start a new segment (so an expired active segment can be deleted).
-    pub fn request_roll(&mut self) {
-        self.roll_requested = true;
-    }
-
-    /// Drops the planned segments from the state and trims the mailboxes; returns the files to delete.
-    /// Call between commits (no job in flight), after `plan_retention` at the same state.
-    pub fn apply_retention(&mut self, plan: &RetentionPlan) -> Vec<FileId> {
-        assert!(self.in_flight.is_empty(), "retention runs between commits");
-        let mut files = Vec::new();
-        let n = plan.delete.len().min(self.segments.len().saturating_sub(1));
-        for seg in self.segments.drain(..n) {
-            debug_assert!(plan.delete.contains(&seg.header.file_seq));
-            self.counters.segments_deleted += 1;
-            self.counters.records_deleted += seg.records_valid;
-            self.counters.match_records_deleted += seg.matches_valid;
-            files.push(FileId { kind: FileKind::Segment, file_seq: seg.header.file_seq });
-            files.push(FileId { kind: FileKind::Mailbox, file_seq: seg.header.file_seq });
-        }
-        if let Some(first) = self.segments.first() {
-            self.oldest_retained_seq = RecordSeq(first.first_seq());
-        }
-        self.mailbox.trim_below(self.oldest_retained_seq);
-        files
-    }
-
-    /// Drops subscription entries that can no longer match (their last window ended before the previous
-    /// window at `now_s`) and subscribers left with neither entries nor mailbox entries.
-    pub fn expire_subscriptions(&mut self, now_s: u64) -> u64 {
-        let w = self.config.shard.window_s.max(1) as u64;
-        let expire_before = crate::proto::derive::window_start(now_s, w).saturating_sub(w);
-        let mailbox = &self.mailbox;
-        let n = self.subs.expire(expire_before, |k| mailbox.contains_key(k));
-        self.counters.subscription_entries_expired += n;
-        n
-    }
-
-    /// Counters so far.
-    pub fn counters(&self) -> LogCounters {
-        let mut c = self.counters;
-        c.mailbox_entries = self.mailbox.total();
-        c.segments = self.segments.len() as u64;
-        c.subscribers = self.subs.len() as u64;
-        c.staged_records = self.next_seq - self.taken_seq;
-        c
-    }
-
-    /// The mailbox index (read-only).
-    pub fn mailbox(&self) -> &Mailbox {
-        &self.mailbox
-    }
-}
-
-/// Header of the mailbox companion of the segment `seg`.
-pub(super) fn mailbox_header(seg: &FileHeader) -> FileHeader {
-    FileHeader {
-        kind: FileKind::Mailbox,
-        record_len: MATCH_RECORD_LEN as u32,
-        records_max: 0,
-        in_flight_slots_max: MAILBOX_IN_FLIGHT_SLOTS,
-        ..*seg
-    }
 }
 
 /// Adds a preallocation when `write` ends past `allocated` (in steps of `step`, capped at `cap`).
@@ -701,38 +390,8 @@ fn grow(allocated: &mut u64, write: &BlockWrite, step: u64, cap: u64, file: File
 mod tests {
     use super::*;
     use crate::log::commit::{GroupCommitPolicy, UNAWAITED_DELAY_US_MAX};
-    use crate::log::format::ShardParams;
     use crate::log::scan::verify;
-    use crate::proto::params::CIPHERTEXT_LEN;
-    use crate::proto::proof::Proof;
-
-    fn config() -> LogConfig {
-        let mut c = LogConfig::new(ShardParams::for_shard(0, 1, 64, 10));
-        c.segment_records_max = 14;
-        c
-    }
-
-    fn proof(i: u64) -> Proof {
-        Proof::new(1, 1_000, &[i as u8; 32], &[0; 8], &[9; CIPHERTEXT_LEN])
-    }
-
-    /// Applies a job's segment writes to an in-memory "disk" and completes it.
-    fn run(state: &mut LogState, now_s: u64, disk: &mut std::collections::HashMap<FileId, Vec<u8>>) -> CommitJob {
-        let job = state.take_job(now_s, now_s * 1_000_000).expect("a job");
-        for c in &job.creates {
-            disk.insert(c.file, c.header.to_vec());
-        }
-        for w in &job.writes {
-            let f = disk.get_mut(&w.file).unwrap();
-            let end = w.write.offset as usize + w.write.bytes.len();
-            if f.len() < end {
-                f.resize(end, 0);
-            }
-            f[w.write.offset as usize..end].copy_from_slice(&w.write.bytes);
-        }
-        state.complete_job(job.id, job.bytes());
-        job
-    }
+    use crate::log::state::test_support::{config, proof, run};
 
     #[test]
     fn first_job_creates_journal_segment_and_mailbox() {
@@ -803,78 +462,6 @@ mod tests {
         assert_eq!(s.decide(5 + GroupCommitPolicy::DELAY_US_MAX_DEFAULT), CommitDecision::CommitNow);
         let job = run(&mut s, 100, &mut disk);
         assert_eq!((job.matches, job.records), (1, 0));
-    }
-
-    #[test]
-    fn fetch_pages_advance_the_cursor_and_only_serve_durable_records() {
-        let mut s = LogState::new(config()).unwrap();
-        let mut disk = Default::default();
-        let k = SubscriberKey([1; 16]);
-        for i in 0..10 {
-            s.append(proof(i).view(), 100, 0).unwrap();
-            if i % 3 == 0 {
-                s.record_match(k, RecordSeq(i), 0).unwrap();
-            }
-        }
-        let p = s.fetch(k, 0, 11, 2, 0);
-        assert_eq!(p, FetchPlan { reads: vec![], next_cursor: 0, more: false }, "nothing durable yet");
-        run(&mut s, 100, &mut disk);
-        let p = s.fetch(k, 0, 11, 2, 0);
-        assert_eq!(p.reads.iter().map(|r| r.seq.0).collect::<Vec<_>>(), vec![0, 3]);
-        assert_eq!((p.next_cursor, p.more), (11, true));
-        let p2 = s.fetch(k, 11, 12, 2, 0);
-        assert_eq!(p2.reads.iter().map(|r| r.seq.0).collect::<Vec<_>>(), vec![6, 9]);
-        assert_eq!((p2.next_cursor, p2.more), (12, false));
-        // The reply with cursor 12 was lost: asking again with 11 replays the same page.
-        let p3 = s.fetch(k, 11, 13, 2, 0);
-        assert_eq!(p3.reads, p2.reads);
-        let p4 = s.fetch(k, 13, 14, 2, 0);
-        assert_eq!((p4.reads.len(), p4.next_cursor), (0, 13), "empty page keeps the cursor");
-        assert_eq!(s.counters().fetches, 5);
-        // Another shard's page was not empty, so the client continues with 14: this shard knows it and
-        // stays at its end instead of starting over; the cursor it was given (13) still resolves too.
-        let p5 = s.fetch(k, 14, 15, 2, 0);
-        assert_eq!((p5.reads.len(), p5.more), (0, false), "a token handed out with an empty page is known");
-        let p6 = s.fetch(k, 14, 16, 2, 0);
-        assert_eq!(p6.reads.len(), 0, "and the one before it");
-        // A FETCH for an id this shard has never seen creates no state.
-        let stranger = SubscriberKey([9; 16]);
-        s.fetch(stranger, 0, 17, 2, 0);
-        assert!(s.subscriptions().get(&stranger).is_none());
-    }
-
-    #[test]
-    fn retention_rolls_then_deletes_and_trims_mailboxes() {
-        let mut s = LogState::new(config()).unwrap();
-        let mut disk = Default::default();
-        let k = SubscriberKey([1; 16]);
-        for i in 0..20 {
-            s.append(proof(i).view(), 100 + i, 0).unwrap();
-            s.record_match(k, RecordSeq(i), 0).unwrap();
-        }
-        run(&mut s, 120, &mut disk);
-        // Segment 0 holds seqs 0..14 (newest received 113), segment 1 holds 14..20 (newest 119).
-        let plan = s.plan_retention(113 + 3_600);
-        assert_eq!((plan.delete.clone(), plan.roll_active, plan.oldest_retained_seq), (vec![0], false, RecordSeq(14)));
-        let files = s.apply_retention(&plan);
-        assert_eq!(files.len(), 2);
-        assert_eq!(s.mailbox().len_of(&k), 6);
-        assert_eq!(s.counters().records_deleted, 14);
-        assert_eq!(s.counters().match_records_deleted, 14);
-        assert_eq!(s.locate(RecordSeq(5)), None);
-        // Everything old: the active segment must roll before it can go.
-        let plan = s.plan_retention(119 + 3_600);
-        assert!(plan.roll_active && plan.delete.is_empty());
-        s.request_roll();
-        assert_eq!(s.decide(0), CommitDecision::CommitNow);
-        let job = run(&mut s, 4_000, &mut disk);
-        assert_eq!(job.creates.len(), 2);
-        let plan = s.plan_retention(119 + 3_600);
-        assert_eq!((plan.delete.clone(), plan.oldest_retained_seq), (vec![1], RecordSeq(20)));
-        s.apply_retention(&plan);
-        assert_eq!(s.mailbox().total(), 0);
-        assert_eq!(s.segment_ranges(), vec![(2, RecordSeq(20), RecordSeq(20))]);
-        assert_eq!(s.append(proof(0).view(), 4_000, 0).unwrap(), RecordSeq(20), "seqs continue");
     }
 
     #[test]
@@ -960,25 +547,6 @@ mod tests {
         assert!(s.take_job(0, 1_000).is_none(), "the next commit appends to the new journal: wait for it");
         s.complete_job(job.id, 0);
         assert!(s.take_job(0, 1_000).is_some());
-    }
-
-    #[test]
-    fn a_match_into_a_deleted_segment_does_not_leave_a_phantom_commit() {
-        let mut s = LogState::new(config()).unwrap();
-        let mut disk = Default::default();
-        for i in 0..20 {
-            s.append(proof(i).view(), 100, 0).unwrap();
-        }
-        run(&mut s, 100, &mut disk);
-        // A late match for seq 3 is staged, then retention deletes its segment before the next commit.
-        s.record_match(SubscriberKey([1; 16]), RecordSeq(3), 0).unwrap();
-        let plan = s.plan_retention(100 + 3_600);
-        assert_eq!(plan.delete, vec![0]);
-        s.apply_retention(&plan);
-        s.await_staged();
-        assert_eq!(s.decide(1_000), CommitDecision::CommitNow);
-        assert!(s.take_job(100, 1_000).is_none());
-        assert_eq!(s.decide(1_000), CommitDecision::Idle, "nothing left to commit");
     }
 
     #[test]
