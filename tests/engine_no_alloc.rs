@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use tessera::engine::{EngineConfig, MemoryLog, Origin, Shard};
 use tessera::proto::{
-    bucket_of, fingerprint, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN,
+    bucket_of, fingerprint, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, CIPHERTEXT_LEN,
 };
 
 /// Counts allocations made on threads that opted in (the test harness runs tests on several threads).
@@ -98,7 +98,7 @@ fn publish_and_drain_allocate_nothing_per_proof() {
             .take(4)
             .map(|(bucket, filter)| SubscribeEntry { bucket, window_from_s: W, window_to_s: W, filter })
             .collect();
-        shard.handle_subscribe(W + 5, SubscriberId([s as u8; 16]), &entries).unwrap();
+        shard.handle_subscribe(W + 5, tessera::log::mailbox::SubscriberKey([s as u8; 16]), &entries).unwrap();
     }
     let mut rejected = Vec::with_capacity(1024);
     let drain = |shard: &mut Shard<MemoryLog>| {

@@ -2,9 +2,11 @@
 //! subscribe/replace/unsubscribe, window-range matching, delivery once per subscriber, gossip except origin.
 
 use bytes::Bytes;
-use tessera::engine::{EngineConfig, LogPosition, MemoryLog, Origin, Rejection, Shard, SubscribeError};
+use tessera::engine::{EngineConfig, MemoryLog, Origin, Rejection, Shard, SubscribeError};
+use tessera::log::mailbox::SubscriberKey;
+use tessera::log::record::RecordSeq;
 use tessera::proto::{
-    bucket_of, fingerprint, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN,
+    bucket_of, fingerprint, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, CIPHERTEXT_LEN,
     PROOF_LEN,
 };
 
@@ -33,8 +35,8 @@ fn shard() -> Shard<MemoryLog> {
     Shard::new(EngineConfig::single_shard(), MemoryLog::new(1024))
 }
 
-fn sub(n: u8) -> SubscriberId {
-    SubscriberId([n; 16])
+fn sub(n: u8) -> SubscriberKey {
+    SubscriberKey([n; 16])
 }
 
 /// A filter holding the fingerprints of `commit(n)` in window `w` for each `n`.
@@ -55,8 +57,8 @@ fn entry_for(n: u32, w: u64, from: u64, to: u64) -> SubscribeEntry {
     entry(bucket_of(&commit(n), 64), from, to, filter_for(&[n], w))
 }
 
-fn drain(shard: &mut Shard<MemoryLog>) -> Vec<(SubscriberId, Bytes, LogPosition)> {
-    std::iter::from_fn(|| shard.poll_delivery()).map(|d| (d.subscriber, d.proof, d.log_position)).collect()
+fn drain(shard: &mut Shard<MemoryLog>) -> Vec<(SubscriberKey, Bytes, RecordSeq)> {
+    std::iter::from_fn(|| shard.poll_delivery()).map(|d| (d.subscriber, d.proof, d.seq)).collect()
 }
 
 #[test]
@@ -67,17 +69,17 @@ fn valid_proof_is_logged_matched_and_delivered_zero_copy() {
     let mut rejected = Vec::new();
     let summary = s.handle_publish(NOW, Origin::Client, &b, &mut rejected);
     assert_eq!((summary.accepted, summary.duplicates, summary.rejected), (2, 0, 0));
-    assert_eq!(summary.last_log_position, Some(LogPosition(1)));
+    assert_eq!(summary.last_seq, Some(RecordSeq(1)));
     assert!(rejected.is_empty());
     let d = drain(&mut s);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].0, sub(1));
-    assert_eq!(d[0].2, LogPosition(1));
+    assert_eq!(d[0].2, RecordSeq(1));
     assert_eq!(d[0].1.as_ref(), proof(7, T0).as_bytes());
     // Zero-copy: the delivery points into the batch's buffer.
     assert_eq!(d[0].1.as_ptr(), b.as_bytes()[PROOF_LEN..].as_ptr());
-    assert_eq!(s.log().get(LogPosition(1)).unwrap().0.commit(), &commit(7));
-    assert_eq!(s.log().get(LogPosition(1)).unwrap().1, NOW);
+    assert_eq!(s.log().get(RecordSeq(1)).unwrap().0.commit(), &commit(7));
+    assert_eq!(s.log().get(RecordSeq(1)).unwrap().1, NOW);
     let c = s.counters();
     assert_eq!((c.received, c.accepted, c.deliveries, c.subscribers, c.entries), (2, 2, 1, 1, 1));
 }
@@ -108,7 +110,7 @@ fn every_rejection_reason_is_distinct_and_changes_nothing() {
     let proofs: Vec<Proof> = cases.iter().map(|(p, _)| p.clone()).collect();
     let mut rejected = Vec::new();
     let summary = s.handle_publish(NOW, Origin::Client, &batch(&proofs), &mut rejected);
-    assert_eq!((summary.accepted, summary.rejected, summary.last_log_position), (0, 7, None));
+    assert_eq!((summary.accepted, summary.rejected, summary.last_seq), (0, 7, None));
     let expected: Vec<(u16, Rejection)> = cases.iter().enumerate().map(|(i, (_, r))| (i as u16, *r)).collect();
     assert_eq!(rejected, expected);
     let c = s.counters().clone();
@@ -162,7 +164,7 @@ fn duplicates_are_counted_not_rejected_and_expire_with_their_window() {
     let summary = s.handle_publish(NOW, Origin::Client, &batch(&[proof(5, T0), proof(5, T0)]), &mut rejected);
     assert_eq!((summary.accepted, summary.duplicates, summary.rejected), (1, 1, 0));
     let summary = s.handle_publish(NOW, Origin::Peer(2), &batch(&[proof(5, T0)]), &mut rejected);
-    assert_eq!((summary.accepted, summary.duplicates, summary.last_log_position), (0, 1, None));
+    assert_eq!((summary.accepted, summary.duplicates, summary.last_seq), (0, 1, None));
     assert!(rejected.is_empty());
     assert_eq!(drain(&mut s).len(), 1, "one delivery for one accepted proof");
     assert_eq!(s.log().len(), 1);
@@ -293,7 +295,7 @@ fn one_delivery_per_subscriber_even_with_several_matching_filters() {
     s.handle_subscribe(NOW, sub(1), &[e.clone(), e.clone()]).unwrap();
     s.handle_subscribe(NOW, sub(2), &[e]).unwrap();
     s.handle_publish(NOW, Origin::Client, &batch(&[proof(4, T0)]), &mut rejected);
-    let mut who: Vec<SubscriberId> = drain(&mut s).into_iter().map(|d| d.0).collect();
+    let mut who: Vec<SubscriberKey> = drain(&mut s).into_iter().map(|d| d.0).collect();
     who.sort();
     assert_eq!(who, vec![sub(1), sub(2)]);
     assert_eq!(s.counters().deliveries, 2);
@@ -357,9 +359,9 @@ fn batches_larger_than_a_chunk_keep_order_and_dedup_across_chunks() {
     let summary = s.handle_publish(NOW, Origin::Client, &b, &mut rejected);
     assert_eq!((summary.accepted, summary.duplicates, summary.rejected), (147, 1, 2));
     assert_eq!(rejected, vec![(63, Rejection::WindowFuture), (64, Rejection::BadFingerprint)]);
-    assert_eq!(summary.last_log_position, Some(LogPosition(146)));
+    assert_eq!(summary.last_seq, Some(RecordSeq(146)));
     // Log order is batch order minus the refused and duplicate proofs.
-    assert_eq!(s.log().get(LogPosition(63)).unwrap().0.commit(), &commit(65));
+    assert_eq!(s.log().get(RecordSeq(63)).unwrap().0.commit(), &commit(65));
     let d = drain(&mut s);
     assert!(d.iter().any(|(who, p, _)| *who == sub(1) && p[12..44] == commit(70)));
     // Gossip runs split at 63..65 and at 100: [0, 63), [65, 100), [101, 150).

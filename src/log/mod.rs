@@ -15,7 +15,7 @@
 //! ```
 //!
 //! - [`format`](mod@format): the 4 KiB header block of every file.
-//! - [`record`]: the 584-byte proof record and [`RecordSeq`] (= the engine's `LogPosition`).
+//! - [`record`]: the 584-byte proof record and [`RecordSeq`] (also what the engine's `LogSink::append` returns).
 //! - [`layout`]: slots in blocks, staging appends as aligned block writes (tail-block rewrite).
 //! - [`scan`]: recovery scanning (torn tail / torn holes / corrupt).
 //! - [`commit`]: the group-commit policy (N records or D µs).

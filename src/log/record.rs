@@ -25,8 +25,7 @@ const _: () = assert!(RECORD_LEN == 584);
 
 /// A record's position in its shard's log: dense, increasing, never reused (survives restarts and retention).
 ///
-/// This is the engine's `LogPosition(u64)` (the routing engine's `LogSink::append` returns it): the mapping is
-/// `LogPosition(seq.0)` both ways.
+/// The routing engine's `LogSink::append` returns it too: one number from the engine to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RecordSeq(pub u64);
 

@@ -34,7 +34,7 @@ impl LogState {
         !self.poisoned && not_durable + n <= STAGED_RECORDS_MAX
     }
 
-    /// Stages a proof accepted at `received_at_s` and returns its seq (the engine's `LogPosition`). `now_us` is
+    /// Stages a proof accepted at `received_at_s` and returns its seq. `now_us` is
     /// the monotonic time used by group commit's delay (only read when nothing was staged).
     pub fn append(&mut self, proof: ProofRef<'_>, received_at_s: u64, now_us: u64) -> Result<RecordSeq, LogError> {
         if self.poisoned {
