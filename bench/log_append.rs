@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
-use tessera::driver::log_io::{LogIoConfig, ShardLog};
+use tessera::driver::relay::log_io::{LogIoConfig, ShardLog};
 use tessera::log::record::RECORD_LEN;
 use tessera::log::{GroupCommitPolicy, LogConfig, LogState, ShardParams};
 use tessera::proto::params::CIPHERTEXT_LEN;

@@ -6,9 +6,9 @@
 //! (docs/ARCHITECTURE.md has the whole picture):
 //!
 //! ```text
-//! client ──ws──▶ driver::connection ──bytes──▶ server::ShardServer (the connection's shard): proto::codec
+//! client ──ws──▶ driver::relay::connection ──bytes──▶ server::ShardServer (the connection's shard): proto::codec
 //!   PUBLISH ─split by owner shard─▶ bounded channel ─▶ owner shard: engine::Shard
-//!       verify derivations ─▶ dedup (commit, window) ─▶ log (driver::log_io, group commit)
+//!       verify derivations ─▶ dedup (commit, window) ─▶ log (driver::relay::log_io, group commit)
 //!       ─▶ index: match the fingerprint against the bucket's filters ─▶ match records (FETCH)
 //!       ─▶ deliveries ─▶ subscriber's connection outbox ─▶ DELIVER      └─▶ gossip outboxes ─▶ peers
 //!   ACK / SUBSCRIBED ◀── held until the log's ticket is durable (fdatasync)
@@ -19,12 +19,15 @@
 //! - [`cli`]: command-line parsing and dispatch, one file per command group.
 //! - [`client`]: identities, invites, the end-to-end envelope and the sans-IO client state (plus `store`, its key directory).
 //! - [`dp`]: DP cover traffic — exact discrete Laplace sampler, per-round dummy schedule, dummy proofs, audit.
-//! - [`driver`]: glommio executors (one per core), sockets, signals — the only runtime-specific code.
+//! - [`driver`]: the only runtime-specific code (glommio, sockets, files, signals, clocks), by role: `relay`
+//!   (one executor per shard, connections, log I/O), `client` (connection and session), `loadgen` (the W-e2e
+//!   load generator: runner, relay child process, connections); shared leaves `clock`, `flock`, `wake_flag`.
 //! - [`engine`]: the sans-IO routing shard — verify, dedup, log sink, match, deliveries and gossip outboxes.
 //! - [`index`]: per-bucket subscription indexes (bit-sliced SIMD fast path, scalar oracle).
 //! - [`log`]: the durable per-shard log, pure part (segment format, recovery scan, group commit, retention,
-//!   FETCH mailboxes, persisted subscriptions); its I/O is `driver::log_io` (glommio DMA files).
-//! - [`perf`]: load generation and reports for the standard workloads (W-e2e: a relay process under load).
+//!   FETCH mailboxes, persisted subscriptions); its I/O is `driver::relay::log_io` (glommio DMA files).
+//! - [`perf`]: the pure half of the standard workloads (W-e2e): proofs, filters, pacing, counters, `/proc` and
+//!   `/metrics` parsers, reports; the load generator that runs them is `driver::loadgen`.
 //! - [`proto`]: the wire protocol — derivations (docs/DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use relay_support::{Relay, WAIT};
 use tessera::client::{Home, KeyFile};
-use tessera::driver::client_session::{run_local, Session, SessionOptions};
+use tessera::driver::client::session::{run_local, Session, SessionOptions};
 
 const PASS_VAR: &str = "TESSERA_E2E_PASS";
 const PASS: &str = "alice's passphrase";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand_core::OsRng;
 use tessera::client::{Contact, Home, Identity, KeyFile, PersistedState};
-use tessera::driver::client_session::{run_local, Session, SessionError, SessionOptions};
+use tessera::driver::client::session::{run_local, Session, SessionError, SessionOptions};
 use tessera::proto::frame::{ErrorFrame, Publish};
 use tessera::proto::{
     encode_message, BloomParams, Codec, ErrorCode, Frame, Limits, RelayParams, CIPHERTEXT_LEN, PROOF_LEN,

@@ -14,14 +14,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use tessera::driver::log_io::ShardLog;
-use tessera::driver::log_readback::read_back_shard;
+use support::readback::read_back_shard;
+use tessera::driver::relay::log_io::ShardLog;
 use tessera::log::SubscriberKey;
 
 const CHILD_ENV: &str = "TESSERA_CRASH_CHILD_DIR";
 
 /// Segments of 3,584 records (512 blocks): a few rolls over the run, without hundreds of tiny files.
-fn config(dir: &std::path::Path) -> tessera::driver::log_io::LogIoConfig {
+fn config(dir: &std::path::Path) -> tessera::driver::relay::log_io::LogIoConfig {
     let mut c = support::config(dir);
     c.log.segment_records_max = 7 * 512;
     c

@@ -3,7 +3,7 @@
 mod support;
 
 use support::{files_in, open, proof, run};
-use tessera::driver::log_io::ShardLog;
+use tessera::driver::relay::log_io::ShardLog;
 use tessera::log::{RecordSeq, SubscriberKey};
 use tessera::proto::bloom::{BloomFilter, BloomParams};
 use tessera::proto::frame::{SubscribeEntry, SubscriberId};
@@ -16,7 +16,7 @@ fn entry(bucket: u16) -> SubscribeEntry {
     SubscribeEntry { bucket, window_from_s: NOW_S, window_to_s: NOW_S + 3_600, filter }
 }
 
-fn seqs(page: &tessera::driver::log_io::FetchPage) -> Vec<u64> {
+fn seqs(page: &tessera::driver::relay::log_io::FetchPage) -> Vec<u64> {
     page.records.iter().map(|r| r.seq.0).collect()
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use glommio::io::{DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
-use tessera::driver::log_io::{LogIoConfig, ShardLog};
+use tessera::driver::relay::log_io::{LogIoConfig, ShardLog};
 use tessera::log::{GroupCommitPolicy, LogConfig, ShardParams};
 
 /// Rounds of each case, interleaved so a noisy neighbour hits every case alike.

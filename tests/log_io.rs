@@ -2,8 +2,8 @@
 
 mod support;
 
+use support::readback::read_back_shard;
 use support::{files_in, open, proof, run};
-use tessera::driver::log_readback::read_back_shard;
 use tessera::log::RecordSeq;
 
 #[test]

@@ -5,8 +5,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use support::readback::read_back_shard;
 use support::{files_in, open, proof, run};
-use tessera::driver::log_readback::read_back_shard;
 use tessera::log::{RecordSeq, SubscriberKey};
 
 const NOW_S: u64 = 1_000_000;
@@ -221,7 +221,7 @@ fn a_log_of_another_shard_layout_is_refused() {
     let err = run(move || async move {
         let mut cfg = support::config(&d);
         cfg.log.shard = tessera::log::ShardParams::for_shard(0, 2, 64, 10);
-        tessera::driver::log_io::ShardLog::open(cfg, NOW_S).await.err().unwrap().to_string()
+        tessera::driver::relay::log_io::ShardLog::open(cfg, NOW_S).await.err().unwrap().to_string()
     });
     assert!(err.contains("written for"), "{err}");
 }

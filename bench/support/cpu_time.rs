@@ -6,7 +6,7 @@
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::Criterion;
-use tessera::driver::cpu_clock::thread_cpu_ns;
+use tessera::driver::clock::thread_cpu_ns;
 
 /// Thread CPU time as a criterion measurement (formatted like wall time).
 pub struct ThreadCpuTime {

@@ -18,7 +18,7 @@ use clap::Args;
 
 use super::home::{fail, unlock, HomeArgs, PassphraseArgs, RELAY_URL_DEFAULT};
 use crate::client::{Contact, Home, Identity, ReceivedMessage};
-use crate::driver::client_session::{run_local, Next, Session, SessionError, SessionOptions};
+use crate::driver::client::session::{run_local, Next, Session, SessionError, SessionOptions};
 
 /// Longest stdin line read by `chat` at once, bytes (a message holds at most 3,152; a longer line is
 /// refused as too long rather than buffered without bound).

@@ -256,5 +256,5 @@ pub fn cpu_model() -> String {
 
 /// CPU time consumed by this thread.
 fn thread_cpu_time() -> Duration {
-    Duration::from_nanos(crate::driver::cpu_clock::thread_cpu_ns())
+    Duration::from_nanos(crate::driver::clock::thread_cpu_ns())
 }

@@ -1,7 +1,7 @@
 //! `tessera perf e2e`: the W-e2e workload against a relay we start or a running one (docs/DESIGN.md §7).
 //!
 //! ```text
-//! flags ─▶ E2eConfig ─▶ perf::e2e::run (progress on stderr) ─▶ report on stdout: text | --json | --markdown
+//! flags ─▶ E2eConfig ─▶ driver::loadgen::e2e::run (progress on stderr) ─▶ report on stdout: text | --json | --markdown
 //! ```
 //! Temporary top-level command: it moves under `tessera perf e2e` when the `perf` command group lands.
 
@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use clap::Args;
 
-use crate::perf::e2e::{self, E2eConfig};
+use crate::driver::loadgen::e2e::{self, E2eConfig};
 
 /// Arguments of `tessera perf e2e`.
 #[derive(Args, Debug, Clone)]

@@ -127,7 +127,7 @@ pub fn run(args: RelayArgs) -> i32 {
             return 2;
         }
     };
-    match crate::driver::run_relay(config) {
+    match crate::driver::relay::run_relay(config) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tessera relay: {e}");

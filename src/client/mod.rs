@@ -48,14 +48,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Over a relay, [`crate::driver::client_session::Session`] drives the state: it persists before
+//! Over a relay, [`crate::driver::client::session::Session`] drives the state: it persists before
 //! publishing, subscribes and renews, FETCHes what was kept while offline, and waits for ACKs. This is what
 //! `tessera send` and `tessera recv` do (glommio executor, key directory on disk):
 //!
 //! ```no_run
 //! use std::path::Path;
 //! use tessera::client::Home;
-//! use tessera::driver::client_session::{run_local, Session, SessionOptions};
+//! use tessera::driver::client::session::{run_local, Session, SessionOptions};
 //!
 //! let home = Home::open(Path::new("/home/alice/.tessera"))?;
 //! let identity = home.read_identity()?.unlock(None)?; // Some(passphrase) if it is sealed
@@ -70,7 +70,7 @@
 //!     let reply = session.next_message().await?; // live DELIVER; renews the subscription when due
 //!     println!("{}: {}", reply.contact, reply.text);
 //!     session.close().await;
-//!     Ok::<(), tessera::driver::client_session::SessionError>(())
+//!     Ok::<(), tessera::driver::client::session::SessionError>(())
 //! })??;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -1,5 +1,5 @@
 //! The durable append-only log of one shard, pure part: formats, recovery scanning, group commit, retention,
-//! mailboxes for FETCH and persisted subscriptions. No I/O, no clock: `crate::driver::log_io` executes what
+//! mailboxes for FETCH and persisted subscriptions. No I/O, no clock: `crate::driver::relay::log_io` executes what
 //! this module decides (docs/STORAGE.md is the byte-by-byte description).
 //!
 //! ```text

@@ -1,14 +1,16 @@
-//! Load generation and performance reports: the standard workloads of DESIGN.md §7 run against a real relay.
+//! The pure half of load generation and performance reports (the standard workloads of DESIGN.md §7): what
+//! the load generator sends, counts, parses and reports, with no sockets, processes or executors.
 //!
 //! ```text
-//! cli::perf_e2e ─▶ e2e::run ─▶ driver::process (relay child, /proc, RLIMIT_NOFILE)
-//!                           └▶ driver::loadgen (glommio connections) ─uses─▶ workload (proofs, filters, books, pacing)
-//!                                                                         └▶ stats (counters, phase control)
-//!               ◀─ report (JSON / markdown / text) ◀─ procfs (parsers of /proc, start line, /metrics)
+//! the load generator (runtime side) ─uses─▶ workload (proofs, filters, books, pacing)
+//!                                    └────▶ stats (counters, phase control)
+//!                                    └────▶ procfs (parsers of /proc, the start line, /metrics)
+//!                                    ─────▶ report (JSON / markdown / text)
 //! ```
-//! Everything here is runtime-independent; the sockets and executors are in `crate::driver`.
+//! Nothing here does I/O or depends on the runtime, and nothing here imports the runtime's modules: the load
+//! generator that drives these over sockets and a relay child process lives with the runtime and depends on
+//! this module, never the other way round.
 
-pub mod e2e;
 pub mod procfs;
 pub mod report;
 pub mod stats;

@@ -1,5 +1,5 @@
 //! Parsers for the text the load generator reads: `/proc` files, the relay's start line and its
-//! Prometheus metrics. Pure functions over strings (the reading is in `crate::driver::process`).
+//! Prometheus metrics. Pure functions over strings (the load generator does the reading).
 //!
 //! ```text
 //! /proc/PID/stat   ─cpu_ticks─▶   utime + stime (clock ticks)

@@ -1,14 +1,17 @@
-//! Shared helpers for the log tests: a small glommio executor, proofs, and a test configuration.
+//! Shared helpers for the log tests: a small glommio executor, proofs, a test configuration, and [`readback`]
+//! (a blocking read of a shard directory).
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::path::Path;
 
-use tessera::driver::log_io::{LogIoConfig, ShardLog};
+use tessera::driver::relay::log_io::{LogIoConfig, ShardLog};
 use tessera::log::{LogConfig, RecoveryReport, ShardParams};
 use tessera::proto::derive::{bucket_of, fingerprint};
 use tessera::proto::params::CIPHERTEXT_LEN;
 use tessera::proto::proof::Proof;
+
+pub mod readback;
 
 /// glommio registers `io_memory` with io_uring and that memory counts against RLIMIT_MEMLOCK (8 MiB here);
 /// 1 MiB is plenty for the tests' DMA buffers (larger ones fall back to the heap).

@@ -1,6 +1,9 @@
-//! The W-e2e load generator's connections on glommio executors (DESIGN.md §7).
+//! The W-e2e load generator (DESIGN.md §7): [`e2e`] runs a whole measurement, [`process`] handles the OS side
+//! (relay child process, `/proc`, file-descriptor limit), and this module runs the connections on glommio
+//! executors.
 //!
 //! ```text
+//! e2e::run ─▶ process (RLIMIT_NOFILE, relay child) ─▶ start(shared) ─▶ phases ─▶ join ─▶ perf::report
 //! start(shared) ─▶ T executors (unpinned: they share the machine with the relay)
 //!   executor e: subscriber connections c ≡ e (mod T) ─connect (bounded concurrency)─▶ HELLO ─▶ SUBSCRIBE
 //!               ─▶ receive loop (one subscriber per connection, or `subscribers_per_conn`)
@@ -9,9 +12,11 @@
 //!   shared (Arc): Control (phase), Counters, one Book per subscriber (publishers address real subscribers)
 //! join ─▶ per-phase latency histograms (publish→deliver, publish→ACK, pacing lag), merged over executors
 //! ```
-//! The workload's logic (proofs, filters, books, pacing, counters) is in `crate::perf`; this module only
-//! moves it over sockets.
+//! The workload's logic (proofs, filters, books, pacing, counters), the `/proc` and `/metrics` parsers and the
+//! report are in `crate::perf` (pure); this module only moves them over sockets and processes.
 
+pub mod e2e;
+pub mod process;
 mod publisher;
 mod subscriber;
 
@@ -117,11 +122,6 @@ impl Shared {
     fn book(&self, index: usize) -> std::sync::MutexGuard<'_, Book> {
         self.books[index].lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Unix milliseconds now (windows are wall-clock, like the relay's).
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Latency histograms (ns), one per phase tag each.

@@ -20,9 +20,10 @@ use bytes::BytesMut;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::{unix_now_ms, Histograms, Local, Shared};
-use crate::driver::client_conn::{ClientConn, ClientOptions, ClientReceiver};
-use crate::driver::signal::Signal;
+use super::{Histograms, Local, Shared};
+use crate::driver::client::conn::{ClientConn, ClientOptions, ClientReceiver};
+use crate::driver::clock::unix_now_ms;
+use crate::driver::wake_flag::WakeFlag;
 use crate::perf::stats::{Counters, Mode};
 use crate::perf::workload::{fill_proof, write_publish, Pacer, Stamp, ADDRESSED_EVERY};
 use crate::proto::{ErrorCode, Frame};
@@ -51,7 +52,7 @@ struct InFlight {
     /// In sending order.
     batches: RefCell<VecDeque<Batch>>,
     /// A batch was settled (the sender may send again).
-    space: Signal,
+    space: WakeFlag,
     /// The connection ended.
     closed: Cell<bool>,
 }

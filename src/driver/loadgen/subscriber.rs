@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::{unix_now_ms, Histograms, Local, Shared};
-use crate::driver::client_conn::{ClientConn, ClientOptions, ClientReceiver, ClientSender};
+use super::{Histograms, Local, Shared};
+use crate::driver::client::conn::{ClientConn, ClientOptions, ClientReceiver, ClientSender};
+use crate::driver::clock::unix_now_ms;
 use crate::perf::stats::Counters;
 use crate::perf::workload::{
     refresh_at_ms, subscribe_entry, subscription_range, CommitPool, CommitSet, Stamp, REFRESH_OFFSET_MS_MAX,

@@ -1,6 +1,7 @@
-//! Blocking, read-only view of a shard's log directory with plain `std::fs` — no executor needed. For tests
-//! (the crash test reads back what survived a SIGKILL) and tooling; it never writes, so it is safe on a copy
-//! of a relay's disk or on a directory a stopped relay left behind.
+//! Blocking, read-only view of a shard's log directory with plain `std::fs` — no executor needed. For the log
+//! tests (the crash test reads back what survived a SIGKILL; recovery and I/O tests compare it with what the
+//! log reports); it never writes, so it is safe on a copy of a relay's disk or on a directory a stopped relay
+//! left behind. Test-only, so it lives with the tests rather than in the library.
 //!
 //! ```text
 //! shard dir ──▶ seg-*.log: header ─▶ every slot verified (CRC, structure, seq) ─▶ records
@@ -9,12 +10,12 @@
 
 use std::path::Path;
 
-use crate::log::format::{FileHeader, FileKind, HEADER_LEN};
-use crate::log::layout::SlotLayout;
-use crate::log::mailbox::{MatchRecord, SubscriberKey, MATCH_RECORD_LEN};
-use crate::log::record::{is_blank, LogRecord, RecordSeq, RECORD_LEN};
-use crate::log::scan::verify;
-use crate::log::BLOCK_LEN;
+use tessera::log::format::{FileHeader, FileKind, HEADER_LEN};
+use tessera::log::layout::SlotLayout;
+use tessera::log::mailbox::{MatchRecord, SubscriberKey, MATCH_RECORD_LEN};
+use tessera::log::record::{is_blank, LogRecord, RecordSeq, RECORD_LEN};
+use tessera::log::scan::verify;
+use tessera::log::BLOCK_LEN;
 
 /// Everything valid in a shard directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

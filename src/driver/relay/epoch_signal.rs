@@ -1,5 +1,7 @@
-//! A single-threaded "something changed" signal: an epoch counter and the wakers of tasks waiting for it to
-//! move. Used by the log driver to wake the committer (records staged) and ACK waiters (a commit finished).
+//! A single-threaded "something changed" signal for many waiters: an epoch counter and the wakers of tasks
+//! waiting for it to move. Used by `log_io` to wake the committer (records staged) and ACK waiters (a commit
+//! finished). Unlike `driver::wake_flag::WakeFlag` (one waiter, consumed by `wait`), nothing is consumed:
+//! each waiter compares the epoch with the one it saw.
 //!
 //! ```text
 //! waiter: seen = signal.epoch() ─▶ check condition ─▶ signal.changed(seen).await ─▶ check again
@@ -15,12 +17,12 @@ use std::task::{Context, Poll, Waker};
 
 /// See the module docs.
 #[derive(Debug, Default)]
-pub struct Signal {
+pub struct EpochSignal {
     epoch: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
 }
 
-impl Signal {
+impl EpochSignal {
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch.get()
@@ -41,10 +43,10 @@ impl Signal {
     }
 }
 
-/// Future returned by [`Signal::changed`].
+/// Future returned by [`EpochSignal::changed`].
 #[derive(Debug)]
 pub struct Changed<'a> {
-    signal: &'a Signal,
+    signal: &'a EpochSignal,
     seen: u64,
 }
 
@@ -79,7 +81,7 @@ mod tests {
 
     #[test]
     fn waits_until_notified_and_wakes_once() {
-        let s = Signal::default();
+        let s = EpochSignal::default();
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);

@@ -1,6 +1,6 @@
 //! Direct-I/O file primitives for the log, over glommio's `DmaFile` (io_uring, O_DIRECT): aligned writes
 //! from owned DMA buffers, aligned reads, block-by-block scans, directory syncs. One concern per function;
-//! the log's decisions live in `crate::log`, the orchestration in `driver::log_io`.
+//! the log's decisions live in `crate::log`, the orchestration in `driver::relay::log_io`.
 //!
 //! ```text
 //! bytes (from a CommitJob) ──copy──▶ DmaBuffer (aligned, owned by the kernel while in flight) ──write_at──▶ file

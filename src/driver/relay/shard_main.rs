@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
@@ -27,7 +27,8 @@ use glommio::net::TcpListener;
 
 use super::connection::{self, ConnSignals};
 use super::log_io::{shard_dir, LogIoConfig, ShardLog};
-use super::signal::{Latch, Signal};
+use crate::driver::clock::{unix_now_s, unix_now_us};
+use crate::driver::wake_flag::{Latch, WakeFlag};
 use crate::log::commit::GroupCommitPolicy;
 use crate::log::format::ShardParams;
 use crate::log::mailbox::SubscriberKey;
@@ -78,7 +79,7 @@ pub struct ShardCtx {
     /// This shard's durable log.
     pub log: ShardLog,
     /// Kicks the durability pump when the server may have started holding responses.
-    durable_kick: Signal,
+    durable_kick: WakeFlag,
     /// Set at shutdown: the background tasks (cover, retention, durability pump) finish their step and stop.
     stopping: Latch,
     /// Limits (copied out of the config for the connection layer).
@@ -93,8 +94,7 @@ pub struct ShardCtx {
 impl ShardCtx {
     /// The current time.
     pub fn clock(&self) -> Clock {
-        let unix_s = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Clock { unix_s, mono_us: self.shared.epoch.elapsed().as_micros() as u64 }
+        Clock { unix_s: unix_now_s(), mono_us: self.shared.epoch.elapsed().as_micros() as u64 }
     }
 
     /// This shard's metrics.
@@ -266,7 +266,7 @@ pub async fn run(
         },
         _ => None,
     };
-    let now_s = crate::driver::log_io::unix_now_s();
+    let now_s = unix_now_s();
     let (log, report) = match open_log(config, id, now_s).await {
         Ok(opened) => opened,
         Err(message) => {
@@ -306,7 +306,7 @@ pub async fn run(
         id,
         server: RefCell::new(server),
         log,
-        durable_kick: Signal::default(),
+        durable_kick: WakeFlag::default(),
         stopping: Latch::default(),
         limits: config.limits,
         req_tx,
@@ -326,8 +326,8 @@ pub async fn run(
             Err(e) => tracing::error!(shard = id, error = %e, "cover traffic not started"),
         }
     }
-    // One signal per loop: a `Signal` has a single waiter.
-    let (stop_accepting, stop_metrics) = (Rc::new(Signal::default()), Rc::new(Signal::default()));
+    // One signal per loop: a `WakeFlag` has a single waiter.
+    let (stop_accepting, stop_metrics) = (Rc::new(WakeFlag::default()), Rc::new(WakeFlag::default()));
     let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener, stop_accepting.clone(), connection::serve));
     let metrics_acceptor = metrics_listener
         .map(|l| glommio::spawn_local(accept_loop(ctx.clone(), l, stop_metrics.clone(), connection::serve_http_only)));
@@ -418,11 +418,6 @@ async fn durability_pump(ctx: Rc<ShardCtx>) {
     }
 }
 
-/// Wall-clock µs since the Unix epoch (cover rounds are aligned on it, like windows).
-fn unix_now_us() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
 /// Sleeps until wall-clock `target_us` (no-op if it has passed).
 async fn sleep_until_us(target_us: u64) {
     let now_us = unix_now_us();
@@ -494,7 +489,7 @@ async fn retention_loop(ctx: Rc<ShardCtx>) {
         if ctx.stopping.is_set() {
             return;
         }
-        match ctx.log.apply_retention(crate::driver::log_io::unix_now_s()).await {
+        match ctx.log.apply_retention(unix_now_s()).await {
             Ok(outcome) if outcome.segments_deleted > 0 => {
                 tracing::info!(shard = ctx.id, segments = outcome.segments_deleted, "retention deleted segments");
             }
@@ -544,7 +539,7 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
 }
 
 /// Accepts connections until `stop`, serving each on its own task with `serve`.
-async fn accept_loop<F, Fut>(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<Signal>, serve: F)
+async fn accept_loop<F, Fut>(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<WakeFlag>, serve: F)
 where
     F: Fn(Rc<ShardCtx>, glommio::net::TcpStream) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! raise RLIMIT_NOFILE ─▶ relay: start our own child (--shards S) or use --relay [--relay-pid]
-//!   ─▶ load generator executors (crate::driver::loadgen): connect, SUBSCRIBE, wait until all are ready
+//!   ─▶ load generator executors (`super::start`): connect, SUBSCRIBE, wait until all are ready
 //!   ─▶ phase "saturate": warm-up, then N s as fast as the in-flight windows allow ─▶ routed/s R
 //!   ─▶ phase "half": warm-up, then N s paced open-loop at R/2 ─▶ publish→deliver latency at half load
 //!      (or one phase "fixed" at --rate)
@@ -17,11 +17,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::driver::client_conn::{resolve, ClientError};
-use crate::driver::loadgen::{self, LoadSpec, Shared};
-use crate::driver::process::{
-    http_get, machine_ticks, raise_nofile_limit, ProcSample, RelayProcess, RelayProcessError,
-};
+use super::process::{http_get, machine_ticks, raise_nofile_limit, ProcSample, RelayProcess, RelayProcessError};
+use super::{LoadSpec, Shared};
+use crate::driver::client::conn::{resolve, ClientError};
+use crate::driver::loadgen;
 use crate::perf::procfs::{bucket_quantile, cpu_model, histogram_buckets, metric_sum};
 use crate::perf::report::{
     Addressed, Errors, Latency, Machine, Params, PhaseReport, RelayCounters, RelayLatency, Report,
@@ -374,7 +373,7 @@ fn run_phase(
         (last, last_cpu, last_t) = (s, cpu, now);
     }
     let end = Edge::sample(shared, pid);
-    let ticks_per_s = crate::driver::process::clock_ticks_per_s() as f64;
+    let ticks_per_s = super::process::clock_ticks_per_s() as f64;
     Ok(Measured {
         plan_name: plan.name,
         target_per_s: match plan.mode {

@@ -23,23 +23,23 @@
 //! crash re-fetches (at least once; replays are dropped by the state) and never skips.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::pin::pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_lite::future::or;
 use rand_core::OsRng;
 
-use super::client_conn::{resolve, ClientConn, ClientError, ClientOptions};
+use super::conn::{resolve, ClientConn, ClientError, ClientOptions};
 use crate::client::persist::PersistedState;
 use crate::client::store::FILE_MODE;
 use crate::client::{
     ClientConfig, ClientState, Home, Identity, PlanError, ReceivedMessage, SendError, StateError, StoreError,
 };
+use crate::driver::clock::{unix_now_s, unix_now_us};
+use crate::driver::flock::{lock_exclusive, LockError};
 use crate::proto::frame::{ErrorFrame, Publish, Subscribe};
 use crate::proto::{ErrorCode, Frame, ProofBatch, RelayParams, SubscriberId};
 
@@ -172,11 +172,6 @@ pub enum Next<T> {
     Interrupted(T),
 }
 
-/// The current Unix time in seconds (the only clock the client reads).
-pub fn unix_now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Runs `make()`'s future to completion on a fresh single-thread glommio executor (for the CLI and for
 /// programs without an executor of their own); the future need not be `Send`.
 pub fn run_local<G, F, T>(make: G) -> std::io::Result<T>
@@ -197,19 +192,10 @@ where
 /// Takes the key directory's exclusive lock (released when the file is closed, i.e. with the session).
 fn lock_home(home: &Home) -> Result<File, SessionError> {
     let path = home.path().join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(FILE_MODE)
-        .open(&path)
-        .map_err(|source| StoreError::Io { path: path.clone(), source })?;
-    // SAFETY: flock on a file descriptor we own; it takes an advisory lock and touches no memory.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(SessionError::HomeInUse(home.path().to_owned()));
-    }
-    Ok(file)
+    lock_exclusive(&path, FILE_MODE).map_err(|e| match e {
+        LockError::Open(source) => StoreError::Io { path: path.clone(), source }.into(),
+        LockError::Held => SessionError::HomeInUse(home.path().to_owned()),
+    })
 }
 
 /// Is `code` one of the refusals of a SUBSCRIBE (docs/PROTOCOL.md §5.6)?
@@ -513,8 +499,8 @@ impl Session {
     /// Handles frames until the Unix clock reaches `at_s` (used to wait out a full window).
     async fn idle_until_unix_s(&mut self, at_s: u64) -> Result<(), SessionError> {
         while unix_now_s() < at_s {
-            let at = UNIX_EPOCH + Duration::from_secs(at_s);
-            let wait = at.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(20);
+            let wait_us = at_s.saturating_mul(1_000_000).saturating_sub(unix_now_us());
+            let wait = Duration::from_micros(wait_us) + Duration::from_millis(20);
             if let Some(frame) = self.next_frame_until(Instant::now() + wait).await? {
                 self.ignore(frame);
             }

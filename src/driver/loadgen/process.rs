@@ -100,7 +100,7 @@ impl RelayProcess {
     /// Starts `exe relay --port 0 --storage <temp dir> --shards <shards>` and waits for its start line.
     /// Its stderr is ours; `RUST_LOG` defaults to `warn` for it.
     pub fn start(exe: &std::path::Path, shards: usize) -> Result<Self, RelayProcessError> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = crate::driver::clock::unix_now_ns();
         let storage = std::env::temp_dir().join(format!("tessera-perf-e2e-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&storage).map_err(RelayProcessError::Spawn)?;
         let mut child = Command::new(exe)

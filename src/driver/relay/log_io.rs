@@ -26,15 +26,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use glommio::io::DmaFile;
 use glommio::sync::Semaphore;
 
+use super::epoch_signal::EpochSignal;
 use super::log_files::{self as files, ctx, FileError};
 use super::log_open::{self, TMP_SUFFIX};
-use super::log_signal::Signal;
+use crate::driver::clock::unix_now_s;
 use crate::log::commit::CommitDecision;
 use crate::log::job::{CommitJob, FileId};
 use crate::log::mailbox::SubscriberKey;
@@ -124,19 +125,14 @@ pub fn shard_dir(storage: &Path, shard_id: u16) -> PathBuf {
     storage.join(format!("shard-{shard_id:03}"))
 }
 
-/// Seconds since the Unix epoch (the driver's wall clock; records and retention use it).
-pub fn unix_now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 struct Inner {
     dir: PathBuf,
     state: RefCell<LogState>,
     files: RefCell<HashMap<FileId, Rc<DmaFile>>>,
     /// Moves when the committer may have something new to decide (first item staged, batch full, closing).
-    staged: Signal,
+    staged: EpochSignal,
     /// Moves when a commit's writes completed or it finished (durable or failed).
-    progress: Signal,
+    progress: EpochSignal,
     /// One permit per commit in flight (`COMMITS_IN_FLIGHT_MAX`); retention takes them all.
     commit_slots: Rc<Semaphore>,
     /// Monotonic origin of the µs clock group commit uses.
@@ -166,8 +162,8 @@ impl ShardLog {
             dir: config.dir,
             state: RefCell::new(opened.recovery.state),
             files: RefCell::new(opened.files),
-            staged: Signal::default(),
-            progress: Signal::default(),
+            staged: EpochSignal::default(),
+            progress: EpochSignal::default(),
             commit_slots: Rc::new(Semaphore::new(COMMITS_IN_FLIGHT_MAX as u64)),
             origin: Instant::now(),
             fdatasyncs: Cell::new(opened.fdatasyncs),

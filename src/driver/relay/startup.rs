@@ -1,11 +1,15 @@
 //! Start-up chores before the shards run: the storage directory and its lock, the node id, and the
 //! listening port (bound once so that port 0 resolves to one port that every shard then shares).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
+
+use crate::driver::flock::{lock_exclusive, LockError};
+
+/// Permissions of a new LOCK file (before the umask): what `OpenOptions` creates by default.
+const LOCK_FILE_MODE: u32 = 0o666;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +43,10 @@ pub enum StartError {
 pub fn lock_storage(dir: &Path) -> Result<File, StartError> {
     let storage_err = |source| StartError::Storage { path: dir.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(storage_err)?;
-    let file =
-        OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK")).map_err(storage_err)?;
-    // SAFETY: flock on a file descriptor we own; it only takes an advisory lock and cannot touch memory.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StartError::StorageLocked(dir.display().to_string()));
-    }
-    Ok(file)
+    lock_exclusive(&dir.join("LOCK"), LOCK_FILE_MODE).map_err(|e| match e {
+        LockError::Open(source) => storage_err(source),
+        LockError::Held => StartError::StorageLocked(dir.display().to_string()),
+    })
 }
 
 /// The relay's node id, created at first start and kept in `dir/node_id` (hex).

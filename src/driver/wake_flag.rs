@@ -1,7 +1,13 @@
-//! A one-waiter wake-up flag for tasks on one executor (the writer of a connection waits on one).
+//! Executor-local wake-up primitives: [`WakeFlag`], a flag with one waiter (a relay connection's writer, a
+//! shard's accept loops, a load-generator publisher's ACK window), and [`Latch`], a one-way flag any number of
+//! tasks wait on (a shard's background tasks at shutdown).
 //!
-//! `notify` may be called any number of times before `wait`; one `wait` consumes all of them. Not `Send`:
-//! every connection's tasks live on the shard that accepted it.
+//! ```text
+//! WakeFlag: notify() × n ─▶ set ─▶ wait() returns once and clears it   (one waiter; notifies coalesce)
+//! Latch:    set() ─▶ every wait(), now and later, returns              (many waiters; never cleared)
+//! ```
+//! Not `Send`: every connection's tasks live on the shard (or load-generator executor) that created them.
+//! Distinct from `relay::epoch_signal::EpochSignal`, which counts changes for many waiters.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -9,12 +15,12 @@ use std::task::{Poll, Waker};
 
 /// A wake-up flag with a single waiter.
 #[derive(Default)]
-pub struct Signal {
+pub struct WakeFlag {
     set: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
-impl Signal {
+impl WakeFlag {
     /// Sets the flag and wakes the waiter, if any.
     pub fn notify(&self) {
         self.set.set(true);

@@ -7,7 +7,7 @@
 //! ```
 //! The reader feeds each binary message to the shard and then waits for the cross-shard sends it produced
 //! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). The writer sleeps on a
-//! [`Signal`] until the shard queues something for this connection, then writes whole messages. When the
+//! [`WakeFlag`] until the shard queues something for this connection, then writes whole messages. When the
 //! shard closes the connection (protocol errors, slow consumer, shutdown) the writer drains, sends a close
 //! frame and stops the reader; a writer stuck on a peer that never reads is cancelled after a grace period.
 
@@ -23,7 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use glommio::net::TcpStream;
 
 use super::shard_main::ShardCtx;
-use super::signal::Signal;
+use crate::driver::wake_flag::WakeFlag;
 use crate::proto::frame::ErrorFrame;
 use crate::proto::{ErrorCode, Frame, Limits};
 use crate::server::http::{self, Request as HttpRequest};
@@ -45,9 +45,9 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct ConnSignals {
     /// Something was queued for this connection (or it is closing).
-    pub wake: Signal,
+    pub wake: WakeFlag,
     /// The reader must stop (the writer closed, or the close drain expired).
-    pub stop_reader: Signal,
+    pub stop_reader: WakeFlag,
 }
 
 /// Serves one accepted TCP connection to the end.

@@ -1,0 +1,164 @@
+//! The relay runtime: glommio executors (one per shard), sockets, signals and the durable log's file I/O
+//! around the sans-IO `server` core.
+//!
+//! ```text
+//! run_relay: lock storage (startup), node id, reserve port ─▶ spawn one executor per shard (pinned)
+//!   shard_main::run: open the log (log_io ◀─ log_open, log_files; epoch_signal wakes its committer)
+//!                    ─▶ ShardServer + shard_storage ─▶ accept loop ─▶ connection::serve (WebSocket, /metrics)
+//!                    ─▶ cover, retention and durability tasks
+//! ─▶ wait ready ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
+//! ```
+//! `log_io` is one shard's durable log on glommio DMA files (the pure log is `crate::log`).
+
+pub mod connection;
+pub mod epoch_signal;
+pub mod log_files;
+pub mod log_io;
+pub mod log_open;
+pub mod shard_main;
+pub mod shard_storage;
+pub mod startup;
+
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam::utils::CachePadded;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+
+use crate::server::config::RelayConfig;
+use crate::server::metrics::ShardMetrics;
+pub use startup::StartError;
+
+/// Capacity of each request channel between two shards, in messages (each up to one batch of proofs):
+/// 64 × 1024 proofs × 564 B ≈ 37 MB in flight per pair at worst; enough to keep the owner busy.
+const REQUEST_CHANNEL_MESSAGES: usize = 64;
+/// Capacity of each response channel, in messages. Responses are small or carry deliveries; their receiver
+/// never waits, so this only bounds bursts.
+const RESPONSE_CHANNEL_MESSAGES: usize = 256;
+/// io_uring registered memory per shard. The relay runs as an ordinary user with an 8 MiB memlock limit.
+const IO_MEMORY_BYTES: usize = 1 << 20;
+
+/// What the relay printed at start, for callers that embed it (tests read the line from stdout).
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The address every shard listens on.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Runs the relay until SIGINT or SIGTERM; returns once every shard has drained.
+pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
+    let _lock = startup::lock_storage(&config.storage)?;
+    // Absolute from here on: glommio cannot open a relative directory path (EBADF), and the start line is
+    // clearer with the real location.
+    let storage = std::fs::canonicalize(&config.storage)
+        .map_err(|source| StartError::Storage { path: config.storage.display().to_string(), source })?;
+    let node_id = startup::node_id(&config.storage, rand::random())?;
+    let (reservation, addr) = startup::reserve_port(std::net::SocketAddr::new(config.host, config.port))?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| StartError::Executor(e.to_string()))?;
+    }
+    if config.danger_disable_cover_traffic {
+        tracing::warn!(
+            "DANGER: cover traffic is disabled (--danger-disable-cover-traffic): per-bucket proof counts now \
+             reveal real traffic to any observer; never run this way in production"
+        );
+    }
+    if config.danger_log_skip_fdatasync {
+        tracing::warn!(
+            "DANGER: the log does not fdatasync (--danger-log-skip-fdatasync): acknowledged proofs can be lost in a \
+             crash or power loss; use only to measure what durability costs"
+        );
+    }
+    let shards = config.shards;
+    let mut resolved = config.clone();
+    resolved.port = addr.port();
+    resolved.storage = storage;
+    let metrics = (0..shards)
+        .map(|s| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(s))))
+        .collect::<Vec<_>>()
+        .into();
+    let shared = Arc::new(shard_main::Shared {
+        config: resolved,
+        node_id,
+        epoch: Instant::now(),
+        metrics,
+        connections: AtomicU32::new(0),
+        shutdown,
+    });
+    let requests = MeshBuilder::full(shards, REQUEST_CHANNEL_MESSAGES);
+    let responses = MeshBuilder::full(shards, RESPONSE_CHANNEL_MESSAGES);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Pin one shard per core when there are enough cores; otherwise let the OS schedule them.
+    let placement =
+        if shards <= cores { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
+    let pool = LocalExecutorPoolBuilder::new(placement)
+        .name("tessera-shard")
+        .io_memory(IO_MEMORY_BYTES)
+        .on_all_shards({
+            let shared = shared.clone();
+            move || {
+                let (shared, requests, responses, ready) =
+                    (shared.clone(), requests.clone(), responses.clone(), ready_tx.clone());
+                async move { shard_main::run(shared, requests, responses, ready).await }
+            }
+        })
+        .map_err(|e| StartError::Executor(e.to_string()))?;
+    let mut metrics_addr = None;
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok((_, Some(m)))) => metrics_addr = Some(m),
+            Ok(Ok(_)) => {}
+            Ok(Err(message)) => {
+                shared.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = pool.join_all();
+                return Err(StartError::Executor(message));
+            }
+            Err(_) => return Err(StartError::Executor("a shard exited during start-up".into())),
+        }
+    }
+    drop(reservation);
+    println!("{}", start_line(&shared.config, addr, metrics_addr));
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, shards, "relay started");
+    for result in pool.join_all() {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "a shard failed");
+        }
+    }
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// The one line printed at start: address, shards, bucket ranges and parameters.
+pub fn start_line(config: &RelayConfig, addr: std::net::SocketAddr, metrics: Option<std::net::SocketAddr>) -> String {
+    let ranges: Vec<String> = (0..config.shards)
+        .map(|s| {
+            let r = config.bucket_range(s);
+            format!("{}..{}", r.start, r.end)
+        })
+        .collect();
+    let metrics = metrics.unwrap_or(addr);
+    let durability = if config.danger_log_skip_fdatasync { " durability=NONE (danger)" } else { "" };
+    let cover = if config.danger_disable_cover_traffic {
+        "DISABLED (danger)".to_owned()
+    } else {
+        format!("epsilon={} delta={}", config.cover_traffic_epsilon, config.cover_traffic_delta)
+    };
+    format!(
+        "tessera relay listening on ws://{addr} (metrics http://{metrics}/metrics) shards={} buckets=[{}] \
+         window={}s bloom=m{}/k{} cover {} storage={} retention={}s{durability}",
+        config.shards,
+        ranges.join(" "),
+        config.window_s,
+        crate::proto::BLOOM_M_BITS_DEFAULT,
+        crate::proto::BLOOM_K_DEFAULT,
+        cover,
+        config.storage.display(),
+        config.retention_s,
+    )
+}
