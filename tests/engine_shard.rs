@@ -6,8 +6,7 @@ use tessera::engine::{EngineConfig, MemoryLog, Origin, Rejection, Shard, Subscri
 use tessera::log::mailbox::SubscriberKey;
 use tessera::log::record::RecordSeq;
 use tessera::proto::{
-    bucket_of, fingerprint, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, CIPHERTEXT_LEN,
-    PROOF_LEN,
+    bucket_of, fingerprint, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, CIPHERTEXT_LEN, PROOF_LEN,
 };
 
 /// A Unix time in the middle of a window (window start `T0`).

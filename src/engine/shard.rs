@@ -28,10 +28,10 @@ use super::dedup::{commit_hash_bits, Dedup, DedupOutcome};
 use super::gossip::{Gossip, Origin, PeerId};
 use super::hashing::{BatchHasher, CHUNK_PROOFS};
 use super::log_sink::LogSink;
-use crate::log::mailbox::SubscriberKey;
-use crate::log::record::RecordSeq;
 use super::subscriptions::{SubscribeError, Subscriptions};
 use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
+use crate::log::mailbox::SubscriberKey;
+use crate::log::record::RecordSeq;
 
 /// Largest batch `handle_publish` takes: rejection indexes are `u16`. The codec caps batches at
 /// `Limits::proofs_per_batch_max` (a `u16`), so a decoded batch always fits.

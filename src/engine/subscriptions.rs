@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use crate::index::{BucketIndex, Slot};
-use crate::proto::derive::BloomPositions;
 use crate::log::mailbox::SubscriberKey;
+use crate::proto::derive::BloomPositions;
 use crate::proto::{ErrorCode, SubscribeEntry};
 
 use super::config::EngineConfig;

@@ -16,8 +16,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::log::mailbox::SubscriberKey;
 use crate::proto::{
-    bucket_of, fingerprint, window_start, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry,
-    CIPHERTEXT_LEN, NUM_BUCKETS_DEFAULT, WINDOW_SECONDS,
+    bucket_of, fingerprint, window_start, BloomFilter, BloomParams, Proof, ProofBatch, SubscribeEntry, CIPHERTEXT_LEN,
+    NUM_BUCKETS_DEFAULT, WINDOW_SECONDS,
 };
 
 use super::config::EngineConfig;

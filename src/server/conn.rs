@@ -149,12 +149,7 @@ impl ConnState {
             }
             self.subscribers.push((wire, key));
         }
-        self.subscribes.push(PendingSubscribe {
-            subscriber: key,
-            shards_remaining: shards,
-            entries: 0,
-            error: None,
-        });
+        self.subscribes.push(PendingSubscribe { subscriber: key, shards_remaining: shards, entries: 0, error: None });
         true
     }
 

@@ -22,7 +22,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::{SinkExt, StreamExt};
 use glommio::net::TcpStream;
 
-use super::shard_main::ShardCtx;
+use super::shard_ctx::ShardCtx;
 use crate::driver::wake_flag::WakeFlag;
 use crate::proto::frame::ErrorFrame;
 use crate::proto::{ErrorCode, Frame, Limits};
@@ -159,8 +159,8 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
             Some(Some(Ok(message))) => message,
             Some(Some(Err(e))) => {
                 if matches!(e, WsError::Capacity(_)) {
-                    ctx.server.borrow_mut().message_too_big(conn);
-                    ctx.wake_connections();
+                    ctx.server.borrow_mut().handle_message_too_big(conn);
+                    ctx.drain().await;
                 }
                 break;
             }
@@ -169,15 +169,13 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
             // A text message is decoded like a binary one (docs/PROTOCOL.md §2): JSON then fails as frame type 0x7b.
             Message::Text(text) => {
                 let bytes = bytes::Bytes::from(text);
-                let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
-                ctx.dispatch(out).await;
-                ctx.wake_connections();
+                ctx.server.borrow_mut().handle_message(conn, &bytes, ctx.clock());
+                ctx.drain().await;
             }
             Message::Binary(bytes) => {
                 ctx.wait_log_room(bytes.len() / crate::proto::PROOF_LEN).await;
-                let out = ctx.server.borrow_mut().on_message(conn, &bytes, ctx.clock());
-                ctx.dispatch(out).await;
-                ctx.wake_connections();
+                ctx.server.borrow_mut().handle_message(conn, &bytes, ctx.clock());
+                ctx.drain().await;
                 // glommio is cooperative: with messages already buffered this loop would never suspend, and
                 // the writers (and other connections) of this shard would starve until the burst ends.
                 futures_lite::future::yield_now().await;
@@ -188,12 +186,13 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
     }
     // The reader is done: let the writer drain (bounded), then forget the connection everywhere.
     signals.wake.notify();
-    ctx.server.borrow_mut().peer_closed(conn);
+    ctx.server.borrow_mut().handle_peer_closed(conn);
+    ctx.drain().await;
     // If the writer is still stuck on a peer that does not read, dropping its task cancels it.
     futures_lite::future::or(writer, glommio::timer::sleep(CLOSE_DRAIN)).await;
     ctx.unregister(conn);
-    let out = ctx.server.borrow_mut().close_conn(conn, ctx.clock());
-    ctx.dispatch(out).await;
+    ctx.server.borrow_mut().handle_conn_closed(conn, ctx.clock());
+    ctx.drain().await;
     ctx.release();
 }
 
@@ -205,7 +204,7 @@ async fn writer(
     mut sink: async_tungstenite::WebSocketSender<TcpStream>,
 ) {
     loop {
-        let next = ctx.server.borrow_mut().next_message(conn, ctx.clock());
+        let next = ctx.server.borrow_mut().poll_message(conn, ctx.clock());
         match next {
             Some(message) => {
                 if sink.feed(Message::Binary(message)).await.is_err() {
@@ -218,7 +217,7 @@ async fn writer(
                 if sink.flush().await.is_err() {
                     break;
                 }
-                ctx.server.borrow_mut().written(conn, ctx.clock());
+                ctx.server.borrow_mut().handle_written(conn, ctx.clock());
             }
             None => {
                 let reason = ctx.server.borrow().close_reason(conn);

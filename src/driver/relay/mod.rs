@@ -12,11 +12,13 @@
 
 pub mod connection;
 pub mod epoch_signal;
+pub mod log_commit;
+pub mod log_exec;
 pub mod log_files;
 pub mod log_io;
 pub mod log_open;
+pub mod shard_ctx;
 pub mod shard_main;
-pub mod shard_storage;
 pub mod startup;
 
 use std::sync::atomic::{AtomicBool, AtomicU32};

@@ -2,234 +2,53 @@
 //!
 //! ```text
 //! listener (SO_REUSEPORT) ─accept─▶ connection::serve ─▶ ShardServer (RefCell, this executor only)
-//! request mesh  ─recv─▶ handle_request  ─▶ responses ─send─▶ response mesh (may wait: receivers never do)
-//! response mesh ─recv─▶ handle_response ─▶ connection outboxes ─▶ writers woken
+//! request mesh  ─recv─▶ handle_request  ─drain─▶ responses ─send─▶ response mesh (receivers never wait)
+//! response mesh ─recv─▶ handle_response ─drain─▶ connection outboxes ─▶ writers woken
 //! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, flush, return
-//! log: open + recover ─▶ restore subscriptions and dedup; committer task (group commit);
-//!      durability pump: wait for the oldest held ticket ─▶ release_durable ─▶ ACK / SUBSCRIBED go out;
-//!      retention every window; FETCH pages read from disk for any shard's connection
-//! cover: each round, a CSPRNG schedule of max(0, t + Z) dummies per owned bucket at uniform times ─▶ at each
-//!        due time, build the dummies for the current window ─▶ inject_cover (same path as real proofs)
+//! log: open + recover ─▶ the ShardServer takes the log state (restores subscriptions and dedup);
+//!      committer task (group commit, log_commit.rs) executes the server's commit jobs and releases held
+//!      ACK / SUBSCRIBED; retention every 10 s; FETCH pages read from disk in the drain step (shard_ctx.rs)
+//! cover: each round, a CSPRNG schedule of min(cap, max(0, t + Z)) dummies per owned bucket at uniform times
+//!        ─▶ at each due time, build the dummies for the current window ─▶ handle_cover (same path as real
+//!        proofs)
 //! ```
+//! Every task follows the server's contract: call a `handle_*` method, then `ShardCtx::drain` before the next
+//! await.
 //! A failed commit is fail-stop: the relay exits (status 1) without acknowledging anything that was not
 //! durable, and recovery at the next start decides what survived.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam::utils::CachePadded;
-use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
 
-use super::connection::{self, ConnSignals};
-use super::log_io::{shard_dir, LogIoConfig, ShardLog};
+use super::connection;
+use super::log_exec::LogFiles;
+use super::log_io::{open_parts, shard_dir, LogIoConfig, LogIoError};
+pub use super::shard_ctx::{Ready, ShardCtx, Shared};
 use crate::driver::clock::{unix_now_s, unix_now_us};
-use crate::driver::wake_flag::{Latch, WakeFlag};
+use crate::driver::wake_flag::WakeFlag;
 use crate::log::commit::GroupCommitPolicy;
 use crate::log::format::ShardParams;
-use crate::log::mailbox::SubscriberKey;
+use crate::log::recovery::RecoveryReport;
+use crate::log::state::LogState;
 use crate::log::LogConfig;
-use crate::proto::Limits;
 use crate::server::config::RelayConfig;
-use crate::server::http;
-use crate::server::metrics::{render_prometheus, ShardMetrics};
-use crate::server::msg::{ConnId, Request, Response};
-use crate::server::shard::{Clock, ShardServer};
+use crate::server::metrics::ShardMetrics;
+use crate::server::msg::{Request, Response};
+use crate::server::shard::ShardServer;
 
 /// How often each shard runs its periodic work and checks the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
 /// How long shutdown waits for connections to drain before the executor returns anyway.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
-/// How long a closing connection may take before its reader is stopped regardless.
-const CLOSE_WATCHDOG: Duration = Duration::from_secs(2);
 /// How often retention runs (deleting whole expired segments); a window is plenty.
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
 /// Windows of extra clock skew whose commitments recovery feeds back into dedup.
 const DEDUP_SKEW_WINDOWS: u64 = 1;
-
-/// State shared by every shard (read-mostly; nothing here is touched per proof except the metrics).
-pub struct Shared {
-    /// The validated configuration.
-    pub config: RelayConfig,
-    /// The relay's node id.
-    pub node_id: [u8; 16],
-    /// Start of the monotonic clock.
-    pub epoch: Instant,
-    /// One metrics block per shard.
-    pub metrics: Arc<[CachePadded<ShardMetrics>]>,
-    /// Open WebSocket connections, all shards together (checked at accept).
-    pub connections: AtomicU32,
-    /// Set by SIGINT/SIGTERM.
-    pub shutdown: Arc<AtomicBool>,
-}
-
-/// What a shard tells the main thread once it is listening.
-pub type Ready = Result<(usize, Option<std::net::SocketAddr>), String>;
-
-/// Everything one shard's tasks share (lives on that shard's executor only).
-pub struct ShardCtx {
-    /// Shard index.
-    pub id: usize,
-    /// The sans-IO shard state (its storage is a clone of `log`).
-    pub server: RefCell<ShardServer>,
-    /// This shard's durable log.
-    pub log: ShardLog,
-    /// Kicks the durability pump when the server may have started holding responses.
-    durable_kick: WakeFlag,
-    /// Set at shutdown: the background tasks (cover, retention, durability pump) finish their step and stop.
-    stopping: Latch,
-    /// Limits (copied out of the config for the connection layer).
-    pub limits: Limits,
-    req_tx: Senders<Request>,
-    resp_tx: Senders<Response>,
-    conns: RefCell<HashMap<ConnId, Rc<ConnSignals>>>,
-    watchdogs: RefCell<HashMap<ConnId, Cell<bool>>>,
-    shared: Arc<Shared>,
-}
-
-impl ShardCtx {
-    /// The current time.
-    pub fn clock(&self) -> Clock {
-        Clock { unix_s: unix_now_s(), mono_us: self.shared.epoch.elapsed().as_micros() as u64 }
-    }
-
-    /// This shard's metrics.
-    pub fn metrics(&self) -> &ShardMetrics {
-        &self.shared.metrics[self.id]
-    }
-
-    /// Admits a WebSocket connection if the relay is below `connections_max`.
-    pub fn admit(&self) -> Option<ConnId> {
-        let max = self.limits.connections_max;
-        let previous = self.shared.connections.fetch_add(1, Ordering::Relaxed);
-        if previous >= max || self.shared.shutdown.load(Ordering::Relaxed) {
-            self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-            ShardMetrics::add(&self.metrics().connections_refused, 1);
-            return None;
-        }
-        Some(self.server.borrow_mut().open_conn(self.clock()))
-    }
-
-    /// Gives back an admitted connection's place.
-    pub fn release(&self) {
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Creates the signals of a new connection.
-    pub fn register(&self, conn: ConnId) -> Rc<ConnSignals> {
-        let signals = Rc::new(ConnSignals::default());
-        self.conns.borrow_mut().insert(conn, signals.clone());
-        signals
-    }
-
-    /// Forgets a finished connection's signals.
-    pub fn unregister(&self, conn: ConnId) {
-        self.conns.borrow_mut().remove(&conn);
-        self.watchdogs.borrow_mut().remove(&conn);
-    }
-
-    /// Sends what one call produced to the other shards, waiting while a channel is full. A FETCH part for
-    /// this shard is read from disk here.
-    pub async fn dispatch(&self, out: Outgoing) {
-        for (shard, request) in out.requests {
-            if shard == self.id {
-                if let Some((dest, response)) = self.run_fetch(request).await {
-                    self.send_response(dest, response).await;
-                }
-                continue;
-            }
-            // Fails only when the destination has shut down; the request is then moot.
-            let _ = self.req_tx.send_to(shard, request).await;
-        }
-        for (shard, response) in out.responses {
-            let _ = self.resp_tx.send_to(shard, response).await;
-        }
-    }
-
-    async fn send_response(&self, shard: usize, response: Response) {
-        if shard == self.id {
-            self.server.borrow_mut().handle_response(response, self.clock());
-            self.wake_connections();
-        } else {
-            let _ = self.resp_tx.send_to(shard, response).await;
-        }
-    }
-
-    /// Reads this shard's page of a FETCH; returns the response and the shard to send it to.
-    async fn run_fetch(&self, request: Request) -> Option<(usize, Response)> {
-        let Request::Fetch { origin, subscriber, cursor, token, proofs_max } = request else {
-            debug_assert!(false, "only FETCH parts are executed by the driver");
-            return None;
-        };
-        let (proofs, more) = match self.log.fetch(SubscriberKey(subscriber.0), cursor, token, proofs_max.into()).await {
-            Ok(page) => {
-                (page.records.iter().map(|r| bytes::Bytes::copy_from_slice(r.proof.as_bytes())).collect(), page.more)
-            }
-            Err(e) => {
-                tracing::error!(shard = self.id, error = %e, "FETCH read failed; answering an empty page");
-                (Vec::new(), false)
-            }
-        };
-        Some((origin.shard as usize, Response::Fetched { conn: origin.conn, token, proofs, more }))
-    }
-
-    /// Waits until the log can stage `proofs` more proofs (backpressure on whoever is publishing).
-    pub async fn wait_log_room(&self, proofs: usize) {
-        let proofs = (proofs as u64).min(crate::log::config::STAGED_RECORDS_MAX);
-        while !self.log.can_accept(proofs) {
-            let ticket = self.log.ticket();
-            if self.log.wait_ticket(ticket).await.is_err() {
-                return; // poisoned: the committer task stops the relay
-            }
-        }
-    }
-
-    /// Wakes the writers of connections that have something queued, and arms a watchdog on closing ones.
-    pub fn wake_connections(&self) {
-        self.durable_kick.notify();
-        let wakeups = self.server.borrow_mut().take_wakeups();
-        if wakeups.is_empty() {
-            return;
-        }
-        let conns = self.conns.borrow();
-        for conn in wakeups {
-            let Some(signals) = conns.get(&conn) else { continue };
-            signals.wake.notify();
-            if self.server.borrow().close_reason(conn).is_some() {
-                let mut watchdogs = self.watchdogs.borrow_mut();
-                let armed = watchdogs.entry(conn).or_insert_with(|| Cell::new(false));
-                if !armed.replace(true) {
-                    let signals = signals.clone();
-                    glommio::spawn_local(async move {
-                        glommio::timer::sleep(CLOSE_WATCHDOG).await;
-                        signals.stop_reader.notify();
-                    })
-                    .detach();
-                }
-            }
-        }
-    }
-
-    /// The response to a plain HTTP GET.
-    pub fn http_response(&self, path: &str) -> String {
-        match path {
-            "/metrics" => http::response(
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &render_prometheus(&self.shared.metrics),
-            ),
-            "/healthz" if self.shared.shutdown.load(Ordering::Relaxed) => {
-                http::response("503 Service Unavailable", "text/plain", "shutting down\n")
-            }
-            "/healthz" => http::response("200 OK", "text/plain", "ok\n"),
-            _ => http::response("404 Not Found", "text/plain", "not found: try /metrics or /healthz\n"),
-        }
-    }
-}
 
 /// Runs shard `id` until shutdown; reports readiness (or the bind error) on `ready`.
 pub async fn run(
@@ -267,7 +86,7 @@ pub async fn run(
         _ => None,
     };
     let now_s = unix_now_s();
-    let (log, report) = match open_log(config, id, now_s).await {
+    let (log, files, report) = match open_log(config, id, now_s).await {
         Ok(opened) => opened,
         Err(message) => {
             let _ = ready.send(Err(message));
@@ -286,39 +105,26 @@ pub async fn run(
         files_quarantined = c.recovery_files_quarantined,
         "log recovered"
     );
-    let mut server =
-        ShardServer::new(id as u16, config, shared.node_id, rand::random(), shared.metrics.clone(), log.clone());
-    for (key, state) in log.subscriptions() {
-        server.restore_subscription(now_s, key, &state.entries);
+    let persisted: Vec<_> = log.subscriptions().iter().map(|(k, s)| (*k, s.entries.clone())).collect();
+    let mut server = ShardServer::new(id as u16, config, shared.node_id, rand::random(), shared.metrics.clone(), log);
+    for (key, entries) in &persisted {
+        server.restore_subscription(now_s, *key, entries);
     }
     for (window_start_s, commit) in &report.live_commits {
         server.restore_commit(*window_start_s, commit);
     }
-    shared.metrics[id].log.store(&log.counters());
-    let committer = log.clone();
+    let ctx = ShardCtx::new(id, server, files, (req_tx, resp_tx), shared.clone());
+    ctx.metrics().log.store(&ctx.log_counters());
+    let committer = ctx.committer.clone();
     glommio::spawn_local(async move {
-        if let Err(e) = committer.run_committer().await {
+        if let Err(e) = committer.run().await {
             fail_stop(id, &e);
         }
     })
     .detach();
-    let ctx = Rc::new(ShardCtx {
-        id,
-        server: RefCell::new(server),
-        log,
-        durable_kick: WakeFlag::default(),
-        stopping: Latch::default(),
-        limits: config.limits,
-        req_tx,
-        resp_tx,
-        conns: RefCell::new(HashMap::new()),
-        watchdogs: RefCell::new(HashMap::new()),
-        shared: shared.clone(),
-    });
     spawn_receivers(&ctx, req_rx, resp_rx);
     // Background tasks are awaited at shutdown (not detached): nothing may stage into the log while it closes.
-    let mut background =
-        vec![glommio::spawn_local(durability_pump(ctx.clone())), glommio::spawn_local(retention_loop(ctx.clone()))];
+    let mut background = vec![glommio::spawn_local(retention_loop(ctx.clone()))];
     if !config.danger_disable_cover_traffic {
         match config.cover_mechanism() {
             Ok(mechanism) => background.push(glommio::spawn_local(cover_loop(ctx.clone(), mechanism))),
@@ -338,9 +144,9 @@ pub async fn run(
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(TICK).await;
         let clock = ctx.clock();
-        ctx.server.borrow_mut().tick(clock);
-        ctx.wake_connections();
-        ctx.metrics().log.store(&ctx.log.counters());
+        ctx.server.borrow_mut().handle_tick(clock);
+        ctx.drain().await;
+        ctx.metrics().log.store(&ctx.log_counters());
     }
     // Shutdown: stop accepting, close every connection (writers drain and send 1001), wait for them.
     stop_accepting.notify();
@@ -349,8 +155,8 @@ pub async fn run(
     if let Some(task) = metrics_acceptor {
         task.await;
     }
-    ctx.server.borrow_mut().shutdown();
-    ctx.wake_connections();
+    ctx.server.borrow_mut().handle_shutdown();
+    ctx.drain().await;
     let deadline = Instant::now() + SHUTDOWN_DRAIN;
     while ctx.server.borrow().connections() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -360,21 +166,14 @@ pub async fn run(
     for task in background {
         task.await;
     }
-    let out = ctx.server.borrow_mut().release_durable(ctx.clock());
-    ctx.dispatch(out).await;
-    ctx.wake_connections();
-    if let Err(e) = ctx.log.clone().close().await {
+    if let Err(e) = ctx.committer.close().await {
         tracing::error!(shard = id, error = %e, "log flush at shutdown failed");
     }
     tracing::info!(shard = id, "shard stopped");
 }
 
 /// Opens (recovering) shard `id`'s log under the storage directory.
-async fn open_log(
-    config: &RelayConfig,
-    id: usize,
-    now_s: u64,
-) -> Result<(ShardLog, crate::log::recovery::RecoveryReport), String> {
+async fn open_log(config: &RelayConfig, id: usize, now_s: u64) -> Result<(LogState, LogFiles, RecoveryReport), String> {
     let params = ShardParams::for_shard(id as u16, config.shards as u16, config.num_buckets, config.window_s as u32);
     let mut log = LogConfig::new(params).with_retention_s(config.retention_s);
     log.danger_skip_fdatasync = config.danger_log_skip_fdatasync;
@@ -384,38 +183,14 @@ async fn open_log(
     };
     let dir = shard_dir(&config.storage, id as u16);
     let io = LogIoConfig { dir: dir.clone(), log, dedup_skew_windows: DEDUP_SKEW_WINDOWS };
-    ShardLog::open(io, now_s).await.map_err(|e| format!("shard {id}: cannot open its log in {}: {e}", dir.display()))
+    open_parts(io, now_s).await.map_err(|e| format!("shard {id}: cannot open its log in {}: {e}", dir.display()))
 }
 
 /// A failed commit: nothing more may be acknowledged. Exit so that a supervisor restarts the relay and
-/// recovery decides what survived (DESIGN.md §1: nothing acknowledged is lost).
+/// recovery decides what survived (docs/DESIGN.md §1: nothing acknowledged is lost).
 fn fail_stop(shard: usize, error: &dyn std::fmt::Display) -> ! {
     tracing::error!(shard, %error, "the durable log failed; stopping the relay (restart it to recover)");
     std::process::exit(1)
-}
-
-/// Sends held responses (ACKs, SUBSCRIBEDs) once the storage tickets they wait for are durable.
-async fn durability_pump(ctx: Rc<ShardCtx>) {
-    while !ctx.stopping.is_set() {
-        let ticket = ctx.server.borrow().oldest_pending_ticket();
-        match ticket {
-            None => futures_lite::future::or(ctx.durable_kick.wait(), ctx.stopping.wait()).await,
-            Some(ticket) => {
-                let durable = futures_lite::future::or(async { Some(ctx.log.wait_ticket(ticket).await) }, async {
-                    ctx.stopping.wait().await;
-                    None
-                });
-                match durable.await {
-                    None => break,
-                    Some(Err(e)) => fail_stop(ctx.id, &e),
-                    Some(Ok(())) => {}
-                }
-                let out = ctx.server.borrow_mut().release_durable(ctx.clock());
-                ctx.dispatch(out).await;
-                ctx.wake_connections();
-            }
-        }
-    }
 }
 
 /// Sleeps until wall-clock `target_us` (no-op if it has passed).
@@ -426,7 +201,7 @@ async fn sleep_until_us(target_us: u64) {
     }
 }
 
-/// Cover traffic for this shard's buckets (DESIGN.md §4): every round, `max(0, t + Z)` dummies per bucket at
+/// Cover traffic for this shard's buckets (docs/DESIGN.md §4): every round, `max(0, t + Z)` dummies per bucket at
 /// independent uniform times, each built when it is emitted and routed like a real proof. Rounds are aligned on
 /// multiples of the round length. At start the current round is already under way: its overdue dummies go out
 /// at once, so the round's count still carries its full noise (only their timing is bunched, once).
@@ -471,9 +246,8 @@ async fn cover_loop(ctx: Rc<ShardCtx>, mechanism: crate::dp::CoverMechanism) {
             }
             let batch = crate::proto::ProofBatch::from_proofs(proofs.iter().map(|p| p.view()));
             ctx.wait_log_room(batch.len()).await;
-            let out = ctx.server.borrow_mut().inject_cover(&batch, ctx.clock());
-            ctx.dispatch(out).await;
-            ctx.wake_connections();
+            ctx.server.borrow_mut().handle_cover(&batch, ctx.clock());
+            ctx.drain().await;
         }
         futures_lite::future::or(sleep_until_us(schedule.round_end_us()), ctx.stopping.wait()).await;
         if ctx.stopping.is_set() {
@@ -489,14 +263,28 @@ async fn retention_loop(ctx: Rc<ShardCtx>) {
         if ctx.stopping.is_set() {
             return;
         }
-        match ctx.log.apply_retention(unix_now_s()).await {
-            Ok(outcome) if outcome.segments_deleted > 0 => {
-                tracing::info!(shard = ctx.id, segments = outcome.segments_deleted, "retention deleted segments");
-            }
+        match apply_retention(&ctx, unix_now_s()).await {
+            Ok(segments) if segments > 0 => tracing::info!(shard = ctx.id, segments, "retention deleted segments"),
             Ok(_) => {}
             Err(e) => fail_stop(ctx.id, &e),
         }
     }
+}
+
+/// One retention pass at `now_s`: roll the active segment if all of it expired (and commit that), then with
+/// no commit in flight let the server drop what expired and delete its files. Returns the segments deleted.
+async fn apply_retention(ctx: &ShardCtx, now_s: u64) -> Result<u64, LogIoError> {
+    if ctx.server.borrow().plan_retention(now_s).roll_active {
+        ctx.server.borrow_mut().request_log_roll();
+        ctx.committer.flush().await?;
+    }
+    ctx.committer.pause().await?;
+    let applied = ctx.server.borrow_mut().handle_retention(now_s, ctx.clock());
+    ctx.drain().await;
+    let result = ctx.committer.files().delete(&applied.files).await;
+    ctx.committer.resume();
+    result?;
+    Ok(applied.files.iter().filter(|f| f.kind == crate::log::FileKind::Segment).count() as u64)
 }
 
 fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_rx: Receivers<Response>) {
@@ -504,19 +292,12 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             while let Some(request) = receiver.recv().await {
-                if let Request::Fetch { .. } = request {
-                    if let Some((dest, response)) = ctx.run_fetch(request).await {
-                        ctx.send_response(dest, response).await;
-                    }
-                    continue;
-                }
                 if let Request::Publish { proofs, .. } = &request {
                     ctx.wait_log_room(proofs.len()).await;
                 }
                 let clock = ctx.clock();
-                let out = ctx.server.borrow_mut().handle_request(request, clock);
-                ctx.dispatch(out).await;
-                ctx.wake_connections();
+                ctx.server.borrow_mut().handle_request(request, clock);
+                ctx.drain().await;
                 // Let writers run between batches (see connection.rs: glommio tasks are cooperative).
                 futures_lite::future::yield_now().await;
             }
@@ -530,7 +311,7 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
             while let Some(response) = receiver.recv().await {
                 let clock = ctx.clock();
                 ctx.server.borrow_mut().handle_response(response, clock);
-                ctx.wake_connections();
+                ctx.drain().await; // wake-ups only: handling a response queues no request
                 futures_lite::future::yield_now().await;
             }
         })

@@ -87,7 +87,11 @@ impl ShardServer {
                 debug_assert!(page.proofs.len() as u64 + page.skipped == read.reads.len() as u64);
                 self.engine.log_mut().note_fetch_reads(page.proofs.len() as u64, page.skipped);
                 if page.skipped > 0 {
-                    tracing::warn!(shard = self.id, skipped = page.skipped, "FETCH skipped records that failed verification");
+                    tracing::warn!(
+                        shard = self.id,
+                        skipped = page.skipped,
+                        "FETCH skipped records that failed verification"
+                    );
                 }
                 (page.proofs, read.more)
             }

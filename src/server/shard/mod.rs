@@ -63,7 +63,8 @@ use crate::proto::{
     Codec, ErrorCode, Frame, RelayParams, Role, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN, PROTOCOL_VERSION,
 };
 
-pub use fetch::FetchRead;
+pub use durability::RetentionApplied;
+pub use fetch::{FetchPage, FetchRead};
 
 /// The time as the driver sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
