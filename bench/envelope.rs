@@ -64,7 +64,7 @@ fn envelope_benches(c: &mut Criterion<ThreadCpuTime>) {
 }
 
 /// AES-256-GCM over one envelope (496 B + tag, 42-byte AAD): `per_delivery_key` builds the key first, as
-/// every seal and open does (one key per delivery); `prekeyed` is the bulk cipher alone (docs/DESIGN.md §6).
+/// every seal and open does (one key per delivery); `prekeyed` is the bulk cipher alone (docs/FOUNDATIONS.md §6).
 fn aead_benches(c: &mut Criterion<ThreadCpuTime>) {
     let key = [0x42u8; 32];
     let nonce = [0x24u8; 12];
@@ -136,7 +136,7 @@ fn renewal_benches(c: &mut Criterion<ThreadCpuTime>) {
     group.finish();
 }
 
-/// Where the time of an envelope goes, plus a calibration point: docs/DESIGN.md §6 measured SHA-256 of 36 bytes
+/// Where the time of an envelope goes, plus a calibration point: docs/FOUNDATIONS.md §6 measured SHA-256 of 36 bytes
 /// at 47 ns on an idle core, so its figure here says how loaded the machine was during the run.
 fn component_benches(c: &mut Criterion<ThreadCpuTime>) {
     let mut group = c.benchmark_group("components");

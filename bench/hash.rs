@@ -1,4 +1,4 @@
-//! The derivation hashing (docs/DESIGN.md §2, §6): per proof SHA-256 of the commit (32 B), of commit ‖ window
+//! The derivation hashing (docs/FOUNDATIONS.md §2, §6): per proof SHA-256 of the commit (32 B), of commit ‖ window
 //! (40 B) and k = 3 × fingerprint ‖ i (10 B). Compares sha2 0.10 (`asm`), sha2 0.11, ring, sha2's raw
 //! `compress256` on a pre-padded block, and the engine's multi-buffer SHA-NI kernel at 1–4 lanes.
 //! Throughput is in hashes; every input is one SHA-256 block.

@@ -1,6 +1,6 @@
 //! Matching alone: Bloom positions given (computed once per proof), find every filter of one bucket that
 //! contains them. Bit-sliced index with each available SIMD kernel vs the scalar per-filter oracle vs the
-//! one-filter-at-a-time fastbloom baseline (docs/DESIGN.md §6: ~720 ns for 75 filters), at 1, 75, 1,000 and
+//! one-filter-at-a-time fastbloom baseline (docs/FOUNDATIONS.md §6: ~720 ns for 75 filters), at 1, 75, 1,000 and
 //! 10,000 subscribers (one 60-fingerprint filter each, m = 1024, k = 3). 10% of the queries are members.
 //!
 //! fastbloom is measured two ways: `contains(fp)` (hashes the item once per filter, as a relay keeping one

@@ -1,4 +1,4 @@
-//! W-route (docs/DESIGN.md §7): proofs/s through `Shard::handle_publish` on one core, everything included —
+//! W-route (docs/FOUNDATIONS.md §7): proofs/s through `Shard::handle_publish` on one core, everything included —
 //! field checks, both derivation hashes, dedup, log-sink append (MemoryLog copy), Bloom positions, matching
 //! against the bucket's 75 filters, delivery queueing and draining.
 //!

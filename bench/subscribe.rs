@@ -1,4 +1,4 @@
-//! W-sub (docs/DESIGN.md §7): subscribes/s on one core. 4,800 subscribers (64 buckets × 75) each replace their
+//! W-sub (docs/FOUNDATIONS.md §7): subscribes/s on one core. 4,800 subscribers (64 buckets × 75) each replace their
 //! one-entry subscription (a 60-fingerprint filter, m = 1024, k = 3) over and over, alternating between two
 //! precomputed filters, so every operation clears one column of the bucket's bit-sliced index and sets
 //! another. Includes validation, the subscriber map lookup and the slot bookkeeping.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Durable vs non-durable W-e2e, alternating, in one session (issue "durable log", docs/DESIGN.md §7).
+# Durable vs non-durable W-e2e, alternating, in one session (issue "durable log", docs/FOUNDATIONS.md §7).
 #
 #   perf/durability.sh [RUNS] [SECONDS]        (defaults: 3 runs of each, 10 s per phase)
 #

@@ -28,7 +28,7 @@
 //!   FETCH mailboxes, persisted subscriptions); its I/O is `driver::relay::log_io` (glommio DMA files).
 //! - [`perf`]: the pure half of the standard workloads (W-e2e): proofs, filters, pacing, counters, `/proc` and
 //!   `/metrics` parsers, reports; the load generator that runs them is `driver::loadgen`.
-//! - [`proto`]: the wire protocol — derivations (docs/DESIGN.md §2), Bloom filter, fixed-size proof, frame codec.
+//! - [`proto`]: the wire protocol — derivations (docs/FOUNDATIONS.md §2), Bloom filter, fixed-size proof, frame codec.
 //!   Pure: no I/O, no clock, no randomness.
 //! - [`server`]: the relay's runtime-independent core — config, per-shard state machine, connection state,
 //!   bounded send queues, cross-shard messages, metrics, the HTTP surface of `/metrics` and `/healthz`.

@@ -1,4 +1,4 @@
-//! Cover traffic on the wire (docs/DESIGN.md §4): a relay emits, per bucket per round, dummy counts consistent with
+//! Cover traffic on the wire (docs/FOUNDATIONS.md §4): a relay emits, per bucket per round, dummy counts consistent with
 //! the (ε, δ) mechanism; dummies are valid proofs that reach subscribers like real ones; disabling cover is loud;
 //! dummies do not force a log commit each.
 //!

@@ -1,4 +1,4 @@
-//! `tessera perf route|subscribe`: the standard workloads (docs/DESIGN.md §7) as a command for capacity planners
+//! `tessera perf route|subscribe`: the standard workloads (docs/FOUNDATIONS.md §7) as a command for capacity planners
 //! and CI, printing one JSON object (or a line of text).
 //!
 //! ```text

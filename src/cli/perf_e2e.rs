@@ -1,4 +1,4 @@
-//! `tessera perf e2e`: the W-e2e workload against a relay we start or a running one (docs/DESIGN.md §7).
+//! `tessera perf e2e`: the W-e2e workload against a relay we start or a running one (docs/FOUNDATIONS.md §7).
 //!
 //! ```text
 //! flags ─▶ E2eConfig ─▶ driver::loadgen::e2e::run (progress on stderr) ─▶ report on stdout: text | --json | --markdown

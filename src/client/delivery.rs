@@ -8,7 +8,7 @@
 //! t             = wide(HKDF-Expand(K, "tessera/v1/blind" ‖ session_id, 64)) mod ℓ
 //! Y'            = Y_sender + t·G          (sender: (x + t)·G, the same point)
 //! commit        = SHA-256(Y' ‖ ephemeral_key ‖ session_id)
-//! bucket, fingerprint from commit and window_start (proto::derive, docs/DESIGN.md §2)
+//! bucket, fingerprint from commit and window_start (proto::derive, docs/FOUNDATIONS.md §2)
 //! key ‖ nonce   = HKDF-Expand(K, "tessera/v1/seal" ‖ did, 32 + 12)
 //! ```
 //! A delivery id is used at most once (the sender persists its sequence numbers), so each AES-GCM key and
@@ -133,7 +133,7 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// Derives bucket and fingerprint of `commit` in `window_start_s` (docs/DESIGN.md §2).
+    /// Derives bucket and fingerprint of `commit` in `window_start_s` (docs/FOUNDATIONS.md §2).
     pub fn new(commit: Commit, window_start_s: u64, num_buckets: u16) -> Self {
         Self {
             commit,

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! commit     = 32 random bytes        (a real commit is a SHA-256 output: also uniform)
-//! bucket, fp = derived from it (docs/DESIGN.md §2), so relays accept and route it like any other
+//! bucket, fp = derived from it (docs/FOUNDATIONS.md §2), so relays accept and route it like any other
 //! ciphertext = 512 random bytes       (a real one is AES-GCM output: also uniform)
 //! ```
 //! Same size, same header derivations, uniform bytes: only the holder of a pairwise secret could tell, and
-//! none expects this commit, so recipients drop it as an unknown commit (docs/DESIGN.md §4).
+//! none expects this commit, so recipients drop it as an unknown commit (docs/FOUNDATIONS.md §4).
 
 use rand_core::{CryptoRng, RngCore};
 

@@ -6,7 +6,7 @@
 //! K ──HKDF-Expand(info = BLIND ‖ session id, 64 B)──▶ wide-reduced scalar t
 //! SHA-512(LABEL ‖ …) ──wide reduction──▶ Schnorr nonce and challenge scalars
 //! ```
-//! HKDF and AES-GCM come from `ring` (docs/DESIGN.md §6: ring seals 512 B ~4× faster than the aes-gcm crate);
+//! HKDF and AES-GCM come from `ring` (docs/FOUNDATIONS.md §6: ring seals 512 B ~4× faster than the aes-gcm crate);
 //! SHA-512 and SHA-256 from `sha2` (asm). Labels all start with `tessera/v1/`, so a change of the scheme is a
 //! change of every label, and no two derivations share an input prefix. docs/PROTOCOL.md §End-to-end
 //! envelope and key schedule lists them with their output lengths.

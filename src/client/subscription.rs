@@ -28,7 +28,7 @@ use crate::proto::bloom::{BloomFilter, BloomParams};
 use crate::proto::derive::Fingerprint;
 use crate::proto::frame::SubscribeEntry;
 
-/// Items per filter: 60 keeps the false-positive rate at ≈ 0.42 % with m = 1024, k = 3 (docs/DESIGN.md §2).
+/// Items per filter: 60 keeps the false-positive rate at ≈ 0.42 % with m = 1024, k = 3 (docs/FOUNDATIONS.md §2).
 pub const FINGERPRINTS_PER_FILTER_DEFAULT: usize = 60;
 /// Target fill of a padded chunk, percent of a filter on average per bucket: low enough that few buckets
 /// overflow into a second filter (Poisson tail), high enough that padding stays under ~1.7× the real items.

@@ -6,7 +6,7 @@
 //!                        └ t, δ achieved, E[D_b], moments, pmf  (dp plan, sims, crate::dp::check)
 //! ```
 //!
-//! Why it is (ε, δ)-DP (docs/DESIGN.md §4): an observer sees `c + D_b` where one delivery changes `c` by 1. For
+//! Why it is (ε, δ)-DP (docs/FOUNDATIONS.md §4): an observer sees `c + D_b` where one delivery changes `c` by 1. For
 //! outputs where neither world is clamped, the ratio of probabilities is `a^{±1} = e^{∓ε}`. At the lower clamp
 //! (`D_b = 0`, probability `P(Z ≤ −t) = a^t/(1+a)`) and at the upper cap (`D_b = cap`, probability
 //! `P(Z ≥ cap − t) = a^{cap−t}/(1+a)`) one world has mass the other lacks; the hockey-stick divergence is at

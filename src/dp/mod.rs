@@ -1,5 +1,5 @@
 //! Differential-privacy cover traffic: how many dummy proofs each bucket gets each round, when, and what they
-//! look like (docs/DESIGN.md §4, docs/PRIVACY.md). Pure: randomness is a caller-supplied CSPRNG, time an argument.
+//! look like (docs/FOUNDATIONS.md §4, docs/PRIVACY.md). Pure: randomness is a caller-supplied CSPRNG, time an argument.
 //!
 //! ```text
 //! (ε f64, δ f64) ──Epsilon::from_f64──▶ ε = num/den ──CoverMechanism::new──▶ t, cap, δ achieved

@@ -1,7 +1,7 @@
 //! Shard configuration: which buckets a shard owns, the window clock, and every per-shard limit.
 //!
 //! The driver builds one `EngineConfig` per core with [`EngineConfig::for_shard`] (bucket range
-//! `[s·B/S, (s+1)·B/S)`, docs/DESIGN.md §5), overrides what its TOML config says, sets a secret
+//! `[s·B/S, (s+1)·B/S)`, docs/FOUNDATIONS.md §5), overrides what its TOML config says, sets a secret
 //! [`EngineConfig::hash_key`] from its CSPRNG, and hands it to `Shard::new`, which checks it with
 //! [`EngineConfig::validate`].
 

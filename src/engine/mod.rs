@@ -13,7 +13,7 @@
 //! SHA-256 work in one interleaved pass), `dedup` (by commit and window), `subscriptions` (replace semantics,
 //! [`SubscribeError`]), `gossip` (outboxes), `log_sink` ([`LogSink`], [`MemoryLog`]), `counters`,
 //! `keyed_hash`, `shard` (the state machine tying them together), `workload` (the standard workloads of
-//! docs/DESIGN.md §7 for benches and `tessera perf`). Measured figures: docs/PERFORMANCE.md.
+//! docs/FOUNDATIONS.md §7 for benches and `tessera perf`). Measured figures: docs/PERFORMANCE.md.
 
 pub mod config;
 pub mod counters;

@@ -1,4 +1,4 @@
-//! The standard workloads of docs/DESIGN.md §7 as deterministic generators, shared by `bench/` and `tessera perf`.
+//! The standard workloads of docs/FOUNDATIONS.md §7 as deterministic generators, shared by `bench/` and `tessera perf`.
 //!
 //! ```text
 //! RouteWorkload (W-route): 64 buckets × 75 subscribers, one filter of 60 fingerprints each (m=1024, k=3)
@@ -27,7 +27,7 @@ use super::shard::Shard;
 /// Start of the simulated clock: a realistic Unix time in the middle of a window.
 pub const WORKLOAD_START_S: u64 = 1_700_000_005;
 
-/// Parameters of W-route (defaults = docs/DESIGN.md §7).
+/// Parameters of W-route (defaults = docs/FOUNDATIONS.md §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteParams {
     /// Buckets (all owned by the one shard under test).

@@ -117,7 +117,7 @@ pub struct ShardParams {
 }
 
 impl ShardParams {
-    /// Shard `shard_id` of `shard_count` over `num_buckets` buckets, owning `[s·B/S, (s+1)·B/S)` (docs/DESIGN.md §5).
+    /// Shard `shard_id` of `shard_count` over `num_buckets` buckets, owning `[s·B/S, (s+1)·B/S)` (docs/FOUNDATIONS.md §5).
     pub fn for_shard(shard_id: u16, shard_count: u16, num_buckets: u16, window_s: u32) -> Self {
         let (s, n, b) = (shard_id as u32, shard_count as u32, num_buckets as u32);
         Self {

@@ -1,4 +1,4 @@
-//! The pure half of load generation and performance reports (the standard workloads of DESIGN.md §7): what
+//! The pure half of load generation and performance reports (the standard workloads of docs/FOUNDATIONS.md §7): what
 //! the load generator sends, counts, parses and reports, with no sockets, processes or executors.
 //!
 //! ```text

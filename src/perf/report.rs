@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// The reference relay's routed proofs/s on this machine (docs/DESIGN.md §3): the baseline of the ratio.
+/// The reference relay's routed proofs/s on this machine (docs/FOUNDATIONS.md §3): the baseline of the ratio.
 pub const REFERENCE_ROUTED_PER_S: f64 = 360.0;
 
 /// Publish→deliver latency percentiles, µs.

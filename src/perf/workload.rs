@@ -1,4 +1,4 @@
-//! The W-e2e workload's pure parts (docs/DESIGN.md §7): proofs, subscriber commit sets and filters, the address
+//! The W-e2e workload's pure parts (docs/FOUNDATIONS.md §7): proofs, subscriber commit sets and filters, the address
 //! book that lets publishers address real subscribers, and the open-loop pacing schedule.
 //!
 //! ```text
@@ -34,7 +34,7 @@ pub const SETS_PER_FILTER: usize = 2;
 pub const WINDOWS_PER_FILTER: usize = 2;
 /// Fingerprints per filter: 60, the W-route filter size (false-positive rate ~0.42% at m = 1024, k = 3).
 pub const FINGERPRINTS_PER_FILTER: usize = COMMITS_PER_SET * SETS_PER_FILTER * WINDOWS_PER_FILTER;
-/// One proof in `ADDRESSED_EVERY` is addressed to a real subscriber: 10% (docs/DESIGN.md §7).
+/// One proof in `ADDRESSED_EVERY` is addressed to a real subscriber: 10% (docs/FOUNDATIONS.md §7).
 pub const ADDRESSED_EVERY: usize = 10;
 /// Least time between two SUBSCRIBEs of one subscriber. A set stays in the filter for one rotation after it
 /// stops being addressed, so a proof addressed to it has at least this long to be routed: 1 s is hundreds of

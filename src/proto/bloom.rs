@@ -1,4 +1,4 @@
-//! The Bloom filter recipients register: `m` bits, `k` SHA-256 positions per item (docs/DESIGN.md §2).
+//! The Bloom filter recipients register: `m` bits, `k` SHA-256 positions per item (docs/FOUNDATIONS.md §2).
 //!
 //! Serialisation matches the reference byte for byte: `m / 8` bytes, bit `j` in byte `j / 8` under mask
 //! `1 << (j % 8)` (least significant bit first). The relay never builds filters; it reads them from SUBSCRIBE

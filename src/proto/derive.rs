@@ -1,4 +1,4 @@
-//! Byte-exact derivations shared with the reference implementation (docs/DESIGN.md §2).
+//! Byte-exact derivations shared with the reference implementation (docs/FOUNDATIONS.md §2).
 //!
 //! ```text
 //! commit (32 B) ──SHA-256──▶ [0..2] u16_be mod num_buckets ─────────▶ bucket

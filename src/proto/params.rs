@@ -1,4 +1,4 @@
-//! Protocol constants: the values both ends must agree on byte for byte (docs/DESIGN.md §2, docs/PROTOCOL.md).
+//! Protocol constants: the values both ends must agree on byte for byte (docs/FOUNDATIONS.md §2, docs/PROTOCOL.md).
 //!
 //! Routing parameters (`NUM_BUCKETS_DEFAULT`, `WINDOW_SECONDS`, Bloom `m`/`k`) match the reference
 //! implementation so that proofs and filters made by either side route identically. The proof layout is

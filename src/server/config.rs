@@ -16,7 +16,7 @@ use crate::proto::{Limits, NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
 pub const PORT_DEFAULT: u16 = 8100;
 /// Default storage directory, relative to the working directory.
 pub const STORAGE_DEFAULT: &str = "./tessera-data";
-/// Default cover-traffic ε (docs/DESIGN.md §4).
+/// Default cover-traffic ε (docs/FOUNDATIONS.md §4).
 pub const EPSILON_DEFAULT: f64 = 0.1;
 /// Default cover-traffic δ.
 pub const DELTA_DEFAULT: f64 = 1e-6;
@@ -26,7 +26,7 @@ pub const RETENTION_S_DEFAULT: u64 = 3600;
 pub const CLOCK_SKEW_S_DEFAULT: u64 = 2;
 /// How long a connection's send queue may stay full before the relay closes it.
 pub const SLOW_CONSUMER_GRACE_MS_DEFAULT: u64 = 5_000;
-/// Default cover round: one routing window (docs/DESIGN.md §4), so a round's dummies share their window.
+/// Default cover round: one routing window (docs/FOUNDATIONS.md §4), so a round's dummies share their window.
 pub const COVER_ROUND_MS_DEFAULT: u64 = WINDOW_SECONDS * 1000;
 /// Shortest cover round: below it a round's ~8,450 dummies would arrive faster than rounds can be told apart.
 pub const COVER_ROUND_MS_MIN: u64 = 100;
@@ -259,7 +259,7 @@ impl RelayConfig {
         CoverMechanism::from_f64(self.cover_traffic_epsilon, self.cover_traffic_delta)
     }
 
-    /// Bucket range owned by shard `s`: `[s·B/S, (s+1)·B/S)` (docs/DESIGN.md §5).
+    /// Bucket range owned by shard `s`: `[s·B/S, (s+1)·B/S)` (docs/FOUNDATIONS.md §5).
     pub fn bucket_range(&self, shard: usize) -> std::ops::Range<u16> {
         shard_bucket_range(shard, self.shards, self.num_buckets)
     }

@@ -1,4 +1,4 @@
-//! Messages between shards (docs/DESIGN.md §5: frames cross shards in batches over bounded channels).
+//! Messages between shards (docs/FOUNDATIONS.md §5: frames cross shards in batches over bounded channels).
 //!
 //! Two meshes keep the shards free of wait cycles: **requests** (work for the owner of a bucket; a sender
 //! may wait when the channel is full, which is the backpressure that reaches a fast publisher) and

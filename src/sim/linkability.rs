@@ -29,7 +29,7 @@ use crate::dp::{CoverConfigError, CoverMechanism};
 pub const EPSILONS_DEFAULT: [f64; 7] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
 /// Samples per world per policy: ±0.0014 on the AUC at ε = 0.1 (SE √(0.125/n)) and ~1 s in release.
 pub const SAMPLES_PER_WORLD_DEFAULT: usize = 250_000;
-/// δ of the DP policy (docs/DESIGN.md §4).
+/// δ of the DP policy (docs/FOUNDATIONS.md §4).
 pub const DELTA_DEFAULT: f64 = 1e-6;
 /// Real proofs in the observed bucket per round in the world without the delivery (known to the adversary).
 pub const BACKGROUND_PER_BUCKET_DEFAULT: u32 = 10;

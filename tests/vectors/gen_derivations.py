@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Known-answer vectors for Tessera's byte-exact derivations (docs/DESIGN.md §2, docs/PROTOCOL.md §Derivations).
+"""Known-answer vectors for Tessera's byte-exact derivations (docs/FOUNDATIONS.md §2, docs/PROTOCOL.md §Derivations).
 
 Written from the formulas alone, with Python's hashlib and int.from_bytes: it shares no code with the Rust
 implementation, so `tests/vectors.rs` checking the Rust code against its output is an independent check.
@@ -132,7 +132,7 @@ def filter_vectors():
 def main():
     doc = {
         "header": ("Known-answer vectors for window_start, bucket, fingerprint, Bloom positions and serialised "
-                   "Bloom filters (docs/DESIGN.md §2). Generated INDEPENDENTLY of the Rust code by "
+                   "Bloom filters (docs/FOUNDATIONS.md §2). Generated INDEPENDENTLY of the Rust code by "
                    "tests/vectors/gen_derivations.py using only Python's hashlib and int.from_bytes; checked "
                    "against the Rust implementation by tests/vectors.rs. Do not edit by hand."),
         "generator": "python3 tests/vectors/gen_derivations.py > tests/vectors/derivations.json",

@@ -1,4 +1,4 @@
-//! The W-e2e runner (DESIGN.md §7): the relay as its own process, a load generator on loopback WebSocket with
+//! The W-e2e runner (docs/FOUNDATIONS.md §7): the relay as its own process, a load generator on loopback WebSocket with
 //! P publisher connections and 4,800 subscriber connections, measured in phases.
 //!
 //! ```text

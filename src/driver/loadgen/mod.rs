@@ -1,4 +1,4 @@
-//! The W-e2e load generator (DESIGN.md §7): [`e2e`] runs a whole measurement, [`process`] handles the OS side
+//! The W-e2e load generator (docs/FOUNDATIONS.md §7): [`e2e`] runs a whole measurement, [`process`] handles the OS side
 //! (relay child process, `/proc`, file-descriptor limit), and this module runs the connections on glommio
 //! executors.
 //!

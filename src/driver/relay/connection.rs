@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! accept ─▶ read head (≤ 8 KiB, 10 s) ─┬─ GET /metrics | /healthz ─▶ response, close
-//!                                      └─ Upgrade: websocket ─▶ 101 ─▶ reader loop  ──on_message──▶ ShardServer
-//!                                                                      writer task ◀──next_message── ShardServer
+//!                                      └─ Upgrade: websocket ─▶ 101 ─▶ reader loop ──handle_message──▶ ShardServer
+//!                                                                      writer task ◀──poll_message─── ShardServer
 //! ```
 //! The reader feeds each binary message to the shard and then waits for the cross-shard sends it produced
 //! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). The writer sleeps on a

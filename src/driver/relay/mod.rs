@@ -3,12 +3,12 @@
 //!
 //! ```text
 //! run_relay: lock storage (startup), node id, reserve port ─▶ spawn one executor per shard (pinned)
-//!   shard_main::run: open the log (log_io ◀─ log_open, log_files; epoch_signal wakes its committer)
-//!                    ─▶ ShardServer + shard_storage ─▶ accept loop ─▶ connection::serve (WebSocket, /metrics)
-//!                    ─▶ cover, retention and durability tasks
+//!   shard_main::run: open the log (log_io::open_parts ◀─ log_open, log_files) ─▶ ShardServer owns its LogState
+//!                    ─▶ ShardCtx (shard_ctx: the drain step) + committer (log_commit over log_exec's files)
+//!                    ─▶ accept loop ─▶ connection::serve (WebSocket, /metrics) ─▶ cover and retention tasks
 //! ─▶ wait ready ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
 //! ```
-//! `log_io` is one shard's durable log on glommio DMA files (the pure log is `crate::log`).
+//! `log_io::ShardLog` is the standalone durable log (tests, tools) on the same committer and files.
 
 pub mod connection;
 pub mod epoch_signal;

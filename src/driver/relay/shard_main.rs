@@ -187,7 +187,7 @@ async fn open_log(config: &RelayConfig, id: usize, now_s: u64) -> Result<(LogSta
 }
 
 /// A failed commit: nothing more may be acknowledged. Exit so that a supervisor restarts the relay and
-/// recovery decides what survived (docs/DESIGN.md §1: nothing acknowledged is lost).
+/// recovery decides what survived (docs/FOUNDATIONS.md §1: nothing acknowledged is lost).
 fn fail_stop(shard: usize, error: &dyn std::fmt::Display) -> ! {
     tracing::error!(shard, %error, "the durable log failed; stopping the relay (restart it to recover)");
     std::process::exit(1)
@@ -201,7 +201,7 @@ async fn sleep_until_us(target_us: u64) {
     }
 }
 
-/// Cover traffic for this shard's buckets (docs/DESIGN.md §4): every round, `max(0, t + Z)` dummies per bucket at
+/// Cover traffic for this shard's buckets (docs/FOUNDATIONS.md §4): every round, `max(0, t + Z)` dummies per bucket at
 /// independent uniform times, each built when it is emitted and routed like a real proof. Rounds are aligned on
 /// multiples of the round length. At start the current round is already under way: its overdue dummies go out
 /// at once, so the round's count still carries its full noise (only their timing is bunched, once).

@@ -1,4 +1,4 @@
-//! Batched SHA-256 of one-block messages: the derivation hashing of the hot path (docs/DESIGN.md §2, §6).
+//! Batched SHA-256 of one-block messages: the derivation hashing of the hot path (docs/FOUNDATIONS.md §2, §6).
 //!
 //! ```text
 //! message (≤ 55 B) ──pad──▶ 64-byte block ──HashBackend──▶ state words [u32; 8] (digest = big-endian words)

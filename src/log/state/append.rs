@@ -205,9 +205,11 @@ impl LogState {
     }
 
     /// Whether everything covered by `ticket` is durable. Also true when nothing is staged or in flight at all
-    /// (staged items can vanish without a job, e.g. a match whose segment retention deleted meanwhile).
+    /// (staged items can vanish without a job, e.g. a match whose segment retention deleted meanwhile) — but
+    /// never after a failed commit: `fail_job` empties the in-flight list, and what that job carried is not
+    /// known to be durable (found by tests/server_shard.rs: an ACK was released for a proof whose commit failed).
     pub fn is_ticket_durable(&self, ticket: u64) -> bool {
-        self.durable_job >= ticket || (self.staged_items() == 0 && self.in_flight.is_empty())
+        self.durable_job >= ticket || (!self.poisoned && self.staged_items() == 0 && self.in_flight.is_empty())
     }
 
     /// Takes the next commit job, or `None` when another may not start yet (see `COMMITS_IN_FLIGHT_MAX`), the

@@ -1,0 +1,141 @@
+//! The relay's shard state machine driven by hand, with no runtime, socket or file: `handle_*` in, `poll_*`
+//! out, commit jobs "executed" by reporting them done. Shows the contract server/shard/mod.rs documents:
+//! a DELIVER goes out at once, while ACK and SUBSCRIBED wait until the commit that holds their records is
+//! durable; a FETCH becomes a read of durable records only.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam::utils::CachePadded;
+use tessera::log::format::ShardParams;
+use tessera::log::state::LogState;
+use tessera::log::LogConfig;
+use tessera::proto::frame::{Hello, Publish, Subscribe};
+use tessera::proto::{
+    bucket_of, encode_message, fingerprint, BloomFilter, BloomParams, Codec, Frame, Limits, Proof, ProofBatch, Role,
+    SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROTOCOL_VERSION, WINDOW_SECONDS,
+};
+use tessera::server::metrics::ShardMetrics;
+use tessera::server::msg::ConnId;
+use tessera::server::shard::{Clock, FetchPage, ShardServer};
+use tessera::server::RelayConfig;
+
+const W: u64 = 1_700_000_000 - 1_700_000_000 % WINDOW_SECONDS;
+
+fn clock(ms: u64) -> Clock {
+    Clock { unix_s: W + 5, mono_us: ms * 1000 }
+}
+
+fn server() -> ShardServer {
+    let mut config = RelayConfig::defaults(1);
+    config.shards = 1;
+    let metrics: Arc<[CachePadded<ShardMetrics>]> =
+        vec![CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(0)))].into();
+    let params = ShardParams::for_shard(0, 1, config.num_buckets, config.window_s as u32);
+    let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
+    ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log)
+}
+
+fn proof(n: u8) -> Proof {
+    let commit = [n; 32];
+    Proof::new(bucket_of(&commit, 64), W, &commit, &fingerprint(&commit, W), &[n; CIPHERTEXT_LEN])
+}
+
+/// Everything queued for `conn`, decoded.
+fn frames(s: &mut ShardServer, conn: ConnId) -> Vec<Frame> {
+    let codec = Codec::new(Limits::default(), BloomParams::default());
+    std::iter::from_fn(|| s.poll_message(conn, clock(0)))
+        .flat_map(|msg| codec.decode_message(&msg).expect("the relay sends valid frames"))
+        .collect()
+}
+
+/// One shard has no cross-shard traffic: every drain step finds those queues empty.
+fn drain(s: &mut ShardServer) -> Vec<ConnId> {
+    assert!(s.poll_request().is_none() && s.poll_response().is_none(), "a single shard sends nothing across");
+    std::iter::from_fn(|| s.poll_wakeup()).collect()
+}
+
+/// Runs every commit job the log hands out, as a driver would after its writes and fdatasyncs succeed.
+fn commit_all(s: &mut ShardServer, at_ms: u64) -> usize {
+    let mut jobs = 0;
+    while let Some(job) = s.poll_commit_job(W + 5, at_ms * 1000) {
+        s.handle_commit_written(job.id);
+        s.handle_commit_done(job.id, job.bytes(), clock(at_ms));
+        jobs += 1;
+    }
+    jobs
+}
+
+#[test]
+fn replies_wait_for_durability_and_deliveries_do_not() {
+    let mut s = server();
+    let conn = s.handle_conn_open(clock(0));
+    let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
+    s.handle_message(conn, &encode_message(&[hello]), clock(1));
+    assert_eq!(drain(&mut s), vec![conn]);
+    assert!(matches!(frames(&mut s, conn)[..], [Frame::HelloReply(_)]));
+
+    // SUBSCRIBE: applied at once, answered only once its journal record is durable.
+    let p = proof(9);
+    let mut filter = BloomFilter::new(BloomParams::default());
+    filter.insert_fingerprint(p.view().fingerprint());
+    let entry = SubscribeEntry { bucket: p.view().bucket(), window_from_s: W, window_to_s: W + 600, filter };
+    let wire = SubscriberId([5; 16]);
+    let subscribe = Frame::Subscribe(Subscribe { subscriber: wire, entries: vec![entry] });
+    s.handle_message(conn, &encode_message(&[subscribe]), clock(2));
+    drain(&mut s);
+    assert!(frames(&mut s, conn).is_empty(), "SUBSCRIBED waits for the commit");
+    assert!(s.poll_commit_kick(), "somebody waits: the committer must decide again");
+    assert!(commit_all(&mut s, 3) > 0);
+    assert_eq!(drain(&mut s), vec![conn]);
+    assert!(matches!(&frames(&mut s, conn)[..], [Frame::Subscribed { subscriber, entries: 1 }] if *subscriber == wire));
+
+    // PUBLISH of a matching proof: DELIVER at once, ACK after the commit.
+    let batch = ProofBatch::from_proofs([p.view()].into_iter());
+    let publish = Frame::Publish(Publish { seq: 1, proofs: batch });
+    s.handle_message(conn, &encode_message(&[publish]), clock(4));
+    drain(&mut s);
+    let got = frames(&mut s, conn);
+    assert!(matches!(&got[..], [Frame::Deliver { .. }]), "only the DELIVER before durability: {got:?}");
+    assert_eq!(s.held_replies(), 1);
+    assert!(commit_all(&mut s, 5) > 0);
+    drain(&mut s);
+    assert_eq!(frames(&mut s, conn), vec![Frame::Ack { seq: 1 }]);
+    assert_eq!(s.held_replies(), 0);
+
+    // FETCH: the server asks its driver to read one durable record; the page it read becomes FETCH_REPLY.
+    let fetch = Frame::Fetch { subscriber: wire, cursor: 0, proofs_max: 16 };
+    s.handle_message(conn, &encode_message(&[fetch]), clock(6));
+    let read = s.poll_fetch_read().expect("a page to read");
+    assert_eq!(read.reads.len(), 1, "the one matched, durable record");
+    assert!(s.poll_fetch_read().is_none());
+    let proofs = vec![Bytes::copy_from_slice(p.as_bytes())];
+    s.handle_fetch_read(read, Some(FetchPage { proofs, skipped: 0 }), clock(7));
+    drain(&mut s);
+    match &frames(&mut s, conn)[..] {
+        [Frame::FetchReply { subscriber, next_cursor, more: false, proofs }] => {
+            assert_eq!((*subscriber, proofs.len()), (wire, 1));
+            assert_ne!(*next_cursor, 0, "the reply hands out the FETCH's token as the next cursor");
+        }
+        other => panic!("expected one FETCH_REPLY, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_commit_never_releases_an_ack() {
+    let mut s = server();
+    let conn = s.handle_conn_open(clock(0));
+    let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
+    let batch = ProofBatch::from_proofs([proof(3).view()].into_iter());
+    let publish = Frame::Publish(Publish { seq: 7, proofs: batch });
+    s.handle_message(conn, &encode_message(&[hello, publish]), clock(1));
+    drain(&mut s);
+    frames(&mut s, conn);
+    let job = s.poll_commit_job(W + 5, 2_000).expect("the proof is staged");
+    s.handle_commit_failed(job.id);
+    s.handle_tick(clock(3));
+    drain(&mut s);
+    assert!(frames(&mut s, conn).is_empty(), "no ACK for a proof whose commit failed");
+    assert!(s.log().is_poisoned());
+    assert!(s.poll_commit_job(W + 5, 4_000).is_none(), "fail-stop: nothing more is committed");
+}
