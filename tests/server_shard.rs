@@ -91,7 +91,7 @@ fn replies_wait_for_durability_and_deliveries_do_not() {
     assert!(matches!(&frames(&mut s, conn)[..], [Frame::Subscribed { subscriber, entries: 1 }] if *subscriber == wire));
 
     // PUBLISH of a matching proof: DELIVER at once, ACK after the commit.
-    let batch = ProofBatch::from_proofs([p.view()].into_iter());
+    let batch = ProofBatch::from_proofs([p.view()]);
     let publish = Frame::Publish(Publish { seq: 1, proofs: batch });
     s.handle_message(conn, &encode_message(&[publish]), clock(4));
     drain(&mut s);
@@ -126,7 +126,7 @@ fn a_failed_commit_never_releases_an_ack() {
     let mut s = server();
     let conn = s.handle_conn_open(clock(0));
     let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
-    let batch = ProofBatch::from_proofs([proof(3).view()].into_iter());
+    let batch = ProofBatch::from_proofs([proof(3).view()]);
     let publish = Frame::Publish(Publish { seq: 7, proofs: batch });
     s.handle_message(conn, &encode_message(&[hello, publish]), clock(1));
     drain(&mut s);
