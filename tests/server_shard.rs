@@ -84,6 +84,7 @@ fn replies_wait_for_durability_and_deliveries_do_not() {
     let subscribe = Frame::Subscribe(Subscribe { subscriber: wire, entries: vec![entry] });
     s.handle_message(conn, &encode_message(&[subscribe]), clock(2));
     drain(&mut s);
+    assert!(!s.poll_late_work(), "nothing retained yet: no late scan");
     assert!(frames(&mut s, conn).is_empty(), "SUBSCRIBED waits for the commit");
     assert!(s.poll_commit_kick(), "somebody waits: the committer must decide again");
     assert!(commit_all(&mut s, 3) > 0);
@@ -138,4 +139,65 @@ fn a_failed_commit_never_releases_an_ack() {
     assert!(frames(&mut s, conn).is_empty(), "no ACK for a proof whose commit failed");
     assert!(s.log().is_poisoned());
     assert!(s.poll_commit_job(W + 5, 4_000).is_none(), "fail-stop: nothing more is committed");
+}
+
+#[test]
+fn a_late_subscribe_is_matched_against_retained_proofs() {
+    let mut s = server();
+    // Alice publishes before anyone subscribed: the proof is stored, nobody matches it.
+    let alice = s.handle_conn_open(clock(0));
+    let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
+    let p = proof(42);
+    let publish = Frame::Publish(Publish { seq: 1, proofs: ProofBatch::from_proofs([p.view()]) });
+    s.handle_message(alice, &encode_message(&[hello.clone(), publish]), clock(1));
+    drain(&mut s);
+    commit_all(&mut s, 2);
+    drain(&mut s);
+    assert!(frames(&mut s, alice).contains(&Frame::Ack { seq: 1 }));
+
+    // Bob subscribes afterwards, with a range that starts in the past.
+    let bob = s.handle_conn_open(clock(3));
+    let mut filter = BloomFilter::new(BloomParams::default());
+    filter.insert_fingerprint(p.view().fingerprint());
+    let entry = SubscribeEntry { bucket: p.view().bucket(), window_from_s: W - 60, window_to_s: W + 600, filter };
+    let wire = SubscriberId([6; 16]);
+    let subscribe = Frame::Subscribe(Subscribe { subscriber: wire, entries: vec![entry.clone()] });
+    s.handle_message(bob, &encode_message(&[hello, subscribe.clone()]), clock(4));
+    drain(&mut s);
+    frames(&mut s, bob); // HELLO_REPLY
+    assert!(s.poll_late_work(), "the SUBSCRIBE reaches back before it was applied");
+    while s.poll_late_work() {
+        s.handle_late_match(clock(5));
+        drain(&mut s);
+    }
+    // The late match is recorded; SUBSCRIBED waits for its commit; the connected subscriber gets a DELIVER read.
+    let read = s.poll_fetch_read().expect("a read of the late match, to deliver it");
+    assert_eq!(read.reads.len(), 1);
+    s.handle_fetch_read(
+        read,
+        Some(FetchPage { proofs: vec![Bytes::copy_from_slice(p.as_bytes())], skipped: 0 }),
+        clock(6),
+    );
+    drain(&mut s);
+    assert!(matches!(&frames(&mut s, bob)[..], [Frame::Deliver { .. }]), "the late match is delivered live");
+    commit_all(&mut s, 7);
+    drain(&mut s);
+    assert!(matches!(&frames(&mut s, bob)[..], [Frame::Subscribed { .. }]));
+
+    // And it is FETCHable like any other match.
+    let fetch = Frame::Fetch { subscriber: wire, cursor: 0, proofs_max: 16 };
+    s.handle_message(bob, &encode_message(&[fetch]), clock(8));
+    let read = s.poll_fetch_read().expect("a FETCH page");
+    assert_eq!(read.reads.len(), 1, "the late match is in the mailbox");
+
+    // Renewing the same entry scans nothing: its windows are already subscribed.
+    s.handle_fetch_read(
+        read,
+        Some(FetchPage { proofs: vec![Bytes::copy_from_slice(p.as_bytes())], skipped: 0 }),
+        clock(9),
+    );
+    drain(&mut s);
+    s.handle_message(bob, &encode_message(&[subscribe]), clock(10));
+    drain(&mut s);
+    assert!(!s.poll_late_work(), "a renewal over subscribed windows needs no late scan");
 }

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 
 use crate::index::simd::sha256::HashBackend;
-use crate::proto::derive::BloomPositions;
+use crate::proto::derive::{BloomPositions, Fingerprint};
 use crate::proto::{Commit, ProofBatch, SubscribeEntry, PROOF_LEN};
 use bytes::Bytes;
 use sha2::Digest;
@@ -28,6 +28,7 @@ use super::dedup::{commit_hash_bits, Dedup, DedupOutcome};
 use super::gossip::{Gossip, Origin, PeerId};
 use super::hashing::{BatchHasher, CHUNK_PROOFS};
 use super::log_sink::LogSink;
+use super::retained::{RetainedIndex, ScanCursor, ScanStep};
 use super::subscriptions::{SubscribeError, Subscriptions};
 use super::verify::{check_derivations, check_fields, Rejection, WindowCheck};
 use crate::log::mailbox::SubscriberKey;
@@ -94,6 +95,8 @@ pub struct Shard<L: LogSink> {
     counters: ShardCounters,
     /// Matched proofs ever: identifies a proof while matching (one delivery per subscriber per proof).
     accepted_seq: u64,
+    /// Accepted proofs kept for late SUBSCRIBEs, and for how long (seconds); off unless enabled.
+    retained: Option<(RetainedIndex, u64)>,
 }
 
 impl<L: LogSink> std::fmt::Debug for Shard<L> {
@@ -128,6 +131,7 @@ impl<L: LogSink> Shard<L> {
             deliveries: VecDeque::new(),
             counters: ShardCounters::default(),
             accepted_seq: 0,
+            retained: None,
         }
     }
 
@@ -299,6 +303,10 @@ impl<L: LogSink> Shard<L> {
             };
             self.counters.accepted += 1;
             *st = Status::Accepted(position);
+            if let Some((retained, _)) = &mut self.retained {
+                let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
+                retained.push(bucket_local, proof.window_start(), *proof.fingerprint(), position);
+            }
             if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
                 hasher.push_positions(proof.fingerprint());
                 to_match[matching] = (i as u32, position);
@@ -377,6 +385,9 @@ impl<L: LogSink> Shard<L> {
         self.expired_before_s = earliest_s;
         self.dedup.expire_before(earliest_s);
         self.counters.entries_expired += self.subscriptions.expire_before(earliest_s) as u64;
+        if let Some((retained, retention_s)) = &mut self.retained {
+            retained.expire_before(now_s.saturating_sub(*retention_s));
+        }
         self.update_gauges();
     }
 
@@ -431,6 +442,59 @@ impl<L: LogSink> Shard<L> {
     /// The counters.
     pub fn counters(&self) -> &ShardCounters {
         &self.counters
+    }
+
+    /// Keeps every accepted proof's fingerprint and sequence number for `retention_s` seconds, so that a
+    /// SUBSCRIBE reaching into the past can be matched against what was already accepted
+    /// ([`Shard::late_match`]). Costs `RetainedIndex::BYTES_PER_PROOF` bytes per retained proof.
+    pub fn retain_for_late_match(&mut self, retention_s: u64) {
+        let buckets = self.config.buckets.len();
+        self.retained.get_or_insert_with(|| (RetainedIndex::new(buckets), retention_s)).1 = retention_s;
+    }
+
+    /// Re-enters a proof accepted before a restart into the late-match index (recovery, in log order).
+    pub fn restore_retained(&mut self, bucket: u16, window_start_s: u64, fingerprint: Fingerprint, seq: RecordSeq) {
+        let Some((retained, _)) = &mut self.retained else { return };
+        if self.config.buckets.contains(&bucket) {
+            retained.push((bucket - self.config.buckets.start) as usize, window_start_s, fingerprint, seq);
+        }
+    }
+
+    /// Proofs held for late matching.
+    pub fn retained_proofs(&self) -> u64 {
+        self.retained.as_ref().map_or(0, |(r, _)| r.proofs())
+    }
+
+    /// The windows of `subscriber`'s current entries in `bucket`, as `(from, to)` ranges: what it is already
+    /// matched against live (a re-SUBSCRIBE needs no late match there).
+    pub fn subscribed_ranges(&self, subscriber: SubscriberKey, bucket: u16) -> Vec<(u64, u64)> {
+        if !self.config.buckets.contains(&bucket) {
+            return Vec::new();
+        }
+        self.subscriptions.ranges_of(subscriber, (bucket - self.config.buckets.start) as usize)
+    }
+
+    /// One bounded step of matching `filter` against the retained proofs of `bucket` with windows in
+    /// `from_s..=to_s` and sequence numbers below `seq_end` (the log's next seq when the SUBSCRIBE was applied:
+    /// later proofs were matched live), from `cursor` on, examining at most `budget` proofs. Matched sequence
+    /// numbers are pushed to `matched`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn late_match(
+        &mut self,
+        bucket: u16,
+        range: (u64, u64),
+        seq_end: RecordSeq,
+        filter: &crate::proto::BloomFilter,
+        cursor: &mut ScanCursor,
+        budget: usize,
+        matched: &mut Vec<RecordSeq>,
+    ) -> ScanStep {
+        let Some((retained, _)) = &self.retained else { return ScanStep { examined: 0, done: true } };
+        if !self.config.buckets.contains(&bucket) {
+            return ScanStep { examined: 0, done: true };
+        }
+        let bucket_local = (bucket - self.config.buckets.start) as usize;
+        retained.scan(bucket_local, range, seq_end, filter, &mut self.hashers[0], cursor, budget, matched)
     }
 
     /// The log sink.

@@ -154,6 +154,14 @@ impl Mailbox {
         true
     }
 
+    /// Whether `seq` is recorded for `key`.
+    pub fn contains(&self, key: &SubscriberKey, seq: RecordSeq) -> bool {
+        self.entries.get(key).is_some_and(|q| {
+            // Entries are sorted: the newest is checked first (live matches arrive in order).
+            q.back().is_some_and(|&last| last == seq) || q.binary_search(&seq).is_ok()
+        })
+    }
+
     /// Drops every entry below `oldest` (its segment was deleted by retention); returns how many.
     pub fn trim_below(&mut self, oldest: RecordSeq) -> u64 {
         let mut dropped = 0;

@@ -215,6 +215,8 @@ pub struct RecoveryReport {
     pub nonzero_padding_blocks: u64,
     /// `(window_start_s, commit)` of every valid record in a live window: the engine's dedup state.
     pub live_commits: Vec<(u64, Commit)>,
+    /// Every valid retained record, in log order: the engine's late-match index.
+    pub retained: Vec<super::scan::RetainedRecord>,
 }
 
 /// The result of assembling a recovered log.
@@ -289,6 +291,7 @@ pub fn assemble(
             None => (BlockAppender::new(mbx_layout, 0, None), super::format::HEADER_LEN as u64, 0, true),
         };
         report.live_commits.extend_from_slice(&seg.facts.live_commits);
+        report.retained.extend_from_slice(&seg.facts.retained);
         states.push(SegmentState {
             header: h,
             records: BlockAppender::new(seg_layout, next_slot, image.as_deref()),

@@ -226,12 +226,27 @@ impl SlotScanner {
     }
 }
 
+/// What the late-match index keeps of a stored proof (`engine::RetainedIndex`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetainedRecord {
+    /// The record's seq.
+    pub seq: RecordSeq,
+    /// Its bucket.
+    pub bucket: u16,
+    /// Its window.
+    pub window_start_s: u64,
+    /// Its fingerprint.
+    pub fingerprint: [u8; 8],
+}
+
 /// Collects what recovery rebuilds from a segment's valid records: the commitments of live windows (the
 /// engine's dedup state) and the newest acceptance time (retention).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SegmentFacts {
     /// `(window_start_s, commit)` of records whose window is at or after the dedup horizon, in log order.
     pub live_commits: Vec<(u64, Commit)>,
+    /// Every valid record's bucket, window, fingerprint and seq, in log order (the late-match index).
+    pub retained: Vec<RetainedRecord>,
     /// Largest `received_at_s` of a valid record.
     pub newest_received_at_s: Option<u64>,
     /// Smallest `received_at_s` of a valid record.
@@ -288,6 +303,12 @@ impl SegmentScanner {
                     if window >= from {
                         facts.live_commits.push((window, *view.proof.commit()));
                     }
+                    facts.retained.push(RetainedRecord {
+                        seq: RecordSeq(first_seq + slot),
+                        bucket: view.proof.bucket(),
+                        window_start_s: window,
+                        fingerprint: *view.proof.fingerprint(),
+                    });
                     let t = view.received_at_s;
                     facts.newest_received_at_s = Some(facts.newest_received_at_s.map_or(t, |n| n.max(t)));
                     facts.oldest_received_at_s = Some(facts.oldest_received_at_s.map_or(t, |n| n.min(t)));

@@ -67,6 +67,11 @@ impl ServerLog {
         self.staging(|st, now_us| st.record_match(key, seq, now_us))
     }
 
+    /// Records a match found by a late scan unless `key` already has it; returns whether it was new.
+    pub fn record_late_match(&mut self, key: SubscriberKey, seq: RecordSeq) -> Result<bool, LogError> {
+        self.staging(|st, now_us| st.record_match_if_new(key, seq, now_us))
+    }
+
     /// Persists `key`'s subscription entries (replacing earlier ones; none = cleared).
     pub fn subscribe(&mut self, key: SubscriberKey, entries: &[SubscribeEntry]) -> Result<u64, SubscriptionError> {
         self.staging(|st, now_us| st.subscribe(key, entries, now_us))

@@ -165,6 +165,10 @@ shard_metrics! {
         slow_consumer_closes: "tessera_slow_consumer_closes_total", "Connections closed because their send queue stayed full past the grace period.";
         cross_shard_requests: "tessera_cross_shard_requests_total", "Batches sent to another shard.";
         acks_sent: "tessera_acks_sent_total", "ACK frames sent.";
+        late_scans: "tessera_late_scans_total", "SUBSCRIBE parts matched against retained proofs (windows not yet subscribed).";
+        late_scans_refused: "tessera_late_scans_refused_total", "SUBSCRIBE parts refused (OVERLOADED): too many late scans pending on the connection.";
+        late_proofs_examined: "tessera_late_proofs_examined_total", "Retained proofs examined by late scans.";
+        late_matches: "tessera_late_matches_total", "New matches recorded by late scans (FETCHable; delivered if connected).";
     }
     gauges {
         connections_open: "tessera_connections_open", "Open WebSocket connections.";
@@ -173,6 +177,8 @@ shard_metrics! {
         send_queue_proofs: "tessera_send_queue_proofs", "Proofs waiting in connection send queues.";
         dedup_entries: "tessera_dedup_entries", "Commitments remembered for deduplication.";
         cover_traffic_disabled: "tessera_danger_cover_traffic_disabled", "1 when cover traffic is disabled (danger: per-bucket counts leak).";
+        retained_proofs: "tessera_retained_proofs", "Proofs held in the late-match index (12 bytes each).";
+        late_scans_pending: "tessera_late_scans_pending", "Late scans waiting or in progress.";
     }
 }
 

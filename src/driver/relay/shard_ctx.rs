@@ -8,7 +8,7 @@
 //!   responses ─send─▶ response mesh  (receivers never wait, so this always ends)
 //!   FETCH reads ─▶ LogFiles::read_records ─▶ server.handle_fetch_read ─▶ take_work again
 //!   wake-ups ─▶ connection writers (WakeFlag), closing connections get a watchdog
-//!   commit kick ─▶ Committer::kick
+//!   commit kick ─▶ Committer::kick;  late scans pending ─▶ the late-matching task (shard_main.rs)
 //! committer (log_commit.rs) ─▶ RelayHost: server.poll_commit_job / handle_commit_written / handle_commit_done
 //!   (+ drain: the replies it released go out)
 //! ```
@@ -27,7 +27,7 @@ use glommio::channels::channel_mesh::Senders;
 use super::connection::ConnSignals;
 use super::log_commit::{Committer, LogHost};
 use crate::driver::clock::unix_now_s;
-use crate::driver::wake_flag::Latch;
+use crate::driver::wake_flag::{Latch, WakeFlag};
 use crate::log::commit::CommitDecision;
 use crate::log::job::CommitJob;
 use crate::log::LogCounters;
@@ -68,8 +68,10 @@ pub struct ShardCtx {
     pub server: RefCell<ShardServer>,
     /// Group commit for the server's log, and its files.
     pub committer: Committer<RelayHost>,
-    /// Set at shutdown: the background tasks (cover, retention) finish their step and stop.
+    /// Set at shutdown: the background tasks (cover, retention, late matching) finish their step and stop.
     pub stopping: Latch,
+    /// Late scans are pending: wakes the late-matching task.
+    pub late_kick: WakeFlag,
     /// Limits (copied out of the config for the connection layer).
     pub limits: Limits,
     pub(super) req_tx: Senders<Request>,
@@ -103,6 +105,7 @@ impl ShardCtx {
             server: RefCell::new(server),
             committer: Committer::new(RelayHost { ctx: me.clone(), epoch: shared.epoch }, files),
             stopping: Latch::default(),
+            late_kick: WakeFlag::default(),
             limits: shared.config.limits,
             req_tx: senders.0,
             resp_tx: senders.1,
@@ -169,6 +172,9 @@ impl ShardCtx {
             work.fetch_reads.extend(std::iter::from_fn(|| server.poll_fetch_read()));
             if server.poll_commit_kick() {
                 self.committer.kick();
+            }
+            if server.poll_late_work() {
+                self.late_kick.notify();
             }
         }
         self.wake_connections();

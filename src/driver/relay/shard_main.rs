@@ -7,7 +7,8 @@
 //! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, flush, return
 //! log: open + recover ─▶ the ShardServer takes the log state (restores subscriptions and dedup);
 //!      committer task (group commit, log_commit.rs) executes the server's commit jobs and releases held
-//!      ACK / SUBSCRIBED; retention every 10 s; FETCH pages read from disk in the drain step (shard_ctx.rs)
+//!      ACK / SUBSCRIBED; retention every 10 s; FETCH pages read from disk in the drain step (shard_ctx.rs);
+//!      late matching of SUBSCRIBEs that reach into the past, in bounded steps (server/shard/late.rs)
 //! cover: each round, a CSPRNG schedule of min(cap, max(0, t + Z)) dummies per owned bucket at uniform times
 //!        ─▶ at each due time, build the dummies for the current window ─▶ handle_cover (same path as real
 //!        proofs)
@@ -113,6 +114,9 @@ pub async fn run(
     for (window_start_s, commit) in &report.live_commits {
         server.restore_commit(*window_start_s, commit);
     }
+    for record in &report.retained {
+        server.restore_retained(record);
+    }
     let ctx = ShardCtx::new(id, server, files, (req_tx, resp_tx), shared.clone());
     ctx.metrics().log.store(&ctx.log_counters());
     let committer = ctx.committer.clone();
@@ -124,7 +128,8 @@ pub async fn run(
     .detach();
     spawn_receivers(&ctx, req_rx, resp_rx);
     // Background tasks are awaited at shutdown (not detached): nothing may stage into the log while it closes.
-    let mut background = vec![glommio::spawn_local(retention_loop(ctx.clone()))];
+    let mut background =
+        vec![glommio::spawn_local(retention_loop(ctx.clone())), glommio::spawn_local(late_match_loop(ctx.clone()))];
     if !config.danger_disable_cover_traffic {
         match config.cover_mechanism() {
             Ok(mechanism) => background.push(glommio::spawn_local(cover_loop(ctx.clone(), mechanism))),
@@ -257,6 +262,22 @@ async fn cover_loop(ctx: Rc<ShardCtx>, mechanism: crate::dp::CoverMechanism) {
 }
 
 /// Deletes whole segments past the retention horizon, with their match records.
+/// Runs pending late scans (SUBSCRIBEs reaching into the past) one bounded step at a time, yielding between
+/// steps so that PUBLISH batches, deliveries and commits interleave with them.
+async fn late_match_loop(ctx: Rc<ShardCtx>) {
+    loop {
+        futures_lite::future::or(ctx.late_kick.wait(), ctx.stopping.wait()).await;
+        while !ctx.stopping.is_set() && ctx.server.borrow().poll_late_work() {
+            ctx.server.borrow_mut().handle_late_match(ctx.clock());
+            ctx.drain().await;
+            futures_lite::future::yield_now().await;
+        }
+        if ctx.stopping.is_set() {
+            return;
+        }
+    }
+}
+
 async fn retention_loop(ctx: Rc<ShardCtx>) {
     loop {
         futures_lite::future::or(glommio::timer::sleep(RETENTION_EVERY), ctx.stopping.wait()).await;

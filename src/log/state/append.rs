@@ -102,6 +102,16 @@ impl LogState {
         Ok(())
     }
 
+    /// [`LogState::record_match`] unless `key` already has `seq` (a late SUBSCRIBE re-matching what a live entry
+    /// or an earlier late match recorded): late matching is idempotent, and writes no duplicate match records.
+    /// Returns whether it was new.
+    pub fn record_match_if_new(&mut self, key: SubscriberKey, seq: RecordSeq, now_us: u64) -> Result<bool, LogError> {
+        if self.mailbox.contains(&key, seq) {
+            return Ok(false);
+        }
+        self.record_match(key, seq, now_us).map(|()| true)
+    }
+
     /// Somebody will wait for what is staged now (a ticket holder): commit it within the policy's delay
     /// rather than the unawaited one. Returns whether the committer should re-decide.
     pub fn await_staged(&mut self) -> bool {

@@ -151,5 +151,6 @@ impl ShardServer {
         self.release_durable(clock);
         self.update_queue_gauge();
         self.update_subscription_gauges();
+        ShardMetrics::set(&self.m().retained_proofs, self.engine.retained_proofs());
     }
 }

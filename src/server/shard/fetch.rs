@@ -17,14 +17,16 @@ use crate::log::state::RecordLocation;
 use crate::proto::{Frame, ProofBatch, SubscriberId, PROOF_LEN};
 use crate::server::msg::{ConnAddr, ConnId, Request, Response};
 
-/// One shard's FETCH page to read from its log (the driver executes it, then calls
-/// [`ShardServer::handle_fetch_read`]).
+/// Records to read from this shard's log — one shard's FETCH page, or late matches to deliver — executed by the
+/// driver, which then calls [`ShardServer::handle_fetch_read`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRead {
-    /// The fetching connection.
+    /// The fetching connection (or the subscriber's connection, for a delivery).
     pub origin: ConnAddr,
-    /// The FETCH's token (its reply cursor).
+    /// The FETCH's token (its reply cursor); 0 for a delivery.
     pub token: u64,
+    /// `Some(subscriber)`: the records are late matches to DELIVER to it, not a FETCH page.
+    pub deliver_to: Option<SubscriberKey>,
     /// Records to read, ascending seq; each must pass its CRC and position check after the read.
     pub reads: Vec<RecordLocation>,
     /// Whether this shard has more durable matches after this page.
@@ -71,7 +73,23 @@ impl ShardServer {
         let plan = self.engine.log_mut().fetch(subscriber, cursor, token, proofs_max.into());
         debug_assert!(plan.reads.windows(2).all(|w| w[0].seq < w[1].seq), "a page reads ascending seqs");
         debug_assert!(plan.reads.len() <= usize::from(proofs_max.max(1)), "a page holds at most proofs_max");
-        self.fetch_reads.push_back(FetchRead { origin, token, reads: plan.reads, more: plan.more });
+        self.fetch_reads.push_back(FetchRead { origin, token, deliver_to: None, reads: plan.reads, more: plan.more });
+    }
+
+    /// Queues a read of late matches to DELIVER to `subscriber` on connection `addr`.
+    pub(super) fn queue_delivery_read(
+        &mut self,
+        addr: ConnAddr,
+        subscriber: SubscriberKey,
+        reads: Vec<RecordLocation>,
+    ) {
+        self.fetch_reads.push_back(FetchRead {
+            origin: addr,
+            token: 0,
+            deliver_to: Some(subscriber),
+            reads,
+            more: false,
+        });
     }
 
     /// The next FETCH page to read from this shard's log.
@@ -82,6 +100,11 @@ impl ShardServer {
     /// The driver read `read`'s records (`None`: the read failed; an empty page is answered).
     pub fn handle_fetch_read(&mut self, read: FetchRead, page: Option<FetchPage>, clock: Clock) {
         self.begin(clock);
+        if let Some(subscriber) = read.deliver_to {
+            let proofs = page.map(|p| p.proofs).unwrap_or_default();
+            self.deliver_read(read.origin, subscriber, proofs, clock);
+            return;
+        }
         let (proofs, more) = match page {
             Some(page) => {
                 debug_assert!(page.proofs.len() as u64 + page.skipped == read.reads.len() as u64);

@@ -10,6 +10,7 @@
 //!   SUBSCRIBE ─checked whole─▶ Request::Subscribe per shard ─▶ index + journal ─▶ SUBSCRIBED  (subscribe.rs)
 //!   FETCH ─▶ Request::Fetch per shard ─▶ FetchRead (the driver reads the disk) ─▶ FETCH_REPLY  (fetch.rs)
 //! handle_cover ─▶ the relay's own dummies, routed like PUBLISH with nobody to answer          (publish.rs)
+//! handle_late_match ─▶ a SUBSCRIBE reaching into the past, matched against retained proofs   (late.rs)
 //! poll_commit_job ─▶ CommitJob ─driver writes + fdatasyncs─▶ handle_commit_done ─▶ held replies released
 //! handle_tick(clock) ─▶ engine tick, slow-consumer closes, gauges                            (durability.rs)
 //! ```
@@ -29,6 +30,8 @@
 //! 5. [`poll_commit_kick`](ShardServer::poll_commit_kick): whether the committer should decide again; it
 //!    then takes jobs with [`poll_commit_job`](ShardServer::poll_commit_job) and reports their outcome with
 //!    `handle_commit_written` / `handle_commit_done` / `handle_commit_failed`.
+//! 6. [`poll_late_work`](ShardServer::poll_late_work): whether late scans are pending; the driver then runs
+//!    [`handle_late_match`](ShardServer::handle_late_match) steps (each bounded) between its other work.
 //!
 //! Requests and responses addressed to this shard are handled inline, so the queues hold only other
 //! shards' messages. Every `handle_*` that can queue something asserts (in debug builds) that the
@@ -38,6 +41,7 @@
 
 mod durability;
 mod fetch;
+mod late;
 mod publish;
 mod subscribe;
 
@@ -65,6 +69,7 @@ use crate::proto::{
 
 pub use durability::RetentionApplied;
 pub use fetch::{FetchPage, FetchRead};
+pub use late::{LATE_SCANS_PER_CONNECTION_MAX, LATE_STEP_PROOFS};
 
 /// The time as the driver sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +136,8 @@ pub struct ShardServer {
     fetch_reads: VecDeque<FetchRead>,
     /// Connections whose outbox received something (or that are closing) since the driver last polled.
     wakeups: VecDeque<ConnId>,
+    /// Late scans of SUBSCRIBEs reaching into the past, in arrival order (late.rs).
+    late_jobs: VecDeque<late::LateJob>,
     /// Scratch for engine rejections (reused: no allocation per batch on the happy path).
     rejected: Vec<(u16, Rejection)>,
 }
@@ -168,6 +175,8 @@ impl ShardServer {
         let mut hello_reply = BytesMut::new();
         crate::proto::encode_frame(&Frame::HelloReply(params), &mut hello_reply);
         ShardMetrics::set(&metrics[id as usize].cover_traffic_disabled, config.danger_disable_cover_traffic as u64);
+        let mut engine = Shard::new(engine_config, ServerLog::new(log));
+        engine.retain_for_late_match(config.retention_s);
         Self {
             id,
             shards: config.shards,
@@ -176,7 +185,7 @@ impl ShardServer {
             limits: config.limits,
             codec: Codec::new(config.limits, bloom),
             hello_reply: hello_reply.freeze(),
-            engine: Shard::new(engine_config, ServerLog::new(log)),
+            engine,
             held: VecDeque::new(),
             fetches: 0,
             token_key: hash_key[0] ^ hash_key[1].rotate_left(17),
@@ -188,6 +197,7 @@ impl ShardServer {
             responses: VecDeque::new(),
             fetch_reads: VecDeque::new(),
             wakeups: VecDeque::new(),
+            late_jobs: VecDeque::new(),
             rejected: Vec::new(),
         }
     }
@@ -435,7 +445,7 @@ impl ShardServer {
                 self.route(origin, seq, &proofs, &indices, received_us, clock);
             }
             Request::Subscribe { origin, subscriber, entries, now_s } => {
-                self.apply_subscribe(origin, subscriber, &entries, now_s, clock);
+                self.apply_subscribe(origin, subscriber, entries, now_s, clock);
             }
             Request::Unsubscribe { subscriber } => self.apply_unsubscribe(subscriber),
             Request::Fetch { origin, subscriber, cursor, token, proofs_max } => {

@@ -93,21 +93,33 @@ impl ShardServer {
         &mut self,
         origin: ConnAddr,
         subscriber: SubscriberKey,
-        entries: &[SubscribeEntry],
+        entries: Vec<SubscribeEntry>,
         now_s: u64,
         clock: Clock,
     ) {
-        let result = match self.engine.handle_subscribe(now_s, subscriber, entries) {
+        // Windows this subscriber was not subscribed to here before: matched against retained proofs (late.rs).
+        let late = if self.engine.retained_proofs() == 0 { Vec::new() } else { self.late_ranges(subscriber, &entries) };
+        if !late.is_empty() && !self.late_admit(origin) {
+            let response = Response::Subscribed { conn: origin.conn, subscriber, result: Err(ErrorCode::OVERLOADED) };
+            self.respond_when_durable(origin.shard as usize, response, clock);
+            return;
+        }
+        let result = match self.engine.handle_subscribe(now_s, subscriber, &entries) {
             Err(e) => Err(e.error_code()),
             Ok(n) => {
                 self.directory.insert(subscriber, origin);
-                self.engine.log_mut().subscribe(subscriber, entries).map(|_| n).map_err(|e| {
+                self.engine.log_mut().subscribe(subscriber, &entries).map(|_| n).map_err(|e| {
                     tracing::warn!(shard = self.id, error = %e, "subscription not persisted");
                     persist_error_code(&e)
                 })
             }
         };
         self.update_subscription_gauges();
+        if result.is_ok() && !late.is_empty() {
+            // SUBSCRIBED (applied and durable) waits for the late matches too: a FETCH after it returns them.
+            self.queue_late_scan(origin, subscriber, entries, late, result);
+            return;
+        }
         let response = Response::Subscribed { conn: origin.conn, subscriber, result };
         self.respond_when_durable(origin.shard as usize, response, clock);
     }
@@ -136,6 +148,11 @@ impl ShardServer {
                 self.push_frame(conn, &error_frame(code, 0, 0, "SUBSCRIBE refused by a shard"));
             }
         }
+    }
+
+    /// Re-enters a proof recovered from the log into the late-match index (at start, in log order).
+    pub fn restore_retained(&mut self, record: &crate::log::scan::RetainedRecord) {
+        self.engine.restore_retained(record.bucket, record.window_start_s, record.fingerprint, record.seq);
     }
 
     /// Re-registers a subscription restored from storage at start (not persisted again). Entries whose range
