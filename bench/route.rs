@@ -2,6 +2,9 @@
 //! field checks, both derivation hashes, dedup, log-sink append (MemoryLog copy), Bloom positions, matching
 //! against the bucket's 75 filters, delivery queueing and draining.
 //!
+//! `w_route_64x75_batch1024_late_index` is the same with the late-match index on, as the relay runs it (every
+//! accepted proof's Bloom positions and seq kept for SUBSCRIBEs that reach into the past).
+//!
 //! `cargo bench --bench route -- --warm-up-time 1 --measurement-time 3`. Proof generation is untimed
 //! (`iter_custom` times `handle_publish` + delivery drain only).
 
@@ -28,27 +31,32 @@ fn route(c: &mut Criterion) {
     } else {
         RouteParams::default()
     };
-    let mut workload = RouteWorkload::new(params, 1);
-    let mut shard = Shard::new(workload.shard_config(), MemoryLog::preallocated(4096));
-    let mut rejected = Vec::with_capacity(params.batch_proofs);
     let mut group = c.benchmark_group("route");
     group.throughput(Throughput::Elements(params.batch_proofs as u64));
-    group.bench_function("w_route_64x75_batch1024", |b| {
-        b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                let (now_s, batch) = workload.next_batch(&mut shard);
-                let start = Instant::now();
-                let summary = shard.handle_publish(now_s, Origin::Client, &batch, &mut rejected);
-                while let Some(delivery) = shard.poll_delivery() {
-                    black_box(delivery);
+    for (name, late_index) in [("w_route_64x75_batch1024", false), ("w_route_64x75_batch1024_late_index", true)] {
+        let mut workload = RouteWorkload::new(params, 1);
+        let mut shard = Shard::new(workload.shard_config(), MemoryLog::preallocated(4096));
+        if late_index {
+            shard.retain_for_late_match(3_600);
+        }
+        let mut rejected = Vec::with_capacity(params.batch_proofs);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let (now_s, batch) = workload.next_batch(&mut shard);
+                    let start = Instant::now();
+                    let summary = shard.handle_publish(now_s, Origin::Client, &batch, &mut rejected);
+                    while let Some(delivery) = shard.poll_delivery() {
+                        black_box(delivery);
+                    }
+                    timed += start.elapsed();
+                    assert_eq!(summary.accepted as usize, params.batch_proofs, "W-route proofs are all new and valid");
                 }
-                timed += start.elapsed();
-                assert_eq!(summary.accepted as usize, params.batch_proofs, "W-route proofs are all new and valid");
-            }
-            timed
-        })
-    });
+                timed
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1,15 +1,20 @@
-//! What a late SUBSCRIBE is matched against: for every owned bucket, the fingerprint and log sequence number of
-//! each proof the shard accepted and still retains, grouped in columns by window.
+//! What a late SUBSCRIBE is matched against: for every owned bucket, the Bloom positions and log sequence number
+//! of each proof the shard accepted and still retains, grouped in columns by window.
 //!
 //! ```text
-//! handle_publish: accepted proof ─▶ push(bucket, window, fingerprint, seq)      (12 bytes per proof)
+//! handle_publish: accepted proof ─▶ its k Bloom positions (hashed with the chunk, as for matching)
+//!     ─▶ push(bucket, window, positions, seq)                        (2k + 4 bytes per proof: 10 at k = 3)
 //! late SUBSCRIBE entry [from, to] ─▶ scan(bucket, from..=to, seq < snapshot, cursor, budget)
-//!     ─▶ Bloom positions of each fingerprint (4-lane SHA-256, `BatchHasher`) ─▶ filter test ─▶ matched seqs
+//!     ─▶ k bit tests in the entry's filter per proof ─▶ matched seqs
 //! handle_tick ─▶ expire_before(now − retention): whole columns dropped
-//! recovery ─▶ push() for every valid retained record, in log order
+//! recovery ─▶ positions hashed in batches ─▶ push() for every valid retained record, in log order
 //! ```
+//! Positions rather than fingerprints: a scan is then k bit tests per proof (a few ns) instead of k SHA-256
+//! blocks (measured 186 ns per proof with the 4-lane kernel, 1.05 s for a bucket-hour at the W-e2e rate; see
+//! docs/PERFORMANCE.md §Late matching), and the hashing was mostly done anyway (every bucket with filters hashes
+//! each proof's positions to match it). Positions are below `BLOOM_M_BITS_MAX` = 65,536, so a `u16` each.
 //! Columns hold a window's proofs of one bucket in acceptance order: a base sequence number plus a `u32` offset
-//! per proof (a new column starts when the offset would overflow), and the 8-byte fingerprint. A scan works in
+//! per proof (a new column starts when the offset would overflow), and the k positions. A scan works in
 //! bounded steps (`budget` proofs) and keeps its place in a [`ScanCursor`], so a late SUBSCRIBE over an hour of a
 //! busy bucket never holds the shard for long; columns expired between two steps are simply skipped.
 
@@ -17,9 +22,7 @@ use std::collections::VecDeque;
 
 use crate::log::record::RecordSeq;
 use crate::proto::bloom::BloomFilter;
-use crate::proto::derive::Fingerprint;
-
-use super::hashing::{BatchHasher, CHUNK_PROOFS};
+use crate::proto::derive::BloomPositions;
 
 /// Proofs of one bucket and window (or part of a window), in acceptance order.
 #[derive(Debug)]
@@ -27,19 +30,20 @@ struct Column {
     window_start_s: u64,
     base_seq: u64,
     seq_offsets: Vec<u32>,
-    fingerprints: Vec<Fingerprint>,
+    /// k positions per proof.
+    positions: Vec<u16>,
 }
 
 /// Proofs reserved per new column: one allocation per this many proofs, not per proof.
 const COLUMN_RESERVE_PROOFS: usize = 1024;
 
 impl Column {
-    fn new(window_start_s: u64, base_seq: u64) -> Self {
+    fn new(window_start_s: u64, base_seq: u64, k: usize) -> Self {
         Self {
             window_start_s,
             base_seq,
             seq_offsets: Vec::with_capacity(COLUMN_RESERVE_PROOFS),
-            fingerprints: Vec::with_capacity(COLUMN_RESERVE_PROOFS),
+            positions: Vec::with_capacity(COLUMN_RESERVE_PROOFS * k),
         }
     }
 
@@ -71,13 +75,15 @@ pub struct ScanStep {
 #[derive(Debug)]
 pub struct RetainedIndex {
     buckets: Vec<VecDeque<Column>>,
+    /// Bloom positions per proof (the relay's k).
+    k: usize,
     proofs: u64,
 }
 
 impl RetainedIndex {
-    /// An empty index for `buckets` owned buckets.
-    pub fn new(buckets: usize) -> Self {
-        Self { buckets: (0..buckets).map(|_| VecDeque::new()).collect(), proofs: 0 }
+    /// An empty index for `buckets` owned buckets and Bloom filters with `k` positions per item.
+    pub fn new(buckets: usize, k: usize) -> Self {
+        Self { buckets: (0..buckets).map(|_| VecDeque::new()).collect(), k, proofs: 0 }
     }
 
     /// Proofs held.
@@ -85,12 +91,16 @@ impl RetainedIndex {
         self.proofs
     }
 
-    /// Bytes of index per proof held (fingerprint and sequence offset), for STORAGE.md's figure.
-    pub const BYTES_PER_PROOF: usize = std::mem::size_of::<Fingerprint>() + std::mem::size_of::<u32>();
+    /// Bytes of index per proof held with `k` positions (positions and sequence offset): 10 at k = 3.
+    pub fn bytes_per_proof(k: usize) -> usize {
+        k * std::mem::size_of::<u16>() + std::mem::size_of::<u32>()
+    }
 
     /// Records an accepted proof. Sequence numbers arrive increasing; windows mostly increasing (a proof of the
     /// previous window, within the clock skew, may follow one of the current window).
-    pub fn push(&mut self, bucket_local: usize, window_start_s: u64, fingerprint: Fingerprint, seq: RecordSeq) {
+    pub fn push(&mut self, bucket_local: usize, window_start_s: u64, positions: &BloomPositions, seq: RecordSeq) {
+        debug_assert_eq!(positions.as_slice().len(), self.k, "k positions per proof");
+        let k = self.k;
         let columns = &mut self.buckets[bucket_local];
         // The newest column of this window, searching back over the few windows the skew allows.
         let at = columns.iter().rposition(|c| c.window_start_s == window_start_s);
@@ -100,14 +110,15 @@ impl RetainedIndex {
                 // A new column after every column of an earlier or equal window (windows stay ordered).
                 let i =
                     found.map_or_else(|| columns.partition_point(|c| c.window_start_s <= window_start_s), |i| i + 1);
-                columns.insert(i, Column::new(window_start_s, seq.0));
+                columns.insert(i, Column::new(window_start_s, seq.0, k));
                 i
             }
         };
         let column = &mut columns[at];
         debug_assert!(column.seq_offsets.last().is_none_or(|&o| column.base_seq + (o as u64) < seq.0));
         column.seq_offsets.push((seq.0 - column.base_seq) as u32);
-        column.fingerprints.push(fingerprint);
+        // Positions are below BLOOM_M_BITS_MAX = 65,536 (BloomParams::new refuses larger m).
+        column.positions.extend(positions.as_slice().iter().map(|&p| p as u16));
         self.proofs += 1;
     }
 
@@ -116,7 +127,7 @@ impl RetainedIndex {
         let mut dropped = 0;
         for columns in &mut self.buckets {
             while columns.front().is_some_and(|c| c.window_start_s < window_start_s) {
-                dropped += columns.pop_front().map_or(0, |c| c.fingerprints.len() as u64);
+                dropped += columns.pop_front().map_or(0, |c| c.seq_offsets.len() as u64);
             }
         }
         self.proofs -= dropped;
@@ -125,7 +136,7 @@ impl RetainedIndex {
 
     /// Examines up to `budget` proofs of `bucket_local` with windows in `from_s..=to_s` and sequence numbers
     /// below `seq_end` (proofs accepted after the SUBSCRIBE were matched live), from `cursor` on; pushes those
-    /// whose fingerprint `filter` contains to `matched`.
+    /// whose positions are all set in `filter` to `matched`.
     #[allow(clippy::too_many_arguments)]
     pub fn scan(
         &self,
@@ -133,7 +144,6 @@ impl RetainedIndex {
         (from_s, to_s): (u64, u64),
         seq_end: RecordSeq,
         filter: &BloomFilter,
-        hasher: &mut BatchHasher,
         cursor: &mut ScanCursor,
         budget: usize,
         matched: &mut Vec<RecordSeq>,
@@ -160,12 +170,15 @@ impl RetainedIndex {
             }
             // Offsets increase within a column: stop at the first proof accepted after the snapshot.
             let end = col.seq_offsets.partition_point(|&o| col.base_seq + (o as u64) < seq_end.0);
-            while next < end && examined < budget {
-                let n = (end - next).min(CHUNK_PROOFS).min(budget - examined);
-                match_chunk(col, next..next + n, filter, hasher, matched);
-                next += n;
-                examined += n;
+            let n = (end - next).min(budget - examined);
+            let k = self.k;
+            for (i, positions) in col.positions[next * k..(next + n) * k].chunks_exact(k).enumerate() {
+                if positions.iter().all(|&p| filter.bit(p.into())) {
+                    matched.push(RecordSeq(col.seq(next + i)));
+                }
             }
+            next += n;
+            examined += n;
             if next < end {
                 *cursor =
                     ScanCursor { window_start_s: col.window_start_s, base_seq: col.base_seq, next, started: true };
@@ -179,58 +192,35 @@ impl RetainedIndex {
     }
 }
 
-/// Tests the fingerprints `range` of `col` against `filter`, hashing their Bloom positions in one batch.
-fn match_chunk(
-    col: &Column,
-    range: std::ops::Range<usize>,
-    filter: &BloomFilter,
-    hasher: &mut BatchHasher,
-    matched: &mut Vec<RecordSeq>,
-) {
-    hasher.clear();
-    for fp in &col.fingerprints[range.clone()] {
-        hasher.push_positions(fp);
-    }
-    hasher.hash_positions();
-    for (n, i) in range.enumerate() {
-        if filter.contains_positions(&hasher.positions(n)) {
-            matched.push(RecordSeq(col.seq(i)));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::simd::sha256::HashBackend;
     use crate::proto::bloom::BloomParams;
+    use crate::proto::derive::fingerprint_positions;
 
-    fn fp(n: u64) -> Fingerprint {
-        n.to_be_bytes()
-    }
-
-    fn hasher() -> BatchHasher {
-        BatchHasher::new(HashBackend::detect(), BloomParams::default())
+    fn fp(n: u64) -> BloomPositions {
+        let p = BloomParams::default();
+        fingerprint_positions(&n.to_be_bytes(), p.m_bits, p.k)
     }
 
     #[test]
     fn scans_in_steps_within_windows_and_below_the_snapshot() {
-        let mut index = RetainedIndex::new(2);
+        let mut index = RetainedIndex::new(2, 3);
         for seq in 0..10_000u64 {
             // Bucket 0, windows 100, 110, 120 in turn (a few out of order), fingerprints seq.
             let window = 100 + 10 * (seq % 3);
-            index.push(0, window, fp(seq), RecordSeq(seq));
+            index.push(0, window, &fp(seq), RecordSeq(seq));
         }
-        index.push(1, 110, fp(7), RecordSeq(10_000));
+        index.push(1, 110, &fp(7), RecordSeq(10_000));
         assert_eq!(index.proofs(), 10_001);
         let mut filter = BloomFilter::new(BloomParams::default());
         for seq in [1u64, 4, 7, 5_002, 9_997, 9_998] {
-            filter.insert_fingerprint(&fp(seq));
+            filter.insert_fingerprint(&seq.to_be_bytes());
         }
-        let (mut cursor, mut matched, mut h) = (ScanCursor::default(), Vec::new(), hasher());
+        let (mut cursor, mut matched) = (ScanCursor::default(), Vec::new());
         let mut steps = 0;
         loop {
-            let step = index.scan(0, (110, 120), RecordSeq(9_998), &filter, &mut h, &mut cursor, 1000, &mut matched);
+            let step = index.scan(0, (110, 120), RecordSeq(9_998), &filter, &mut cursor, 1000, &mut matched);
             steps += 1;
             assert!(step.examined <= 1000);
             if step.done {
@@ -250,16 +240,16 @@ mod tests {
 
     #[test]
     fn a_cursor_survives_the_expiry_of_its_column() {
-        let mut index = RetainedIndex::new(1);
+        let mut index = RetainedIndex::new(1, 3);
         for seq in 0..3_000u64 {
-            index.push(0, 100 + 10 * (seq / 1_000), fp(seq), RecordSeq(seq));
+            index.push(0, 100 + 10 * (seq / 1_000), &fp(seq), RecordSeq(seq));
         }
         let filter = BloomFilter::new(BloomParams::default());
-        let (mut cursor, mut matched, mut h) = (ScanCursor::default(), Vec::new(), hasher());
-        let step = index.scan(0, (100, 120), RecordSeq(u64::MAX), &filter, &mut h, &mut cursor, 500, &mut matched);
+        let (mut cursor, mut matched) = (ScanCursor::default(), Vec::new());
+        let step = index.scan(0, (100, 120), RecordSeq(u64::MAX), &filter, &mut cursor, 500, &mut matched);
         assert_eq!(step, ScanStep { examined: 500, done: false });
         index.expire_before(110);
-        let step = index.scan(0, (100, 120), RecordSeq(u64::MAX), &filter, &mut h, &mut cursor, 10_000, &mut matched);
+        let step = index.scan(0, (100, 120), RecordSeq(u64::MAX), &filter, &mut cursor, 10_000, &mut matched);
         assert_eq!(
             step,
             ScanStep { examined: 2_000, done: true },

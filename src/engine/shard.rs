@@ -274,8 +274,11 @@ impl<L: LogSink> Shard<L> {
         status: &mut [Status; CHUNK_PROOFS],
     ) {
         let hasher = &mut self.hashers[h];
-        let mut to_match = [(0u32, RecordSeq(0)); CHUNK_PROOFS];
-        let mut matching = 0;
+        // Proofs whose Bloom positions are hashed: those in buckets with filters (to match now) and, when the
+        // late-match index is on, every accepted proof (it keeps the positions, so a late scan only tests bits).
+        let mut to_hash = [(0u32, RecordSeq(0), false); CHUNK_PROOFS];
+        let mut hashing = 0;
+        let retain = self.retained.is_some();
         for (i, st) in span.zip(status.iter_mut()) {
             let Status::Verified(c) = *st else { continue };
             let proof = batch.get(i);
@@ -303,27 +306,34 @@ impl<L: LogSink> Shard<L> {
             };
             self.counters.accepted += 1;
             *st = Status::Accepted(position);
-            if let Some((retained, _)) = &mut self.retained {
-                let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
-                retained.push(bucket_local, proof.window_start(), *proof.fingerprint(), position);
-            }
-            if self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize) {
+            let has_filters =
+                self.subscriptions.bucket_has_filters((proof.bucket() - self.config.buckets.start) as usize);
+            if has_filters || retain {
                 hasher.push_positions(proof.fingerprint());
-                to_match[matching] = (i as u32, position);
-                matching += 1;
+                to_hash[hashing] = (i as u32, position, has_filters);
+                hashing += 1;
             }
         }
-        if matching == 0 {
+        if hashing == 0 {
             return;
         }
         hasher.hash_positions();
         let mut positions = [BloomPositions::from_slice(&[]); CHUNK_PROOFS];
-        for (n, &(i, _)) in to_match[..matching].iter().enumerate() {
+        for (n, &(i, position, has_filters)) in to_hash[..hashing].iter().enumerate() {
             positions[n] = hasher.positions(n);
-            let bucket_local = (batch.get(i as usize).bucket() - self.config.buckets.start) as usize;
-            self.subscriptions.prefetch(bucket_local, &positions[n]);
+            let proof = batch.get(i as usize);
+            let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
+            if has_filters {
+                self.subscriptions.prefetch(bucket_local, &positions[n]);
+            }
+            if let Some((retained, _)) = &mut self.retained {
+                retained.push(bucket_local, proof.window_start(), &positions[n], position);
+            }
         }
-        for (n, &(i, position)) in to_match[..matching].iter().enumerate() {
+        for (n, &(i, position, has_filters)) in to_hash[..hashing].iter().enumerate() {
+            if !has_filters {
+                continue;
+            }
             let i = i as usize;
             let proof = batch.get(i);
             let seq = self.accepted_seq;
@@ -446,17 +456,29 @@ impl<L: LogSink> Shard<L> {
 
     /// Keeps every accepted proof's fingerprint and sequence number for `retention_s` seconds, so that a
     /// SUBSCRIBE reaching into the past can be matched against what was already accepted
-    /// ([`Shard::late_match`]). Costs `RetainedIndex::BYTES_PER_PROOF` bytes per retained proof.
+    /// ([`Shard::late_match`]). Costs `RetainedIndex::bytes_per_proof(k)` bytes per retained proof, and the
+    /// Bloom-position hashing of proofs in buckets without filters (those with filters are hashed anyway).
     pub fn retain_for_late_match(&mut self, retention_s: u64) {
-        let buckets = self.config.buckets.len();
-        self.retained.get_or_insert_with(|| (RetainedIndex::new(buckets), retention_s)).1 = retention_s;
+        let (buckets, k) = (self.config.buckets.len(), self.config.bloom.k as usize);
+        self.retained.get_or_insert_with(|| (RetainedIndex::new(buckets, k), retention_s)).1 = retention_s;
     }
 
-    /// Re-enters a proof accepted before a restart into the late-match index (recovery, in log order).
-    pub fn restore_retained(&mut self, bucket: u16, window_start_s: u64, fingerprint: Fingerprint, seq: RecordSeq) {
+    /// Re-enters proofs accepted before a restart into the late-match index (recovery, in log order): their
+    /// Bloom positions are hashed in batches, as for proofs accepted now.
+    pub fn restore_retained(&mut self, records: &[(u16, u64, Fingerprint, RecordSeq)]) {
         let Some((retained, _)) = &mut self.retained else { return };
-        if self.config.buckets.contains(&bucket) {
-            retained.push((bucket - self.config.buckets.start) as usize, window_start_s, fingerprint, seq);
+        let buckets = self.config.buckets.clone();
+        let owned: Vec<_> = records.iter().filter(|r| buckets.contains(&r.0)).collect();
+        let hasher = &mut self.hashers[0];
+        for chunk in owned.chunks(CHUNK_PROOFS) {
+            hasher.clear();
+            for r in chunk {
+                hasher.push_positions(&r.2);
+            }
+            hasher.hash_positions();
+            for (n, r) in chunk.iter().enumerate() {
+                retained.push((r.0 - buckets.start) as usize, r.1, &hasher.positions(n), r.3);
+            }
         }
     }
 
@@ -494,7 +516,7 @@ impl<L: LogSink> Shard<L> {
             return ScanStep { examined: 0, done: true };
         }
         let bucket_local = (bucket - self.config.buckets.start) as usize;
-        retained.scan(bucket_local, range, seq_end, filter, &mut self.hashers[0], cursor, budget, matched)
+        retained.scan(bucket_local, range, seq_end, filter, cursor, budget, matched)
     }
 
     /// The log sink.

@@ -114,9 +114,7 @@ pub async fn run(
     for (window_start_s, commit) in &report.live_commits {
         server.restore_commit(*window_start_s, commit);
     }
-    for record in &report.retained {
-        server.restore_retained(record);
-    }
+    server.restore_retained(&report.retained);
     let ctx = ShardCtx::new(id, server, files, (req_tx, resp_tx), shared.clone());
     ctx.metrics().log.store(&ctx.log_counters());
     let committer = ctx.committer.clone();

@@ -150,9 +150,10 @@ impl ShardServer {
         }
     }
 
-    /// Re-enters a proof recovered from the log into the late-match index (at start, in log order).
-    pub fn restore_retained(&mut self, record: &crate::log::scan::RetainedRecord) {
-        self.engine.restore_retained(record.bucket, record.window_start_s, record.fingerprint, record.seq);
+    /// Re-enters the proofs recovered from the log into the late-match index (at start, in log order).
+    pub fn restore_retained(&mut self, records: &[crate::log::scan::RetainedRecord]) {
+        let records: Vec<_> = records.iter().map(|r| (r.bucket, r.window_start_s, r.fingerprint, r.seq)).collect();
+        self.engine.restore_retained(&records);
     }
 
     /// Re-registers a subscription restored from storage at start (not persisted again). Entries whose range
