@@ -117,7 +117,8 @@ pub fn parse_duration_s(text: &str) -> Result<u64, String> {
     value.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
 }
 
-/// Runs the relay; returns the exit code (2 for a bad configuration, 1 if it cannot start).
+/// Runs the relay; returns the exit code: 2 for an invalid value, a storage directory it cannot use or a port
+/// it cannot listen on (`StartError::exit_code`), 1 for any other failure.
 pub fn run(args: RelayArgs) -> i32 {
     crate::cli::init_tracing();
     let config = match args.resolve() {
@@ -131,7 +132,7 @@ pub fn run(args: RelayArgs) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tessera relay: {e}");
-            1
+            e.exit_code()
         }
     }
 }
