@@ -1,7 +1,9 @@
 //! Relay configuration: embedded defaults ← TOML file (`--config`) ← command-line flags.
 //!
-//! Every flag has a TOML key of the same name with `_` for `-` (limits under `[limits]`). Validation turns
-//! each bad value into one line that names it; the CLI prints that line and exits with status 2.
+//! Every flag but `--config` has a TOML key of the same name with `_` for `-` (`--retention` is `retention_s`);
+//! `window_s` and the `[limits]` table are file-only. tuning/relay.example.toml lists every key (a test in
+//! `cli::relay` checks it). Validation turns each bad value, and a TOML key of the wrong type, into one line
+//! that names it; the CLI prints that line and exits with status 2.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
