@@ -107,12 +107,13 @@ fn run_plan(args: PlanArgs) -> i32 {
         plan.bytes_per_day / 1e9
     );
     println!(
-        "  disk               {:.2} GB per retention period of {} s ({:.1} B per dummy on disk); \
-         plus up to one segment per shard until the oldest expires",
+        "  disk               {:.2} GB per retention period ({} s) at {:.1} B per dummy on disk,",
         plan.disk_bytes_per_retention / 1e9,
         plan.retention_seconds,
         plan.disk_bytes_per_proof
     );
+    // Retention deletes whole segments, so each shard's oldest one lingers until its newest proof expires.
+    println!("                     plus up to one more segment per shard until its newest proof expires");
     println!("  schedule memory    ≤ {} KiB per round (all buckets at the cap)", plan.schedule_bytes_max / 1024);
     0
 }
