@@ -1,12 +1,13 @@
-//! `tessera dp plan`: the cost of a cover-traffic configuration (t, δ achieved, dummies, bandwidth).
+//! `tessera dp plan`: the cost of a cover-traffic configuration (t, δ achieved, dummies, bandwidth, disk).
 //!
-//! Parses (ε, δ, buckets, round length), validates them exactly as the relay does (`dp::CoverMechanism`),
-//! and prints `dp::CoverPlan` as text or JSON. Exit code 2 on an invalid configuration.
+//! Parses (ε, δ, buckets, round length, retention), validates them exactly as the relay does
+//! (`dp::CoverMechanism`), and prints `dp::CoverPlan` as text or JSON. Exit code 2 on an invalid configuration.
 
 use clap::{Args, Subcommand};
 
 use crate::dp::{CoverMechanism, CoverPlan};
 use crate::proto::{NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
+use crate::server::config::RETENTION_S_DEFAULT;
 
 /// Arguments of `tessera dp`.
 #[derive(Args, Debug)]
@@ -19,7 +20,7 @@ pub struct DpArgs {
 /// `tessera dp` commands.
 #[derive(Subcommand, Debug)]
 pub enum DpCommand {
-    /// Capacity plan for cover traffic: shift t, exact δ, dummies per round and per day, bandwidth per relay.
+    /// Capacity plan for cover traffic: shift t, exact δ, dummies per round and per day, bandwidth and disk.
     Plan(PlanArgs),
 }
 
@@ -38,6 +39,9 @@ pub struct PlanArgs {
     /// Round length in seconds (default: the routing window).
     #[arg(long, default_value_t = WINDOW_SECONDS as f64)]
     pub round_seconds: f64,
+    /// Retention the disk figure is for: seconds, or with a unit (90s, 30m, 1h, 2d) [default: the relay's, 1h].
+    #[arg(long, value_parser = crate::cli::relay::parse_duration_s, default_value_t = RETENTION_S_DEFAULT)]
+    pub retention: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -63,7 +67,7 @@ fn run_plan(args: PlanArgs) -> i32 {
         return 2;
     }
     let round_us = (args.round_seconds * 1e6).round() as u64;
-    let plan = match CoverPlan::new(&mechanism, args.buckets, round_us) {
+    let plan = match CoverPlan::new(&mechanism, args.buckets, round_us, args.retention) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -102,6 +106,14 @@ fn run_plan(args: PlanArgs) -> i32 {
         plan.proof_bytes,
         plan.bytes_per_day / 1e9
     );
+    println!(
+        "  disk               {:.2} GB per retention period ({} s) at {:.1} B per dummy on disk,",
+        plan.disk_bytes_per_retention / 1e9,
+        plan.retention_seconds,
+        plan.disk_bytes_per_proof
+    );
+    // Retention deletes whole segments, so each shard's oldest one lingers until its newest proof expires.
+    println!("                     plus up to one more segment per shard until its newest proof expires");
     println!("  schedule memory    ≤ {} KiB per round (all buckets at the cap)", plan.schedule_bytes_max / 1024);
     0
 }

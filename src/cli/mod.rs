@@ -31,7 +31,7 @@ pub enum Command {
     Relay(relay::RelayArgs),
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
-    /// Run a standard workload (W-route, W-sub) on one core and report its throughput.
+    /// Measure a standard workload: `perf route`, `perf subscribe` (one shard), `perf e2e` (a relay under load).
     Perf(perf::PerfArgs),
     /// Create or show your identity (key pair) in the key directory.
     Id(id::IdArgs),
@@ -56,9 +56,8 @@ pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
-            // One line naming the bad flag or value (clap's first line), exit status 2.
-            let rendered = e.to_string();
-            eprintln!("{}", rendered.lines().next().unwrap_or("invalid arguments"));
+            // Clap's error with what names the problem (the missing arguments, a tip, the usage), exit status 2.
+            eprintln!("{}", usage_error_text(&e.to_string()));
             return 2;
         }
         Err(e) => {
@@ -82,6 +81,20 @@ pub fn run() -> i32 {
     }
 }
 
+/// Clap's rendered error without its closing "For more information, try '--help'." paragraph: a bad value
+/// stays one line (`error: invalid value '70000' for '--port <PORT>': ...`), while a missing argument keeps the
+/// indented list of the arguments it needs and the usage line, since its first line alone names none of them.
+fn usage_error_text(rendered: &str) -> String {
+    let kept: Vec<&str> = rendered.lines().filter(|line| !line.starts_with("For more information")).collect();
+    let text = kept.join("\n");
+    let text = text.trim();
+    if text.is_empty() {
+        "error: invalid arguments".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Logs go to stderr through `tracing`; the level comes from `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -91,4 +104,31 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(args: &[&str]) -> String {
+        usage_error_text(&Cli::try_parse_from(args).unwrap_err().to_string())
+    }
+
+    #[test]
+    fn a_missing_argument_is_named() {
+        let text = parse_error(&["tessera", "send", "--to", "bob"]);
+        assert!(text.starts_with("error: the following required arguments were not provided:"), "{text}");
+        assert!(text.contains("<TEXT>"), "{text}");
+        assert!(text.contains("Usage: tessera send"), "{text}");
+        assert!(!text.contains("For more information"), "{text}");
+        let text = parse_error(&["tessera", "send", "hello"]);
+        assert!(text.contains("--to <NAME>"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_value_stays_one_line() {
+        let text = parse_error(&["tessera", "relay", "--port", "70000"]);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("--port") && text.contains("70000"), "{text}");
+    }
 }

@@ -6,7 +6,8 @@ use clap::Args;
 
 use crate::server::config::{ConfigError, ConfigLayer, RelayConfig};
 
-/// Arguments of `tessera relay`. Every flag has a TOML key of the same name (`-` → `_`).
+/// Arguments of `tessera relay`. Every flag but `--config` has a TOML key of the same name (`-` → `_`;
+/// `--retention` is `retention_s`); tuning/relay.example.toml lists them all (test below).
 #[derive(Args, Debug, Default)]
 pub struct RelayArgs {
     /// TOML configuration file (see tuning/relay.example.toml); flags override it.
@@ -117,7 +118,8 @@ pub fn parse_duration_s(text: &str) -> Result<u64, String> {
     value.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
 }
 
-/// Runs the relay; returns the exit code (2 for a bad configuration, 1 if it cannot start).
+/// Runs the relay; returns the exit code: 2 for an invalid value, a storage directory it cannot use or a port
+/// it cannot listen on (`StartError::exit_code`), 1 for any other failure.
 pub fn run(args: RelayArgs) -> i32 {
     crate::cli::init_tracing();
     let config = match args.resolve() {
@@ -131,7 +133,7 @@ pub fn run(args: RelayArgs) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tessera relay: {e}");
-            1
+            e.exit_code()
         }
     }
 }
@@ -139,6 +141,107 @@ pub fn run(args: RelayArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::config::LimitsLayer;
+
+    /// Stops a deserialization once it has read the field list (the test below needs only that).
+    #[derive(Debug)]
+    struct Stop;
+
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field list read")
+        }
+    }
+
+    impl std::error::Error for Stop {}
+
+    impl serde::de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+
+    /// A deserializer that records the field list a derived `Deserialize` passes to `deserialize_struct`:
+    /// the exact set of keys serde (with `deny_unknown_fields`) accepts, read from the code, not a copy.
+    struct FieldNames<'a>(&'a std::cell::Cell<&'static [&'static str]>);
+
+    impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+        type Error = Stop;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0.set(fields);
+            Err(Stop)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    fn serde_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        let fields = std::cell::Cell::new(&[][..]);
+        assert!(T::deserialize(FieldNames(&fields)).is_err());
+        fields.get()
+    }
+
+    /// The example file's line that sets `key` in `section` (`None`: the top level), commented out or not.
+    fn example_line<'a>(example: &'a str, section: Option<&str>, key: &str) -> Option<&'a str> {
+        let mut current = None;
+        for line in example.lines() {
+            let code = line.trim_start_matches(['#', ' ']);
+            if let Some(name) = code.strip_prefix('[').and_then(|rest| rest.split(']').next()) {
+                current = Some(name);
+                continue;
+            }
+            let sets_key = code.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='));
+            if current == section && sets_key {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_example_file_shows_every_key_and_flag() {
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/relay.example.toml")).unwrap();
+        let keys = serde_fields::<ConfigLayer>();
+        assert!(keys.len() > 10 && keys.contains(&"window_s") && keys.contains(&"limits"), "{keys:?}");
+        for key in keys.iter().filter(|&&k| k != "limits") {
+            assert!(example_line(&example, None, key).is_some(), "tuning/relay.example.toml lacks `{key}`");
+        }
+        assert!(example.lines().any(|l| l.trim() == "[limits]"));
+        for key in serde_fields::<LimitsLayer>() {
+            assert!(example_line(&example, Some("limits"), key).is_some(), "example lacks `limits.{key}`");
+        }
+        // Every flag with a TOML equivalent: its key exists, and the example names the flag on the key's line.
+        let command = <RelayArgs as clap::Args>::augment_args(clap::Command::new("relay"));
+        let mut flags = 0;
+        for arg in command.get_arguments() {
+            let Some(flag) = arg.get_long() else { continue };
+            assert!(!arg.is_hide_set(), "--{flag} is hidden from `tessera relay --help`");
+            if flag == "config" {
+                continue;
+            }
+            let key = if flag == "retention" { "retention_s".to_owned() } else { flag.replace('-', "_") };
+            assert!(keys.contains(&key.as_str()), "--{flag} has no config key {key}");
+            let line = example_line(&example, None, &key).unwrap();
+            assert!(line.contains(&format!("--{flag}")), "the example's `{key}` line does not name --{flag}: {line}");
+            flags += 1;
+        }
+        // Keys without a flag: window_s (a protocol parameter) and the [limits] table.
+        assert_eq!(flags, keys.len() - 2, "a key gained or lost its flag: update the example and README");
+    }
 
     #[test]
     fn durations() {

@@ -2,15 +2,22 @@
 //!
 //! ```text
 //! CoverMechanism + buckets B + round length R ──▶ E[D_b]·B dummies per round ──× 86,400/R──▶ per day
-//!                                                        └──× PROOF_LEN / R──▶ bytes per second per relay
+//!                                                        ├──× PROOF_LEN / R──▶ bytes per second per relay
+//!                  retention T ──▶ T/R rounds ──────────┴──× disk bytes per record──▶ disk per retention
 //! ```
 //!
 //! Bandwidth counts proof bytes only (each dummy is one `PROOF_LEN` proof entering the relay's pipeline: log,
 //! matching, gossip); framing and per-peer fan-out multiply it and belong to the server's own budget.
+//! Disk counts what the log keeps of each dummy: one record (`RECORD_LEN` = 584 B, 7 to a 4,096-byte block,
+//! so 585.1 B of file each); a dummy matches no subscriber, so it adds no match record. Measured against an
+//! idle relay's storage growth in README §Quick start.
 
 use super::error::ScheduleError;
 use super::mechanism::CoverMechanism;
 use super::schedule::{DummySlot, ROUND_US_MAX};
+use crate::log::layout::SlotLayout;
+use crate::log::record::RECORD_LEN;
+use crate::log::BLOCK_LEN;
 use crate::proto::PROOF_LEN;
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
@@ -52,11 +59,24 @@ pub struct CoverPlan {
     pub bytes_per_day: f64,
     /// Largest one round's schedule can get over all B buckets (`B × cap` slots), bytes.
     pub schedule_bytes_max: u64,
+    /// Retention the disk figure is for, seconds (`--retention`).
+    pub retention_seconds: u64,
+    /// Log file bytes per dummy: one record plus its share of the block's unused tail.
+    pub disk_bytes_per_proof: f64,
+    /// Dummy bytes on disk after one retention period: dummies per round × rounds per retention × record.
+    /// Retention frees whole segments, so the oldest segment of each shard adds up to one more segment
+    /// (1/8 of retention, at most 64 MiB) until its newest proof expires.
+    pub disk_bytes_per_retention: f64,
 }
 
 impl CoverPlan {
-    /// The plan for `buckets` buckets and rounds of `round_us` µs.
-    pub fn new(mechanism: &CoverMechanism, buckets: u16, round_us: u64) -> Result<Self, ScheduleError> {
+    /// The plan for `buckets` buckets, rounds of `round_us` µs and proofs kept `retention_s` seconds.
+    pub fn new(
+        mechanism: &CoverMechanism,
+        buckets: u16,
+        round_us: u64,
+        retention_s: u64,
+    ) -> Result<Self, ScheduleError> {
         if round_us == 0 {
             return Err(ScheduleError::RoundLengthZero);
         }
@@ -71,6 +91,9 @@ impl CoverPlan {
         let round_seconds = round_us as f64 / 1e6;
         let dummies_per_round = moments.mean * buckets as f64;
         let rounds_per_day = SECONDS_PER_DAY / round_seconds;
+        let records_per_block = SlotLayout::new(RECORD_LEN).per_block() as f64;
+        let disk_bytes_per_proof = BLOCK_LEN as f64 / records_per_block;
+        let rounds_per_retention = retention_s as f64 / round_seconds;
         Ok(Self {
             epsilon: eps.as_f64(),
             epsilon_fraction: format!("{}/{}", eps.num(), eps.den()),
@@ -91,6 +114,9 @@ impl CoverPlan {
             schedule_bytes_max: buckets as u64
                 * mechanism.dummies_per_bucket_max() as u64
                 * std::mem::size_of::<DummySlot>() as u64,
+            retention_seconds: retention_s,
+            disk_bytes_per_proof,
+            disk_bytes_per_retention: dummies_per_round * rounds_per_retention * disk_bytes_per_proof,
         })
     }
 }
@@ -103,7 +129,7 @@ mod tests {
     #[test]
     fn design_point_figures() {
         let m = CoverMechanism::from_f64(0.1, 1e-6).unwrap();
-        let p = CoverPlan::new(&m, 64, ROUND_US_DEFAULT).unwrap();
+        let p = CoverPlan::new(&m, 64, ROUND_US_DEFAULT, 3600).unwrap();
         assert_eq!((p.shift_t, p.epsilon_fraction.as_str(), p.dummies_per_bucket_max), (132, "1/10", 570));
         assert!((p.dummies_per_round - 8_448.0).abs() < 0.01);
         assert_eq!(p.rounds_per_day, 8_640.0);
@@ -113,13 +139,19 @@ mod tests {
         assert!((p.bytes_per_day - 4.116_66e10).abs() < 1e7, "{}", p.bytes_per_day);
         assert!((p.dummies_per_bucket_sd - 14.136).abs() < 0.01, "{}", p.dummies_per_bucket_sd);
         assert_eq!(p.schedule_bytes_max, 64 * 570 * 16);
+        // 8,448 dummies × 360 rounds × 4,096/7 B = 1.78 GB for one hour of retention.
+        assert!((p.disk_bytes_per_proof - 585.142_857).abs() < 1e-3, "{}", p.disk_bytes_per_proof);
+        assert!((p.disk_bytes_per_retention - 1_779_583_268.6).abs() < 1e4, "{}", p.disk_bytes_per_retention);
+        let day = CoverPlan::new(&m, 64, ROUND_US_DEFAULT, 86_400).unwrap();
+        assert!((day.disk_bytes_per_retention / p.disk_bytes_per_retention - 24.0).abs() < 1e-9);
     }
 
     #[test]
     fn invalid_rounds() {
         let m = CoverMechanism::from_f64(0.1, 1e-6).unwrap();
-        assert_eq!(CoverPlan::new(&m, 64, 0), Err(ScheduleError::RoundLengthZero));
-        assert_eq!(CoverPlan::new(&m, 64, ROUND_US_MAX + 1), Err(ScheduleError::RoundTooLong(ROUND_US_MAX + 1)));
-        assert!(CoverPlan::new(&m, 0, ROUND_US_DEFAULT).is_err());
+        assert_eq!(CoverPlan::new(&m, 64, 0, 3600), Err(ScheduleError::RoundLengthZero));
+        let too_long = CoverPlan::new(&m, 64, ROUND_US_MAX + 1, 3600);
+        assert_eq!(too_long, Err(ScheduleError::RoundTooLong(ROUND_US_MAX + 1)));
+        assert!(CoverPlan::new(&m, 0, ROUND_US_DEFAULT, 3600).is_err());
     }
 }

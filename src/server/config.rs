@@ -1,7 +1,9 @@
 //! Relay configuration: embedded defaults ← TOML file (`--config`) ← command-line flags.
 //!
-//! Every flag has a TOML key of the same name with `_` for `-` (limits under `[limits]`). Validation turns
-//! each bad value into one line that names it; the CLI prints that line and exits with status 2.
+//! Every flag but `--config` has a TOML key of the same name with `_` for `-` (`--retention` is `retention_s`);
+//! `window_s` and the `[limits]` table are file-only. tuning/relay.example.toml lists every key (a test in
+//! `cli::relay` checks it). Validation turns each bad value, and a TOML key of the wrong type, into one line
+//! that names it; the CLI prints that line and exits with status 2.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -375,14 +377,65 @@ impl ConfigLayer {
         })
     }
 
-    /// Parses TOML text; an unknown key or a wrong type names the key.
+    /// Parses TOML text; an unknown key or a wrong type names the key (`limits.connections_max`), the value as
+    /// written and what was expected.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let message = e.message().to_owned();
-            let key = e.span().map(|s| text[s].lines().next().unwrap_or("").trim().to_owned()).unwrap_or_default();
-            ConfigError::new("config value", key, message)
+            // The span covers the offending value (or, for an unknown key, the key itself).
+            let written = e.span().map(|s| text[s].lines().next().unwrap_or("").trim().to_owned()).unwrap_or_default();
+            let message = expected_in_words(e.message());
+            match (toml_key_path(&e), e.message().starts_with("unknown field")) {
+                (path, true) if path.is_empty() => ConfigError::new("config key", written, message),
+                (path, true) => ConfigError::new("config key", format!("{path}.{written}"), message),
+                (path, false) if path.is_empty() => ConfigError::new("config value", written, message),
+                (path, false) => ConfigError::new(&path, unquote(&written), message),
+            }
         })
     }
+}
+
+/// The dotted key path a TOML error belongs to (`port`, `limits.connections_max`), or "" if none.
+///
+/// `toml::de::Error` keeps the path privately and prints it as a last line "in `a.b`" when it has no input
+/// to quote; the test `type_errors_name_the_key` pins that form.
+fn toml_key_path(error: &toml::de::Error) -> String {
+    let mut bare = error.clone();
+    bare.set_input(None);
+    let rendered = bare.to_string();
+    rendered
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("in `").and_then(|rest| rest.strip_suffix('`')))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// serde names the Rust type it wanted ("expected u16"); an operator needs the TOML kind and its range.
+fn expected_in_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("expected u16", "expected an integer in 0..=65535"),
+        ("expected u32", "expected an integer in 0..=4294967295"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected f64", "expected a number"),
+        ("expected struct LimitsLayer", "expected a table ([limits])"),
+    ];
+    for (rust, words) in WORDS {
+        if let Some(head) = message.strip_suffix(rust) {
+            return format!("{head}{words}");
+        }
+    }
+    message.to_owned()
+}
+
+/// A TOML basic or literal string's contents (`"abc"` → `abc`), so that the error does not quote it twice.
+fn unquote(written: &str) -> String {
+    for quote in ['"', '\''] {
+        if let Some(inner) = written.strip_prefix(quote).and_then(|rest| rest.strip_suffix(quote)) {
+            return inner.to_owned();
+        }
+    }
+    written.to_owned()
 }
 
 #[cfg(test)]
@@ -422,8 +475,32 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().key, "shards");
         let err = ConfigLayer::from_toml("prot = 1\n").unwrap_err();
         assert!(err.reason.contains("unknown field"), "{err}");
+        assert_eq!((err.key.as_str(), err.value.as_str()), ("config key", "prot"));
+        let err = ConfigLayer::from_toml("[limits]\nconections_max = 1\n").unwrap_err();
+        assert_eq!(err.value, "limits.conections_max", "{err}");
         assert_eq!(parse_storage("log:///var/x").unwrap(), PathBuf::from("/var/x"));
         assert!(parse_storage("sqlite:///x.db").is_err());
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err = ConfigLayer::from_toml("host = \"::1\"\nport = \"abc\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid port \"abc\": invalid type: string \"abc\", expected an integer in 0..=65535"
+        );
+        let err = ConfigLayer::from_toml("port = 70000\n").unwrap_err();
+        assert_eq!((err.key.as_str(), err.value.as_str()), ("port", "70000"), "{err}");
+        assert!(err.reason.ends_with("expected an integer in 0..=65535"), "{err}");
+        let err = ConfigLayer::from_toml("[limits]\nconnections_max = -1\n").unwrap_err();
+        assert_eq!(err.key, "limits.connections_max", "{err}");
+        assert!(err.reason.contains("0..=4294967295"), "{err}");
+        let err = ConfigLayer::from_toml("cover_traffic_epsilon = true\n").unwrap_err();
+        assert_eq!(err.key, "cover_traffic_epsilon", "{err}");
+        assert!(err.reason.ends_with("expected a number"), "{err}");
+        // Not a key's value: a syntax error keeps the generic name and quotes the text.
+        let err = ConfigLayer::from_toml("port = = 1\n").unwrap_err();
+        assert_eq!(err.key, "config value", "{err}");
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         .map_err(|source| StartError::Storage { path: config.storage.display().to_string(), source })?;
     let node_id = startup::node_id(&config.storage, rand::random())?;
     let (reservation, addr) = startup::reserve_port(std::net::SocketAddr::new(config.host, config.port))?;
+    if let Some(port) = config.metrics_port.filter(|&p| p != 0) {
+        // Shard 0 binds the metrics port; trying it here first reports a port in use as the typed
+        // `StartError::Bind` (a configuration error, exit 2) rather than as a shard's start-up failure.
+        drop(startup::reserve_port(std::net::SocketAddr::new(config.host, port))?);
+    }
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.clone()).map_err(|e| StartError::Executor(e.to_string()))?;

@@ -39,6 +39,24 @@ pub enum StartError {
     Executor(String),
 }
 
+/// Exit status of a configuration the relay cannot use, the same as an invalid value (README §Quick start).
+pub const EXIT_CONFIGURATION: i32 = 2;
+/// Exit status of any other failure to start or run.
+pub const EXIT_FAILURE: i32 = 1;
+
+impl StartError {
+    /// The process exit status for this error. A storage directory that cannot be created, locked or written
+    /// and a port that cannot be bound are what the operator configured, so they exit
+    /// [`EXIT_CONFIGURATION`] like an invalid value and a script can tell them from a failure of the machine
+    /// or the log (executors, a shard that cannot open its log), which exit [`EXIT_FAILURE`].
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Storage { .. } | StartError::StorageLocked(_) | StartError::Bind { .. } => EXIT_CONFIGURATION,
+            StartError::Executor(_) => EXIT_FAILURE,
+        }
+    }
+}
+
 /// Creates the storage directory and takes its exclusive lock (held for the life of the returned file).
 pub fn lock_storage(dir: &Path) -> Result<File, StartError> {
     let storage_err = |source| StartError::Storage { path: dir.display().to_string(), source };
@@ -106,6 +124,20 @@ mod tests {
         assert_eq!(node_id(dir.path(), [9; 16]).unwrap(), [7; 16], "kept across restarts");
         let _held = lock_storage(dir.path()).unwrap();
         assert!(matches!(lock_storage(dir.path()), Err(StartError::StorageLocked(_))));
+    }
+
+    #[test]
+    fn configuration_errors_exit_2_and_others_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let err = lock_storage(&file).unwrap_err();
+        assert!(matches!(err, StartError::Storage { .. }), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = reserve_port(held.local_addr().unwrap()).unwrap_err();
+        assert_eq!((err.exit_code(), err.to_string().contains("cannot listen on")), (2, true), "{err}");
+        assert_eq!(StartError::Executor("x".into()).exit_code(), 1);
     }
 
     #[test]
