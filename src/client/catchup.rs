@@ -132,6 +132,16 @@ impl ClientState {
         }
     }
 
+    /// The connection that carried the last subscription is gone before it was confirmed: nothing of it
+    /// counts as acknowledged, and the next `poll_subscribe` (or `catch_up` + `subscribe_now`) is due at once.
+    pub fn subscription_lost(&mut self) {
+        self.pending_cover = None;
+        for c in &mut self.contacts {
+            c.catch_up_through_s = None;
+        }
+        self.resubscribe = true;
+    }
+
     /// Whether a subscription was produced and not yet confirmed.
     pub fn has_unconfirmed_coverage(&self) -> bool {
         self.pending_cover.is_some()
