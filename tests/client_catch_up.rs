@@ -17,7 +17,6 @@ use tessera::proto::Proof;
 const ALICE: [u8; 32] = [0xA1; 32];
 const BOB: [u8; 32] = [0xB0; 32];
 const T0: u64 = 1_700_000_003;
-const WS: u64 = 10;
 
 fn config() -> ClientConfig {
     ClientConfig { ahead_windows: 6, behind_windows: 6, retention_s: 60, renew_every_windows: 2, ..Default::default() }
@@ -38,7 +37,7 @@ fn covered(frames: &[Subscribe], proof: &Proof) -> bool {
     entries(frames).iter().any(|e| {
         e.bucket == v.bucket()
             && (e.window_from_s..=e.window_to_s).contains(&v.window_start())
-            && e.filter.contains_fingerprint(&v.fingerprint())
+            && e.filter.contains_fingerprint(v.fingerprint())
     })
 }
 
