@@ -75,8 +75,12 @@ fn a_message_sent_before_the_recipient_enrolled_is_delivered() {
     assert_eq!(ok(&["recv", "--home", &b]).0, "");
 }
 
-/// A relay started by hand on a given port (the support's starts on port 0).
-struct PortRelay(Child, tempfile::TempDir);
+/// A relay started by hand on a given port (the support's starts on port 0), and its storage directory
+/// (deleted on drop).
+struct PortRelay {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
 
 impl PortRelay {
     fn start(port: u16) -> PortRelay {
@@ -92,14 +96,14 @@ impl PortRelay {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains(&format!(":{port}")), "{line}");
-        PortRelay(child, dir)
+        PortRelay { child, _dir: dir }
     }
 }
 
 impl Drop for PortRelay {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
