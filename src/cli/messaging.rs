@@ -222,6 +222,7 @@ pub fn run_chat(args: ChatArgs) -> i32 {
                             for message in reconnect(&mut session, &e).await {
                                 print_message(&message, false);
                             }
+                            print_gap(&mut session, false);
                         }
                         Err(e @ SessionError::Send(_)) | Err(e @ SessionError::Refused { .. }) => {
                             eprintln!("not sent: {e}")
@@ -239,6 +240,7 @@ pub fn run_chat(args: ChatArgs) -> i32 {
                     for message in reconnect(&mut session, &e).await {
                         print_message(&message, false);
                     }
+                    print_gap(&mut session, false);
                 }
                 Err(e) => return Err(show(e)),
             }

@@ -6,7 +6,10 @@
 //!   entries = plan(expected of the grid chunks over [current − 1 window, current + ahead])
 //!   one Subscribe per subscriber id (new ids drawn from rng as needed; surplus ids get no entries)
 //! next renewal = start of window (sent_in + renew_every) − renew_lead_s
+//! pending coverage = [from, to] ──confirm_coverage (catchup.rs), once acknowledged──▶ covered through `to`
 //! ```
+//! The session calls `catch_up` (catchup.rs) with the same `now_s` first: it covers the windows before
+//! `from` that a contact is not covered for yet.
 //! Every subscription reaches `ahead_windows` into the future, so filters keep matching across window
 //! boundaries (the reference's filters covered only past windows and went stale at the next boundary), and
 //! what is sent to us while we are offline still matches and is kept for FETCH. The previous window stays

@@ -6,8 +6,8 @@
 //! relay  ──DELIVER / FETCH_REPLY──▶ handle_deliver ──▶ Option<ReceivedMessage>        (receive.rs)
 //! driver ◀── persisted() after anything that set `is_dirty()`  (send counters before publishing!)
 //! ```
-//! The methods live in four files by concern: this one (construction, contacts, horizon, persistence),
-//! `send.rs`, `receive.rs` and `renewal.rs`.
+//! The methods live in five files by concern: this one (construction, contacts, horizon, persistence),
+//! `send.rs`, `receive.rs`, `renewal.rs` and `catchup.rs` (past windows, covered-through, gap).
 
 use std::collections::{BTreeMap, BTreeSet};
 
