@@ -2,10 +2,16 @@
 //!
 //! ```text
 //! send --to bob TEXT   unlock ─▶ Session::connect (bob's relay) ─▶ send: persist ─▶ PUBLISH ─▶ ACK ─▶ exit 0
-//! recv [--follow]      unlock ─▶ Session::connect ─▶ sync (SUBSCRIBE, FETCH waiting) ─▶ print ─▶ exit 0
-//!                      --follow: then print each DELIVERed message; reconnect (and sync again) on a lost link
+//! recv [--follow]      unlock ─▶ Session::connect ─▶ sync (catch up, SUBSCRIBE, FETCH waiting) ─▶ print
+//!                      ─▶ gap notice, if any ─▶ exit 0
+//!                      --follow: then print each DELIVERed message; reconnect (and sync again) on a lost
+//!                      link, and keep trying to connect when the relay is down at start
 //! chat bob             sync ─▶ print; stdin lines ─▶ send; received messages ─▶ print; EOF ─▶ exit 0
 //! ```
+//! A send that must wait for the next window (8 message parts per contact per window) says so on stderr.
+//! When windows could not be caught up (offline longer than the relay keeps proofs), `recv` says once:
+//! `messages sent between T1 and T2 may have been lost (the relay keeps 1 h)` on stderr, and with `--json`
+//! also as a JSON object on stdout.
 //! Messages print as `2025-01-02T03:04:10Z alice: text`: the time is the start of the 10-second window the
 //! message was sealed in (all the precision the protocol carries), in UTC. A message's control characters
 //! (newlines included) are printed escaped, so a contact cannot fake another line or drive the terminal;
@@ -17,8 +23,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::home::{fail, unlock, HomeArgs, PassphraseArgs, RELAY_URL_DEFAULT};
-use crate::client::{Contact, Home, Identity, ReceivedMessage};
-use crate::driver::client::session::{run_local, Next, Session, SessionError, SessionOptions};
+use crate::client::{Contact, CoverageGap, Home, Identity, ReceivedMessage, SEQS_PER_WINDOW};
+use crate::driver::client::session::{run_local, Next, Session, SessionError, SessionOptions, WindowWait};
 
 /// Longest stdin line read by `chat` at once, bytes (a message holds at most 3,152; a longer line is
 /// refused as too long rather than buffered without bound).
@@ -129,6 +135,7 @@ pub fn run_send(args: SendArgs) -> i32 {
     execute(move || async move {
         let Prepared { home, identity, url } = prepared;
         let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
+        session.on_window_wait(print_window_wait);
         let sent = session.send(&to, &text).await.map_err(show)?;
         session.close().await;
         println!(
@@ -149,10 +156,19 @@ pub fn run_recv(args: RecvArgs) -> i32 {
     let (follow, json) = (args.follow, args.json);
     execute(move || async move {
         let Prepared { home, identity, url } = prepared;
-        let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
-        for message in session.sync().await.map_err(show)? {
-            print_message(&message, json);
+        let mut session = if follow {
+            connect_retrying(&url, &home, &identity).await.map_err(show)?
+        } else {
+            Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?
+        };
+        match session.sync().await {
+            Ok(messages) => messages.iter().for_each(|m| print_message(m, json)),
+            Err(e) if follow && e.is_connection_error() => {
+                reconnect(&mut session, &e).await.iter().for_each(|m| print_message(m, json))
+            }
+            Err(e) => return Err(show(e)),
         }
+        print_gap(&mut session, json);
         if !follow {
             session.close().await;
             return Ok(());
@@ -167,6 +183,7 @@ pub fn run_recv(args: RecvArgs) -> i32 {
                 }
                 Err(e) => return Err(show(e)),
             }
+            print_gap(&mut session, json);
         }
     })
 }
@@ -181,9 +198,11 @@ pub fn run_chat(args: ChatArgs) -> i32 {
     execute(move || async move {
         let Prepared { home, identity, url } = prepared;
         let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
+        session.on_window_wait(print_window_wait);
         for message in session.sync().await.map_err(show)? {
             print_message(&message, false);
         }
+        print_gap(&mut session, false);
         eprintln!("chatting with {contact} via {url}; type a line to send it, Ctrl-D to end");
         let lines = stdin_lines();
         loop {
@@ -203,6 +222,7 @@ pub fn run_chat(args: ChatArgs) -> i32 {
                             for message in reconnect(&mut session, &e).await {
                                 print_message(&message, false);
                             }
+                            print_gap(&mut session, false);
                         }
                         Err(e @ SessionError::Send(_)) | Err(e @ SessionError::Refused { .. }) => {
                             eprintln!("not sent: {e}")
@@ -220,6 +240,7 @@ pub fn run_chat(args: ChatArgs) -> i32 {
                     for message in reconnect(&mut session, &e).await {
                         print_message(&message, false);
                     }
+                    print_gap(&mut session, false);
                 }
                 Err(e) => return Err(show(e)),
             }
@@ -256,6 +277,30 @@ fn stdin_lines() -> glommio::channels::local_channel::LocalReceiver<std::io::Res
     receiver
 }
 
+/// Connects to `url`, retrying like `reconnect` while the relay cannot be reached (`recv --follow` started
+/// before its relay); any other failure (key directory in use, bad state) ends it at once.
+async fn connect_retrying(url: &str, home: &Home, identity: &Identity) -> Result<Session, SessionError> {
+    let mut delay = RECONNECT_DELAY_MIN;
+    loop {
+        // Each try consumes its copy of the identity.
+        let attempt = Identity::from_seed(identity.seed());
+        match Session::connect(url, home.clone(), attempt, SessionOptions::default()).await {
+            Ok(session) => {
+                if delay > RECONNECT_DELAY_MIN {
+                    eprintln!("connected to {url}");
+                }
+                return Ok(session);
+            }
+            Err(e) if e.is_connection_error() => {
+                eprintln!("{e}; retrying in {} s", delay.as_secs());
+                glommio::timer::sleep(delay).await;
+                delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reconnects after `error` until it works (backing off from 1 s to 30 s), then re-subscribes and fetches
 /// what was kept meanwhile; returns those messages.
 async fn reconnect(session: &mut Session, error: &SessionError) -> Vec<ReceivedMessage> {
@@ -282,6 +327,60 @@ async fn reconnect(session: &mut Session, error: &SessionError) -> Vec<ReceivedM
 
 fn show(e: SessionError) -> String {
     e.to_string()
+}
+
+/// Says on stderr that a send waits for the next window, and why (once per wait).
+fn print_window_wait(w: &WindowWait) {
+    let why = if w.free == 0 {
+        format!("the {SEQS_PER_WINDOW} message parts per window to {} are used up", w.contact)
+    } else {
+        format!(
+            "{} of the {SEQS_PER_WINDOW} message parts per window to {} are left and this message needs {}",
+            w.free, w.contact, w.parts
+        )
+    };
+    eprintln!("waiting {:.1} s for the next window: {why}", w.wait.as_secs_f64());
+}
+
+/// Says once, if the last sync found windows that could not be caught up: on stderr, and with `json` as a
+/// JSON object on stdout too.
+pub fn print_gap(session: &mut Session, json: bool) {
+    if let Some(gap) = session.take_coverage_gap() {
+        let text = gap_text(&gap);
+        eprintln!("warning: {text}");
+        if json {
+            let object = serde_json::json!({
+                "warning": "possible_loss",
+                "lost_from": utc_time(gap.from_s),
+                "lost_to": utc_time(gap.to_s),
+                "lost_from_s": gap.from_s,
+                "lost_to_s": gap.to_s,
+                "retention_s": gap.retention_s,
+                "text": text,
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{object}").and_then(|()| out.flush());
+        }
+    }
+}
+
+/// `messages sent between T1 and T2 may have been lost (the relay keeps 1 h)`.
+pub fn gap_text(gap: &CoverageGap) -> String {
+    format!(
+        "messages sent between {} and {} may have been lost (the relay keeps {})",
+        utc_time(gap.from_s),
+        utc_time(gap.to_s),
+        duration_text(gap.retention_s)
+    )
+}
+
+/// `1 h`, `90 min`, `45 s`: a retention as an operator would have written it.
+pub fn duration_text(seconds: u64) -> String {
+    match seconds {
+        s if s > 0 && s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s > 0 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// Prints a message on stdout, one line.
@@ -343,5 +442,14 @@ mod tests {
         assert_eq!(utc_time(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc_time(4_107_542_399), "2100-02-28T23:59:59Z");
         assert_eq!(escape_controls("a\nb\u{1b}[2Jc é"), "a\\nb\\u{1b}[2Jc é");
+        assert_eq!(
+            (duration_text(3_600), duration_text(5_400), duration_text(90)),
+            ("1 h".into(), "90 min".into(), "90 s".into())
+        );
+        let gap = CoverageGap { from_s: 1_700_000_000, to_s: 1_700_003_600, retention_s: 3_600 };
+        assert_eq!(
+            gap_text(&gap),
+            "messages sent between 2023-11-14T22:13:20Z and 2023-11-14T23:13:20Z may have been lost (the relay keeps 1 h)"
+        );
     }
 }

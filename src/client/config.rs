@@ -9,6 +9,9 @@ use crate::proto::params::{NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
 /// Windows of slack kept below the relay's `subscription_windows_ahead_max`, so a client whose clock runs
 /// up to two windows ahead of the relay's is not refused.
 pub const AHEAD_SLACK_WINDOWS: u32 = 2;
+/// How long a relay keeps proofs when its HELLO_REPLY has not been seen yet, seconds: the relay's default
+/// (`--retention`, one hour). Only the gap notice's wording uses it before a connection.
+pub const RETENTION_S_DEFAULT: u64 = 3_600;
 
 /// Why a configuration is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +55,9 @@ pub struct ClientConfig {
     /// Windows before the current one whose expected deliveries are kept, to open what FETCH returns after
     /// an absence: the relay's retention.
     pub behind_windows: u32,
+    /// How long the relay keeps proofs, seconds (HELLO_REPLY's `retention_s`): a window older than this
+    /// cannot be caught up, and the gap notice names it.
+    pub retention_s: u64,
     /// Re-subscribe every this many windows (each renewal slides the horizon forward). 6 windows = 1 minute:
     /// SUBSCRIBE traffic is ~0.5 KB/s for one contact and ~1.1 KB/s for five (28 KB and 66 KB per renewal,
     /// docs/PERFORMANCE.md), while coverage never drops below `ahead − 6` windows.
@@ -74,6 +80,7 @@ impl Default for ClientConfig {
             limits,
             ahead_windows: limits.subscription_windows_ahead_max - AHEAD_SLACK_WINDOWS,
             behind_windows: limits.subscription_windows_ahead_max,
+            retention_s: RETENTION_S_DEFAULT,
             renew_every_windows: 6,
             renew_lead_s: 2,
             fingerprints_per_filter_max: FINGERPRINTS_PER_FILTER_DEFAULT,
@@ -95,6 +102,7 @@ impl ClientConfig {
             limits: relay.limits,
             ahead_windows: ahead,
             behind_windows: (u64::from(relay.retention_s) / window_s).min(u64::from(u32::MAX)) as u32,
+            retention_s: u64::from(relay.retention_s),
             renew_every_windows: ClientConfig::default().renew_every_windows.min(ahead.saturating_sub(1)).max(1),
             ..Self::default()
         }

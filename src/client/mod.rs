@@ -8,6 +8,7 @@
 //! K, (window, direction, seq) ─▶ session id, ephemeral key, t ─▶ Y' = Y + t·G ─▶ commit ─▶ bucket, fingerprint
 //! send:    text ─split─▶ parts ─▶ envelope::seal (Y', Schnorr proof of x + t, AES-256-GCM) ─▶ Proof (564 B)
 //! receive: expected commits (precomputed) ─▶ filters ─▶ SUBSCRIBE; DELIVER ─▶ open ─▶ verify ─▶ dedup ─▶ text
+//! catch up: windows since a contact was last covered (≤ retention) ─▶ past SUBSCRIBEs; older ─▶ gap notice
 //! ```
 //! Everything here is pure — no sockets, no clock, no global RNG — except `store`, the thin file layer for
 //! the key directory. The key schedule and envelope layout are specified in docs/PROTOCOL.md §End-to-end
@@ -76,6 +77,7 @@
 //! ```
 
 pub mod base32;
+pub mod catchup;
 pub mod config;
 pub mod contact;
 pub mod delivery;
@@ -97,6 +99,7 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 
+pub use catchup::{CatchUp, CoverageGap};
 pub use config::{ClientConfig, ConfigError};
 pub use contact::{Contact, ContactError};
 pub use delivery::{DeliveryId, SEQS_PER_WINDOW};

@@ -54,6 +54,12 @@ pub struct PersistedState {
     /// FETCH cursor per subscriber id (hex), as returned by the last FETCH_REPLY: where to resume.
     #[serde(default)]
     pub fetch_cursors: BTreeMap<String, u64>,
+    /// Per contact (base64url public key): the last window through which the relay has durably registered
+    /// our filters for that contact (SUBSCRIBED, then FETCH), so the next run catches up from the window
+    /// after it. `None` in a file written before this field existed: every contact of the file then
+    /// counts as covered through `subscribed.to_s`. A contact missing from the map was never covered.
+    #[serde(default)]
+    pub covered_through_s: Option<BTreeMap<String, u64>>,
 }
 
 impl Default for PersistedState {
@@ -65,6 +71,7 @@ impl Default for PersistedState {
             subscribed: None,
             contacts: BTreeMap::new(),
             fetch_cursors: BTreeMap::new(),
+            covered_through_s: Some(BTreeMap::new()),
         }
     }
 }

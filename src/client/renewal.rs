@@ -6,7 +6,10 @@
 //!   entries = plan(expected of the grid chunks over [current − 1 window, current + ahead])
 //!   one Subscribe per subscriber id (new ids drawn from rng as needed; surplus ids get no entries)
 //! next renewal = start of window (sent_in + renew_every) − renew_lead_s
+//! pending coverage = [from, to] ──confirm_coverage (catchup.rs), once acknowledged──▶ covered through `to`
 //! ```
+//! The session calls `catch_up` (catchup.rs) with the same `now_s` first: it covers the windows before
+//! `from` that a contact is not covered for yet.
 //! Every subscription reaches `ahead_windows` into the future, so filters keep matching across window
 //! boundaries (the reference's filters covered only past windows and went stale at the next boundary), and
 //! what is sent to us while we are offline still matches and is kept for FETCH. The previous window stays
@@ -15,7 +18,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::persist::Coverage;
-use super::state::{ClientState, SUBSCRIBER_IDS_MAX};
+use super::state::{ClientState, PendingCover, SUBSCRIBER_IDS_MAX};
 use super::subscription::{chunk_bounds, plan, Expectation, PlanError, PlanParams, SubscribeMode};
 use crate::proto::derive::window_start;
 use crate::proto::frame::{Subscribe, SubscriberId};
@@ -52,11 +55,7 @@ impl ClientState {
         rng: &mut R,
     ) -> Result<Vec<Subscribe>, PlanError> {
         let ws = self.config.window_s;
-        let current = window_start(now_s, ws);
-        // The renewal lead may fall in the previous window; subscribe for the window being entered.
-        let current = if now_s + self.config.renew_lead_s >= current + ws { current + ws } else { current };
-        let from = current.saturating_sub(ws);
-        let to = current + u64::from(self.config.ahead_windows) * ws;
+        let (current, from, to) = self.subscription_range(now_s);
         if self.expect_from_s.is_none() {
             self.expect_from_s = Some(from);
         }
@@ -78,23 +77,9 @@ impl ClientState {
                 fingerprint: e.routing.fingerprint,
             })
             .collect();
-        let params = PlanParams {
-            num_buckets: self.config.num_buckets,
-            window_s: ws,
-            bloom: self.config.bloom,
-            fingerprints_per_filter_max: self.config.fingerprints_per_filter_max,
-            chunk_windows,
-            filters_per_bucket_max: self.config.limits.filters_per_bucket_max,
-            entries_per_subscribe_max: self.config.limits.entries_per_subscribe_max,
-            subscribers_max: self.config.limits.subscribers_per_connection_max.min(SUBSCRIBER_IDS_MAX as u16),
-            mode: self.config.subscribe_mode,
-        };
+        let params = self.plan_params(chunk_windows);
         let mut slots = plan(&items, from, to, &params, &self.pad_key)?;
-        while self.subscriber_ids.len() < slots.len() {
-            let mut id = [0u8; 16];
-            rng.fill_bytes(&mut id);
-            self.subscriber_ids.push(SubscriberId(id));
-        }
+        self.ensure_subscriber_ids(slots.len(), rng);
         slots.resize_with(self.subscriber_ids.len(), Vec::new);
         let frames = self
             .subscriber_ids
@@ -103,8 +88,42 @@ impl ClientState {
             .map(|(&subscriber, entries)| Subscribe { subscriber, entries })
             .collect();
         self.subscribed = Some(Coverage { from_s: from, to_s: to, sent_in_s: current });
+        self.pending_cover = Some(PendingCover { from_s: from, to_s: to, contacts: self.contacts.len() });
         self.resubscribe = false;
         self.dirty = true;
         Ok(frames)
+    }
+
+    /// `(current, from, to)` of a subscription made at `now_s`: the window being entered (the renewal lead
+    /// may fall in the previous window), one window before it, and `ahead_windows` after it.
+    pub(super) fn subscription_range(&self, now_s: u64) -> (u64, u64, u64) {
+        let ws = self.config.window_s;
+        let current = window_start(now_s, ws);
+        let current = if now_s + self.config.renew_lead_s >= current + ws { current + ws } else { current };
+        (current, current.saturating_sub(ws), current + u64::from(self.config.ahead_windows) * ws)
+    }
+
+    /// The planner's bounds: the relay's parameters and limits and this client's choices.
+    pub(super) fn plan_params(&self, chunk_windows: u64) -> PlanParams {
+        PlanParams {
+            num_buckets: self.config.num_buckets,
+            window_s: self.config.window_s,
+            bloom: self.config.bloom,
+            fingerprints_per_filter_max: self.config.fingerprints_per_filter_max,
+            chunk_windows,
+            filters_per_bucket_max: self.config.limits.filters_per_bucket_max,
+            entries_per_subscribe_max: self.config.limits.entries_per_subscribe_max,
+            subscribers_max: self.config.limits.subscribers_per_connection_max.min(SUBSCRIBER_IDS_MAX as u16),
+            mode: self.config.subscribe_mode,
+        }
+    }
+
+    /// Draws subscriber ids until there are at least `count` (the planner keeps `count` within the limit).
+    pub(super) fn ensure_subscriber_ids<R: RngCore + CryptoRng>(&mut self, count: usize, rng: &mut R) {
+        while self.subscriber_ids.len() < count {
+            let mut id = [0u8; 16];
+            rng.fill_bytes(&mut id);
+            self.subscriber_ids.push(SubscriberId(id));
+        }
     }
 }

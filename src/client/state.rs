@@ -6,8 +6,8 @@
 //! relay  ──DELIVER / FETCH_REPLY──▶ handle_deliver ──▶ Option<ReceivedMessage>        (receive.rs)
 //! driver ◀── persisted() after anything that set `is_dirty()`  (send counters before publishing!)
 //! ```
-//! The methods live in four files by concern: this one (construction, contacts, horizon, persistence),
-//! `send.rs`, `receive.rs` and `renewal.rs`.
+//! The methods live in five files by concern: this one (construction, contacts, horizon, persistence),
+//! `send.rs`, `receive.rs`, `renewal.rs` and `catchup.rs` (past windows, covered-through, gap).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,6 +71,21 @@ pub(super) struct ContactState {
     pub(super) send: Option<SendCounter>,
     /// `(window_start_s, seq)` accepted from this contact: a second proof for one of them is a replay.
     pub(super) received: BTreeSet<(u64, u32)>,
+    /// Last window the relay durably registered our filters for this contact through (`None`: never, a
+    /// newly enrolled contact); `catch_up` subscribes from the window after it.
+    pub(super) covered_through_s: Option<u64>,
+    /// Set by `catch_up` for the subscription that follows it: the windows up to this one are covered by
+    /// the catch-up frames (or were already), so `confirm_coverage` may extend `covered_through_s`.
+    pub(super) catch_up_through_s: Option<u64>,
+}
+
+/// A subscription sent and not yet confirmed: once the relay acknowledged all of it (and, in `sync`, the
+/// FETCH after it completed), the first `contacts` contacts are covered through `to_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PendingCover {
+    pub(super) from_s: u64,
+    pub(super) to_s: u64,
+    pub(super) contacts: usize,
 }
 
 /// The sans-IO client.
@@ -87,6 +102,8 @@ pub struct ClientState {
     pub(super) subscribed: Option<Coverage>,
     /// A contact was added since the last subscription: its fingerprints are not registered yet.
     pub(super) resubscribe: bool,
+    /// The last subscription produced, until `confirm_coverage`.
+    pub(super) pending_cover: Option<PendingCover>,
     /// FETCH cursor per subscriber id (0 = from the oldest retained proof).
     pub(super) fetch_cursors: BTreeMap<SubscriberId, u64>,
     /// Something persistent changed since `mark_clean`.
@@ -139,6 +156,12 @@ impl ClientState {
             let id = parse_hex16(id).filter(|id| subscriber_ids.contains(id)).ok_or(StateError::BadSubscriberIds)?;
             fetch_cursors.insert(id, cursor);
         }
+        // A file from before `covered_through_s` existed: its contacts were subscribed through its last
+        // subscription (the old client's only notion of coverage).
+        let legacy_cover = match &persisted.covered_through_s {
+            None => persisted.subscribed.map(|c| c.to_s),
+            Some(_) => None,
+        };
         let pad_key =
             Zeroizing::new(Sha256::new().chain_update(LABEL_PADDING).chain_update(identity.seed()).finalize().into());
         let mut state = Self {
@@ -153,19 +176,30 @@ impl ClientState {
             subscribed: persisted.subscribed,
             fetch_cursors,
             resubscribe: false,
+            pending_cover: None,
             dirty: false,
             stats: ReceiveStats::default(),
         };
         for contact in contacts {
-            let saved = persisted.contacts.get(&contact.public.to_base64());
-            state.push_contact(contact, saved)?;
+            let key = contact.public.to_base64();
+            let saved = persisted.contacts.get(&key);
+            let covered = match &persisted.covered_through_s {
+                Some(map) => map.get(&key).copied(),
+                None => legacy_cover.filter(|_| saved.is_some()),
+            };
+            state.push_contact(contact, saved, covered)?;
         }
         // A new run subscribes at once: the connection is new, and contacts may have been enrolled since.
         state.resubscribe = true;
         Ok(state)
     }
 
-    fn push_contact(&mut self, contact: Contact, saved: Option<&PersistedContact>) -> Result<(), StateError> {
+    fn push_contact(
+        &mut self,
+        contact: Contact,
+        saved: Option<&PersistedContact>,
+        covered_through_s: Option<u64>,
+    ) -> Result<(), StateError> {
         let existing: Vec<Contact> = self.contacts.iter().map(|c| c.contact.clone()).collect();
         check_addition(&existing, &contact, self.identity.public())?;
         let pairing = pair(&self.identity, &contact.public)?;
@@ -177,14 +211,22 @@ impl ClientState {
             None => (None, BTreeSet::new()),
         };
         let public_half = half_point(&contact.public);
-        self.contacts.push(ContactState { contact, pairing, public_half, send, received });
+        self.contacts.push(ContactState {
+            contact,
+            pairing,
+            public_half,
+            send,
+            received,
+            covered_through_s,
+            catch_up_through_s: None,
+        });
         self.resubscribe = true;
         Ok(())
     }
 
     /// Adds a contact (enrolment while running); the next `poll_subscribe` registers its fingerprints.
     pub fn add_contact(&mut self, contact: Contact) -> Result<(), StateError> {
-        self.push_contact(contact, None)?;
+        self.push_contact(contact, None, None)?;
         self.dirty = true;
         Ok(())
     }
@@ -255,7 +297,7 @@ impl ClientState {
     pub(super) fn expect_range(&self, now_s: u64) -> (u64, u64) {
         let ws = self.config.window_s;
         let current = window_start(now_s, ws);
-        let oldest = current.saturating_sub(u64::from(self.config.behind_windows) * ws);
+        let oldest = self.oldest_window_s(now_s);
         let from = self.expect_from_s.unwrap_or(current.saturating_sub(ws)).max(oldest).min(current);
         let to = current + u64::from(self.config.ahead_windows) * ws;
         match self.config.subscribe_mode {
@@ -266,6 +308,13 @@ impl ClientState {
             }
             _ => (from, to),
         }
+    }
+
+    /// The oldest window whose deliveries are expected at `now_s`: `behind_windows` (the relay's retention)
+    /// before the current one. Nothing older can be caught up.
+    pub(super) fn oldest_window_s(&self, now_s: u64) -> u64 {
+        let ws = self.config.window_s;
+        window_start(now_s, ws).saturating_sub(u64::from(self.config.behind_windows) * ws)
     }
 
     /// Precomputes expected deliveries up to the horizon at `now_s` and forgets windows that fell out of it.
@@ -330,6 +379,8 @@ impl ClientState {
             })
             .collect();
         let cursor = |c: u64| if held.is_empty() { c } else { 0 };
+        let covered =
+            self.contacts.iter().filter_map(|c| Some((c.contact.public.to_base64(), c.covered_through_s?))).collect();
         PersistedState {
             version: STATE_VERSION,
             subscriber_ids: self.subscriber_ids.iter().map(hex16).collect(),
@@ -337,6 +388,7 @@ impl ClientState {
             subscribed: self.subscribed,
             contacts,
             fetch_cursors: self.fetch_cursors.iter().map(|(id, &c)| (hex16(id), cursor(c))).collect(),
+            covered_through_s: Some(covered),
         }
     }
 

@@ -3,11 +3,16 @@
 //! ```text
 //! connect(url, home, identity): lock <home>/lock ─▶ read contacts + state.json ─▶ TCP + WebSocket + HELLO
 //!     ─▶ ClientState (ClientConfig::for_relay(HELLO_REPLY))
-//! sync():  subscribe_now ─▶ persist (subscriber ids) ─▶ SUBSCRIBE × ids ─▶ SUBSCRIBED × ids (durable)
+//! sync():  catch_up (past windows, gap) + subscribe_now ─▶ persist (subscriber ids) ─▶ SUBSCRIBE, one at a
+//!          time, each until its SUBSCRIBED (durable; OVERLOADED ─▶ resend after a back-off)
 //!          ─▶ per id: FETCH(cursor) ─▶ FETCH_REPLY ─▶ handle_batch ─▶ set_fetch_cursor ─▶ persist ─▶ … until !more
-//! send():  prepare_send (waits out WindowFull) ─▶ persist (send counters) ─▶ PUBLISH(seq) ─▶ ACK ≥ seq
+//!          ─▶ confirm_coverage ─▶ persist (covered through the subscription's last window)
+//! register(): the same without FETCH (`tessera enroll`; the FETCH cursors stay, so `recv` gets everything)
+//! send():  prepare_send (waits out WindowFull, telling `on_window_wait`) ─▶ persist (send counters)
+//!          ─▶ PUBLISH(seq) ─▶ ACK ≥ seq
 //!          (ERROR ref_seq = seq: that proof refused ─▶ SessionError::Refused once the ACK settles the batch)
-//! next_message_or(interrupt): DELIVER ─▶ handle_batch ─▶ persist ─▶ message; renew (poll_subscribe) when due
+//! next_message_or(interrupt): DELIVER ─▶ handle_batch ─▶ persist ─▶ message; renew (catch_up +
+//!          subscribe_now) when due; once the renewal is acknowledged: (FETCH if it caught up) ─▶ confirm
 //! ```
 //! Every wait is bounded (`SessionOptions`), and every frame that arrives while the session waits for
 //! something else is absorbed: a DELIVER during an ACK wait queues its messages, a SUBSCRIBED is noted.
@@ -22,10 +27,9 @@
 //! with each `next_cursor` while `more` is set, and records a cursor only after its page was handled, so a
 //! crash re-fetches (at least once; replays are dropped by the state) and never skips.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
@@ -33,11 +37,13 @@ use futures_lite::future::or;
 use rand_core::OsRng;
 
 use super::conn::{resolve, ClientConn, ClientError, ClientOptions};
+pub use super::session_error::SessionError;
+use super::session_error::{is_subscribe_refusal, refuses_whole};
+use super::subscribe_queue::SubscribeQueue;
+use crate::client::envelope::CHUNK_LEN_MAX;
 use crate::client::persist::PersistedState;
 use crate::client::store::FILE_MODE;
-use crate::client::{
-    ClientConfig, ClientState, Home, Identity, PlanError, ReceivedMessage, SendError, StateError, StoreError,
-};
+use crate::client::{ClientConfig, ClientState, CoverageGap, Home, Identity, ReceivedMessage, SendError, StoreError};
 use crate::driver::clock::{unix_now_s, unix_now_us};
 use crate::driver::flock::{lock_exclusive, LockError};
 use crate::proto::frame::{ErrorFrame, Publish, Subscribe};
@@ -82,78 +88,6 @@ impl Default for SessionOptions {
     }
 }
 
-/// Why a session operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// The relay could not be reached (DNS, TCP, WebSocket handshake or HELLO failed).
-    #[error("cannot reach the relay at {url}: {source}")]
-    Unreachable {
-        /// The relay URL.
-        url: String,
-        /// What failed.
-        source: ClientError,
-    },
-    /// No reply within the configured time.
-    #[error("timed out after {after_ms} ms waiting for {what} from the relay")]
-    Timeout {
-        /// What was awaited.
-        what: &'static str,
-        /// The bound that passed.
-        after_ms: u64,
-    },
-    /// The relay refused proofs of a PUBLISH (the first refusal is shown; the others share its batch).
-    #[error("the relay refused {refused} of {proofs} proofs: {} ({})", .error.code, .error.text)]
-    Refused {
-        /// The first ERROR naming the PUBLISH.
-        error: ErrorFrame,
-        /// Proofs refused (all of them for SEQUENCE and STORAGE, which refuse a PUBLISH whole).
-        refused: usize,
-        /// Proofs of the message.
-        proofs: usize,
-    },
-    /// The relay refused a SUBSCRIBE (range, bucket, filter or subscriber limits); the previous one stays.
-    #[error("the relay refused the subscription: {} ({})", .0.code, .0.text)]
-    SubscribeRefused(ErrorFrame),
-    /// The relay reported an error about the connection (shutting down, slow consumer, a protocol error).
-    #[error("the relay reported {}: {}", .0.code, .0.text)]
-    Relay(ErrorFrame),
-    /// The connection closed.
-    #[error("the connection to the relay closed")]
-    ConnectionLost,
-    /// The WebSocket failed, or the relay sent a message that does not decode.
-    #[error(transparent)]
-    Transport(ClientError),
-    /// Another process uses this key directory.
-    #[error("{0} is in use by another tessera process (one client per key directory)")]
-    HomeInUse(PathBuf),
-    /// The message cannot be sent (unknown contact, too long, clock went back…).
-    #[error(transparent)]
-    Send(#[from] SendError),
-    /// The subscription cannot be planned within the relay's limits.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// The client state cannot be built from the key directory (or with this relay's parameters).
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The key directory failed (including writing `state.json`).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl SessionError {
-    /// Whether reconnecting may help (the connection broke; nothing local is wrong).
-    pub fn is_connection_error(&self) -> bool {
-        matches!(
-            self,
-            SessionError::Unreachable { .. }
-                | SessionError::Timeout { .. }
-                | SessionError::ConnectionLost
-                | SessionError::Transport(_)
-        ) || matches!(self, SessionError::Relay(e) if e.code == ErrorCode::SHUTTING_DOWN)
-    }
-}
-
 /// A message handed to the relay and acknowledged as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
@@ -162,6 +96,22 @@ pub struct Sent {
     /// The window it was sealed in (Unix seconds).
     pub window_start_s: u64,
 }
+
+/// A send that waits for the next window: this window's sequence numbers for the contact are used up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowWait {
+    /// The contact.
+    pub contact: String,
+    /// Sequence numbers (message parts) still free for the contact in this window.
+    pub free: u32,
+    /// Parts the message needs.
+    pub parts: u32,
+    /// How long until the next window starts.
+    pub wait: Duration,
+}
+
+/// What `Session::on_window_wait` installs.
+type WindowWaitHook = Box<dyn FnMut(&WindowWait)>;
 
 /// What `next_message_or` returns.
 #[derive(Debug)]
@@ -198,22 +148,6 @@ fn lock_home(home: &Home) -> Result<File, SessionError> {
     })
 }
 
-/// Is `code` one of the refusals of a SUBSCRIBE (docs/PROTOCOL.md §5.6)?
-fn is_subscribe_refusal(code: ErrorCode) -> bool {
-    [
-        ErrorCode::TOO_MANY_SUBSCRIBERS,
-        ErrorCode::TOO_MANY_FILTERS,
-        ErrorCode::SUBSCRIPTION_RANGE,
-        ErrorCode::BUCKET_OUT_OF_RANGE,
-    ]
-    .contains(&code)
-}
-
-/// Does an ERROR with this code refuse a PUBLISH whole (no ACK will cover it)?
-fn refuses_whole(code: ErrorCode) -> bool {
-    code == ErrorCode::SEQUENCE || code == ErrorCode::STORAGE
-}
-
 /// Connects and completes HELLO within `timeout`.
 async fn connect_conn(url: &str, timeout: Duration) -> Result<ClientConn, SessionError> {
     let unreachable = |source| SessionError::Unreachable { url: url.to_owned(), source };
@@ -248,8 +182,15 @@ pub struct Session {
     pending: VecDeque<Frame>,
     /// Messages completed and not yet handed out.
     inbox: VecDeque<ReceivedMessage>,
-    /// SUBSCRIBEs sent on this connection and not yet answered.
-    awaiting_subscribed: BTreeSet<SubscriberId>,
+    /// SUBSCRIBEs to send on this connection, one at a time, and the one awaiting SUBSCRIBED.
+    subscribes: SubscribeQueue,
+    /// A renewal caught up past windows: FETCH once it is acknowledged (its matches are recorded, maybe
+    /// not delivered).
+    fetch_after_subscribed: bool,
+    /// Windows found lost by a catch-up and not yet taken by `take_coverage_gap`.
+    gap: Option<CoverageGap>,
+    /// Told when a send waits for the next window.
+    window_wait: Option<WindowWaitHook>,
 }
 
 impl std::fmt::Debug for Session {
@@ -282,7 +223,10 @@ impl Session {
             publish_seq: 1,
             pending: VecDeque::new(),
             inbox: VecDeque::new(),
-            awaiting_subscribed: BTreeSet::new(),
+            subscribes: SubscribeQueue::default(),
+            fetch_after_subscribed: false,
+            gap: None,
+            window_wait: None,
         })
     }
 
@@ -307,7 +251,10 @@ impl Session {
         self.conn = connect_conn(&self.url, self.options.connect_timeout).await?;
         self.publish_seq = 1;
         self.pending.clear();
-        self.awaiting_subscribed.clear();
+        self.subscribes.clear();
+        self.fetch_after_subscribed = false;
+        // Nothing sent on the old connection counts as acknowledged; subscribe again at once.
+        self.state.subscription_lost();
         Ok(())
     }
 
@@ -329,32 +276,102 @@ impl Session {
         Ok(())
     }
 
-    /// Subscribes (registering every contact's expected deliveries up to the horizon, durably at the
-    /// relay), then FETCHes everything kept for this client since its last FETCH. Returns the messages
-    /// received, oldest first (fetched ones and any delivered meanwhile).
+    /// Subscribes (catching up the windows each contact is not covered for yet, within the relay's
+    /// retention, and registering every contact's expected deliveries up to the horizon, durably at the
+    /// relay), then FETCHes everything kept for this client since its last FETCH, and records the coverage.
+    /// Returns the messages received, oldest first (fetched ones and any delivered meanwhile); a gap that
+    /// could not be caught up is left for [`Session::take_coverage_gap`].
     pub async fn sync(&mut self) -> Result<Vec<ReceivedMessage>, SessionError> {
-        let frames = self.state.subscribe_now(unix_now_s(), &mut OsRng)?;
-        self.send_subscribes(frames).await?;
-        let deadline = Instant::now() + self.options.reply_timeout;
-        while !self.awaiting_subscribed.is_empty() {
-            if let Some(frame) = self.next_frame(deadline, "SUBSCRIBED").await? {
-                self.ignore(frame);
-            }
-        }
-        let ids: Vec<SubscriberId> = self.state.subscriber_ids().to_vec();
-        for id in ids {
-            self.fetch_all(id).await?;
-        }
+        self.subscribe_acknowledged().await?;
+        self.fetch_every_id().await?;
+        self.state.confirm_coverage();
+        self.persist()?;
         Ok(self.inbox.drain(..).collect())
     }
 
-    /// Persists the state (new subscriber ids), then sends one SUBSCRIBE per WebSocket message (each is at
-    /// most `entries_per_subscribe_max` entries, far below the message size limit).
+    /// Subscribes like [`Session::sync`] and records the coverage, but FETCHes nothing: what the relay
+    /// matched stays for the next FETCH (`tessera enroll` registers a new contact this way, and `recv`
+    /// prints its messages). Messages delivered meanwhile are kept for `take_received`.
+    pub async fn register(&mut self) -> Result<(), SessionError> {
+        self.subscribe_acknowledged().await?;
+        self.state.confirm_coverage();
+        self.persist()
+    }
+
+    /// Windows found lost (subscription lapsed longer than the relay keeps proofs) since the last call.
+    pub fn take_coverage_gap(&mut self) -> Option<CoverageGap> {
+        self.gap.take()
+    }
+
+    /// Calls `hook` whenever a send waits for the next window (the CLI says so on stderr).
+    pub fn on_window_wait(&mut self, hook: impl FnMut(&WindowWait) + 'static) {
+        self.window_wait = Some(Box::new(hook));
+    }
+
+    /// Catch-up and subscription frames for `now_s`, sent and each acknowledged in turn.
+    async fn subscribe_acknowledged(&mut self) -> Result<(), SessionError> {
+        let (frames, _) = self.subscription_frames(unix_now_s())?;
+        self.send_subscribes(frames).await?;
+        let timeout = self.options.reply_timeout;
+        let mut deadline = Instant::now() + timeout;
+        while !self.subscribes.is_idle() {
+            if self.pump_subscribes().await? {
+                deadline = Instant::now() + timeout;
+            }
+            let wake = match self.subscribes.retry_at() {
+                Some(at) => at,
+                None if self.pending.is_empty() && Instant::now() >= deadline => {
+                    return Err(SessionError::Timeout { what: "SUBSCRIBED", after_ms: timeout.as_millis() as u64 });
+                }
+                None => deadline,
+            };
+            if let Some(frame) = self.next_frame_until(wake).await? {
+                self.ignore(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// The catch-up frames (past windows), then the subscription's; notes a gap. `true` if it caught up.
+    fn subscription_frames(&mut self, now_s: u64) -> Result<(Vec<Subscribe>, bool), SessionError> {
+        let catch_up = self.state.catch_up(now_s, &mut OsRng)?;
+        if let Some(gap) = catch_up.gap {
+            self.gap = Some(match self.gap {
+                Some(g) => CoverageGap { from_s: g.from_s.min(gap.from_s), to_s: g.to_s.max(gap.to_s), ..gap },
+                None => gap,
+            });
+        }
+        let mut frames = catch_up.frames;
+        let caught_up = !frames.is_empty();
+        frames.extend(self.state.subscribe_now(now_s, &mut OsRng)?);
+        Ok((frames, caught_up))
+    }
+
+    /// Persists the state (new subscriber ids), then queues the SUBSCRIBEs and sends the first; each goes
+    /// in a WebSocket message of its own (at most `entries_per_subscribe_max` entries, far below the limit).
     async fn send_subscribes(&mut self, frames: Vec<Subscribe>) -> Result<(), SessionError> {
         self.persist()?;
-        for subscribe in frames {
-            self.awaiting_subscribed.insert(subscribe.subscriber);
-            self.conn.send(&[Frame::Subscribe(subscribe)]).await.map_err(SessionError::Transport)?;
+        self.subscribes.push(frames);
+        self.pump_subscribes().await.map(|_| ())
+    }
+
+    /// Sends the next SUBSCRIBE if none is awaiting an answer (or a refused one once its back-off passed);
+    /// `true` if one was sent.
+    async fn pump_subscribes(&mut self) -> Result<bool, SessionError> {
+        match self.subscribes.next_to_send(Instant::now()) {
+            Some(subscribe) => {
+                self.conn.send(&[Frame::Subscribe(subscribe)]).await.map_err(SessionError::Transport)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// FETCHes every page kept for every subscriber id.
+    async fn fetch_every_id(&mut self) -> Result<(), SessionError> {
+        let ids: Vec<SubscriberId> = self.state.subscriber_ids().to_vec();
+        for id in ids {
+            self.fetch_all(id).await?;
         }
         Ok(())
     }
@@ -396,7 +413,13 @@ impl Session {
         let proofs = loop {
             match self.state.prepare_send(contact, text, unix_now_s(), &mut OsRng) {
                 Ok(proofs) => break proofs,
-                Err(SendError::WindowFull { retry_at_s, .. }) if self.options.wait_for_free_window => {
+                Err(SendError::WindowFull { retry_at_s, free }) if self.options.wait_for_free_window => {
+                    if let Some(hook) = self.window_wait.as_mut() {
+                        let wait_us = retry_at_s.saturating_mul(1_000_000).saturating_sub(unix_now_us());
+                        let parts = text.len().div_ceil(CHUNK_LEN_MAX) as u32;
+                        let contact = contact.to_owned();
+                        hook(&WindowWait { contact, free, parts, wait: Duration::from_micros(wait_us) });
+                    }
                     self.idle_until_unix_s(retry_at_s).await?;
                 }
                 Err(e) => return Err(e.into()),
@@ -455,12 +478,27 @@ impl Session {
                 }
                 continue;
             }
+            self.pump_subscribes().await?;
+            if self.subscribes.is_idle() && self.state.has_unconfirmed_coverage() {
+                // The renewal is acknowledged; what a catch-up matched is recorded for FETCH.
+                if std::mem::take(&mut self.fetch_after_subscribed) {
+                    self.fetch_every_id().await?;
+                }
+                self.state.confirm_coverage();
+                self.persist()?;
+                continue;
+            }
             let now_s = unix_now_s();
-            if let Some(frames) = self.state.poll_subscribe(now_s, &mut OsRng)? {
+            if now_s >= self.state.next_renewal_at_s() {
+                let (frames, caught_up) = self.subscription_frames(now_s)?;
+                self.fetch_after_subscribed |= caught_up;
                 self.send_subscribes(frames).await?;
                 continue;
             }
-            let renew_in = Duration::from_secs(self.state.next_renewal_at_s().saturating_sub(now_s));
+            let mut renew_in = Duration::from_secs(self.state.next_renewal_at_s().saturating_sub(now_s));
+            if let Some(at) = self.subscribes.retry_at() {
+                renew_in = renew_in.min(at.saturating_duration_since(Instant::now()));
+            }
             enum Woke<T> {
                 Frames(Result<Option<Vec<Frame>>, ClientError>),
                 Interrupted(T),
@@ -567,10 +605,18 @@ impl Session {
                 Ok(None)
             }
             Frame::Subscribed { subscriber, .. } => {
-                self.awaiting_subscribed.remove(&subscriber);
+                self.subscribes.on_subscribed(subscriber);
                 Ok(None)
             }
             Frame::Error(e) if is_subscribe_refusal(e.code) => Err(SessionError::SubscribeRefused(e)),
+            // A busy relay refused the SUBSCRIBE awaiting its answer (the only one outstanding): resend later.
+            Frame::Error(e) if e.code == ErrorCode::OVERLOADED && e.ref_seq == 0 && self.subscribes.has_in_flight() => {
+                if self.subscribes.on_overloaded(Instant::now()) {
+                    Ok(None)
+                } else {
+                    Err(SessionError::SubscribeRefused(e))
+                }
+            }
             Frame::Error(e) if e.ref_seq == 0 && e.code != ErrorCode::OVERLOADED => Err(SessionError::Relay(e)),
             other => Ok(Some(other)),
         }
