@@ -5,8 +5,9 @@
 //! follow, relay late  bob: recv --follow (relay down) ─▶ relay starts on that port ─▶ alice sends ─▶ printed
 //! window full         alice: 1 part, then 8 parts in the same window ─▶ "waiting … for the next window" ─▶ sent
 //! ```
-//! The first needs the relay to match a SUBSCRIBE's past windows against the proofs it retained (issue 12
-//! item 1); until that lands it is ignored.
+//! The first relies on the relay matching a SUBSCRIBE's past windows against the proofs it retained (late
+//! matching, server/shard/late.rs), and on `enroll` leaving late matches DELIVERed during its registration for
+//! `recv` to FETCH and print.
 
 mod relay_support;
 
@@ -55,7 +56,6 @@ fn identities(dir: &Path, url: &str) -> (String, String, String, String) {
 }
 
 #[test]
-#[ignore = "needs relay late matching (issue 12 item 1)"]
 fn a_message_sent_before_the_recipient_enrolled_is_delivered() {
     let relay = Relay::start(&[]);
     let tmp = tempfile::tempdir().unwrap();

@@ -189,6 +189,8 @@ pub struct Session {
     fetch_after_subscribed: bool,
     /// Windows found lost by a catch-up and not yet taken by `take_coverage_gap`.
     gap: Option<CoverageGap>,
+    /// `register` runs: DELIVERed proofs are left for the next FETCH.
+    hold_deliveries: bool,
     /// Told when a send waits for the next window.
     window_wait: Option<WindowWaitHook>,
 }
@@ -226,6 +228,7 @@ impl Session {
             subscribes: SubscribeQueue::default(),
             fetch_after_subscribed: false,
             gap: None,
+            hold_deliveries: false,
             window_wait: None,
         })
     }
@@ -291,9 +294,14 @@ impl Session {
 
     /// Subscribes like [`Session::sync`] and records the coverage, but FETCHes nothing: what the relay
     /// matched stays for the next FETCH (`tessera enroll` registers a new contact this way, and `recv`
-    /// prints its messages). Messages delivered meanwhile are kept for `take_received`.
+    /// prints its messages). Proofs DELIVERed meanwhile (the relay delivers late matches to a connected
+    /// subscriber) are not opened either: marked received here, they would be dropped as replays when the
+    /// next `recv` FETCHes them, and never shown. They stay FETCHable (the FETCH cursor did not move).
     pub async fn register(&mut self) -> Result<(), SessionError> {
-        self.subscribe_acknowledged().await?;
+        self.hold_deliveries = true;
+        let result = self.subscribe_acknowledged().await;
+        self.hold_deliveries = false;
+        result?;
         self.state.confirm_coverage();
         self.persist()
     }
@@ -624,6 +632,10 @@ impl Session {
 
     /// Opens a batch of delivered or fetched proofs; completed messages join the inbox.
     fn receive_batch(&mut self, proofs: &ProofBatch) {
+        if self.hold_deliveries {
+            tracing::debug!(proofs = proofs.len(), "DELIVER during register: left for FETCH");
+            return;
+        }
         self.inbox.extend(self.state.handle_batch(proofs));
     }
 
