@@ -70,6 +70,10 @@ pub struct RouteArgs {
     /// Proofs per simulated 10 s window (the shard's dedup tables are sized for it: 128 B per proof).
     #[arg(long, default_value_t = 1 << 20)]
     pub proofs_per_window: u64,
+    /// Keep the late-match index, as the relay does (every accepted proof's Bloom positions and seq, for
+    /// SUBSCRIBEs that reach into the past).
+    #[arg(long)]
+    pub late_index: bool,
 }
 
 /// Arguments of `tessera perf subscribe`.
@@ -132,6 +136,9 @@ fn route(args: &RouteArgs) -> serde_json::Value {
     };
     let mut workload = RouteWorkload::new(params, args.common.seed);
     let mut shard = Shard::new(workload.shard_config(), MemoryLog::preallocated(PERF_LOG_RECORDS));
+    if args.late_index {
+        shard.retain_for_late_match(crate::server::config::RETENTION_S_DEFAULT);
+    }
     let mut rejected = Vec::with_capacity(params.batch_proofs);
     let mut timer = Timer::default();
     let (mut proofs, mut deliveries) = (0u64, 0u64);
@@ -153,6 +160,7 @@ fn route(args: &RouteArgs) -> serde_json::Value {
         json!({
             "buckets": params.buckets,
             "subscribers_per_bucket": params.subscribers_per_bucket,
+            "late_index": args.late_index,
             "fingerprints_per_filter": params.fingerprints_per_filter,
             "addressed_per_mille": params.addressed_per_mille,
             "batch_proofs": params.batch_proofs,
