@@ -200,4 +200,29 @@ fn a_late_subscribe_is_matched_against_retained_proofs() {
     s.handle_message(bob, &encode_message(&[subscribe]), clock(10));
     drain(&mut s);
     assert!(!s.poll_late_work(), "a renewal over subscribed windows needs no late scan");
+
+    // A contact added mid-range: the same windows with a filter holding more fingerprints are scanned again,
+    // and a proof only the new fingerprints match is found.
+    let q =
+        (43..=255).map(proof).find(|q| q.view().bucket() == p.view().bucket()).expect("another proof in the bucket");
+    let publish = Frame::Publish(Publish { seq: 2, proofs: ProofBatch::from_proofs([q.view()]) });
+    s.handle_message(alice, &encode_message(&[publish]), clock(11));
+    drain(&mut s);
+    commit_all(&mut s, 12);
+    drain(&mut s);
+    frames(&mut s, alice);
+    frames(&mut s, bob);
+    let mut grown = entry.filter.clone();
+    grown.insert_fingerprint(q.view().fingerprint());
+    let entries = vec![SubscribeEntry { filter: grown, ..entry }];
+    let subscribe = Frame::Subscribe(Subscribe { subscriber: wire, entries });
+    s.handle_message(bob, &encode_message(&[subscribe]), clock(13));
+    drain(&mut s);
+    assert!(s.poll_late_work(), "a filter with new fingerprints is matched against what was retained");
+    while s.poll_late_work() {
+        s.handle_late_match(clock(14));
+        drain(&mut s);
+    }
+    let read = s.poll_fetch_read().expect("the new late match, to deliver");
+    assert_eq!(read.reads.len(), 1);
 }

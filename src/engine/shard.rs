@@ -487,15 +487,6 @@ impl<L: LogSink> Shard<L> {
         self.retained.as_ref().map_or(0, |(r, _)| r.proofs())
     }
 
-    /// The windows of `subscriber`'s current entries in `bucket`, as `(from, to)` ranges: what it is already
-    /// matched against live (a re-SUBSCRIBE needs no late match there).
-    pub fn subscribed_ranges(&self, subscriber: SubscriberKey, bucket: u16) -> Vec<(u64, u64)> {
-        if !self.config.buckets.contains(&bucket) {
-            return Vec::new();
-        }
-        self.subscriptions.ranges_of(subscriber, (bucket - self.config.buckets.start) as usize)
-    }
-
     /// One bounded step of matching `filter` against the retained proofs of `bucket` with windows in
     /// `from_s..=to_s` and sequence numbers below `seq_end` (the log's next seq when the SUBSCRIBE was applied:
     /// later proofs were matched live), from `cursor` on, examining at most `budget` proofs. Matched sequence

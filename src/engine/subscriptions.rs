@@ -174,20 +174,6 @@ impl Subscriptions {
 
     /// Whether an owned bucket (local index) has any filter; lets the engine skip hashing Bloom positions.
     #[inline]
-    /// `(window_from_s, window_to_s)` of `id`'s entries in `bucket_local`.
-    pub(crate) fn ranges_of(&self, id: SubscriberKey, bucket_local: usize) -> Vec<(u64, u64)> {
-        let Some(&internal) = self.ids.get(&id) else { return Vec::new() };
-        self.subscribers[internal as usize]
-            .entries
-            .iter()
-            .filter(|e| e.bucket_local as usize == bucket_local)
-            .map(|e| {
-                let info = &self.buckets[bucket_local].slots[e.slot as usize];
-                (info.window_from_s, info.window_to_s)
-            })
-            .collect()
-    }
-
     pub(crate) fn bucket_has_filters(&self, bucket_local: usize) -> bool {
         !self.buckets[bucket_local].index.is_empty()
     }

@@ -3,7 +3,8 @@
 //! lost (docs/PROTOCOL.md §5.6, docs/STORAGE.md §8).
 //!
 //! ```text
-//! apply_subscribe: ranges not covered by the subscriber's previous entries in each bucket ─▶ LateJob queued
+//! apply_subscribe: windows not covered by a previous entry of the subscriber in the same bucket whose filter
+//!   includes the new one's bits ─▶ LateJob queued
 //!   (SUBSCRIBED held back; at most LATE_SCANS_PER_CONNECTION_MAX per connection, else ERROR OVERLOADED)
 //! driver: poll_late_work ─▶ handle_late_match (one step: ≤ LATE_STEP_PROOFS proofs examined, ~0.3 ms) ─▶ drain
 //!   engine.late_match: retained fingerprints of the bucket, windows in range, seq < snapshot ─▶ filter test
@@ -48,13 +49,22 @@ pub(super) struct LateJob {
 }
 
 impl ShardServer {
-    /// The windows of `entries` that `subscriber` was not subscribed to in this shard before: (entry index, from,
-    /// to) ranges to late-match. Call before the entries replace the previous ones.
+    /// The windows of `entries` that `subscriber` was not already matched against here with a filter that
+    /// catches at least as much: (entry index, from, to) ranges to late-match. A window is covered when one of
+    /// the subscriber's previous entries (as persisted) for the same bucket spans it with a filter whose bits
+    /// include every bit of the new filter — then every proof the new filter matches, the old one matched live.
+    /// A changed filter (a contact added mid-range) is scanned again. Call before the entries replace the
+    /// previous ones.
     pub(super) fn late_ranges(&self, subscriber: SubscriberKey, entries: &[SubscribeEntry]) -> Vec<(usize, u64, u64)> {
         let w = self.engine.config().window_s.max(1);
+        let previous = self.log().subscriptions().get(&subscriber).map_or(&[][..], |s| &s.entries[..]);
         let mut out = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            let mut covered = self.engine.subscribed_ranges(subscriber, e.bucket);
+            let mut covered: Vec<(u64, u64)> = previous
+                .iter()
+                .filter(|p| p.bucket == e.bucket && covers(&p.filter, &e.filter))
+                .map(|p| (p.window_from_s, p.window_to_s))
+                .collect();
             covered.sort_unstable();
             for (from, to) in uncovered((e.window_from_s, e.window_to_s), &covered, w) {
                 out.push((i, from, to));
@@ -196,6 +206,11 @@ impl ShardServer {
     }
 }
 
+/// Whether every bit of `new` is set in `old` (then anything `new` matches, `old` matched).
+fn covers(old: &crate::proto::BloomFilter, new: &crate::proto::BloomFilter) -> bool {
+    old.params() == new.params() && old.as_bytes().iter().zip(new.as_bytes()).all(|(o, n)| n & !o == 0)
+}
+
 /// The parts of the inclusive window range `want` not covered by any of `covered` (sorted), in windows of
 /// `w` seconds.
 fn uncovered(want: (u64, u64), covered: &[(u64, u64)], w: u64) -> Vec<(u64, u64)> {
@@ -221,7 +236,21 @@ fn uncovered(want: (u64, u64), covered: &[(u64, u64)], w: u64) -> Vec<(u64, u64)
 
 #[cfg(test)]
 mod tests {
-    use super::uncovered;
+    use super::{covers, uncovered};
+    use crate::proto::{BloomFilter, BloomParams};
+
+    #[test]
+    fn a_filter_covers_another_when_it_has_all_its_bits() {
+        let mut old = BloomFilter::new(BloomParams::default());
+        old.insert_fingerprint(&[1; 8]);
+        old.insert_fingerprint(&[2; 8]);
+        let mut same = BloomFilter::new(BloomParams::default());
+        same.insert_fingerprint(&[2; 8]);
+        assert!(covers(&old, &same) && covers(&old, &old));
+        let mut grown = old.clone();
+        grown.insert_fingerprint(&[3; 8]);
+        assert!(!covers(&old, &grown), "a filter with a new contact's fingerprints needs a late scan");
+    }
 
     #[test]
     fn uncovered_windows_are_what_no_previous_entry_covered() {
