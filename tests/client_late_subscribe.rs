@@ -75,6 +75,27 @@ fn a_message_sent_before_the_recipient_enrolled_is_delivered() {
     assert_eq!(ok(&["recv", "--home", &b]).0, "");
 }
 
+#[test]
+fn a_message_sent_before_an_already_subscribed_recipient_enrolled_its_sender_is_delivered() {
+    let relay = Relay::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, code_a, code_b) = identities(tmp.path(), &relay.url());
+    // Bob already receives (from someone else): his subscription covers the coming hour, without Alice.
+    let carol = path(&tmp.path().join("carol"));
+    ok(&["id", "new", "--home", &carol]);
+    let code_c = ok(&["invite", "--home", &carol, "--relay", &relay.url()]).0.trim().to_owned();
+    ok(&["enroll", &code_c, "--name", "carol", "--home", &b]);
+    assert_eq!(ok(&["recv", "--home", &b]).0, "");
+    // Alice enrols Bob and writes; the window closes; then Bob enrols Alice: his filters for windows he
+    // already subscribed to change, and the relay matches them again against what it retained.
+    ok(&["enroll", &code_b, "--name", "bob", "--home", &a]);
+    ok(&["send", "--to", "bob", "hello again", "--home", &a]);
+    sleep_into_next_window(Duration::from_secs(1));
+    ok(&["enroll", &code_a, "--name", "alice", "--home", &b]);
+    let (received, stderr) = ok(&["recv", "--home", &b]);
+    assert!(received.ends_with("Z alice: hello again\n"), "{received:?} {stderr}");
+}
+
 /// A relay started by hand on a given port (the support's starts on port 0), and its storage directory
 /// (deleted on drop).
 struct PortRelay {
