@@ -27,7 +27,7 @@
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::expect::{expect_window, ExpectSource};
+use super::expect::expect_window;
 use super::state::ClientState;
 use super::subscription::{chunk_bounds, plan, Expectation, PlanError, PlanParams, SubscribeMode};
 use crate::proto::frame::{Subscribe, SubscribeEntry};
@@ -173,13 +173,7 @@ impl ClientState {
             })
             .collect();
         for (index, c) in self.contacts.iter().enumerate() {
-            let source = ExpectSource {
-                contact: index as u32,
-                public: &c.contact.public,
-                public_half: &c.public_half,
-                secret: &c.pairing.secret,
-                direction: c.pairing.send_direction.reverse(),
-            };
+            let source = c.expect_source(index);
             let mut w = items_from;
             while w < table_from.min(items_to + ws) {
                 items.extend(expect_window(&source, w, self.config.num_buckets).into_iter().map(|e| Expectation {

@@ -79,6 +79,20 @@ pub(super) struct ContactState {
     pub(super) catch_up_through_s: Option<u64>,
 }
 
+impl ContactState {
+    /// What the expected-delivery table needs to precompute this contact's deliveries to us (`index`: its
+    /// position in the contact list).
+    pub(super) fn expect_source(&self, index: usize) -> ExpectSource<'_> {
+        ExpectSource {
+            contact: index as u32,
+            public: &self.contact.public,
+            public_half: &self.public_half,
+            secret: &self.pairing.secret,
+            direction: self.pairing.send_direction.reverse(),
+        }
+    }
+}
+
 /// A subscription sent and not yet confirmed: once the relay acknowledged all of it (and, in `sync`, the
 /// FETCH after it completed), the first `contacts` contacts are covered through `to_s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,13 +343,7 @@ impl ClientState {
             let before = c.received.len();
             c.received.retain(|&(w, _)| w >= from);
             self.dirty |= c.received.len() != before;
-            let source = ExpectSource {
-                contact: index as u32,
-                public: &c.contact.public,
-                public_half: &c.public_half,
-                secret: &c.pairing.secret,
-                direction: c.pairing.send_direction.reverse(),
-            };
+            let source = c.expect_source(index);
             let mut w = from;
             while w <= to {
                 self.expected.fill(&source, w, self.config.num_buckets);
