@@ -140,6 +140,8 @@ pub struct ShardServer {
     late_jobs: VecDeque<late::LateJob>,
     /// Scratch for engine rejections (reused: no allocation per batch on the happy path).
     rejected: Vec<(u16, Rejection)>,
+    /// Scratch of `dispatch_deliveries`: index of each (connection, subscriber) group of remote deliveries.
+    remote_groups: HashMap<(ConnAddr, SubscriberKey), usize>,
 }
 
 impl ShardServer {
@@ -199,6 +201,7 @@ impl ShardServer {
             wakeups: VecDeque::new(),
             late_jobs: VecDeque::new(),
             rejected: Vec::new(),
+            remote_groups: HashMap::new(),
         }
     }
 
