@@ -117,6 +117,12 @@ impl ShardServer {
                 Some(addr) if addr.shard == self.id => {
                     self.deliver_local(addr.conn, delivery.subscriber, delivery.proof, received_us, clock);
                 }
+                // Consecutive deliveries to one subscriber (a batch of its proofs) skip the index.
+                Some(addr) if remote.last().is_some_and(|(a, s, _)| *a == addr && *s == delivery.subscriber) => {
+                    if let Some((_, _, proofs)) = remote.last_mut() {
+                        proofs.push(delivery.proof);
+                    }
+                }
                 Some(addr) => match self.remote_groups.entry((addr, delivery.subscriber)) {
                     std::collections::hash_map::Entry::Occupied(group) => remote[*group.get()].2.push(delivery.proof),
                     std::collections::hash_map::Entry::Vacant(slot) => {
