@@ -37,7 +37,7 @@ pub struct RelayArgs {
     /// Cover-traffic round length, ms [default: 10000, one window].
     #[arg(long)]
     pub cover_round_ms: Option<u64>,
-    /// Number of shards, one executor per core [default: available cores].
+    /// Number of shards, one executor per core; at most the available cores [default: available cores].
     #[arg(long)]
     pub shards: Option<usize>,
     /// Number of buckets [default: 64].

@@ -57,8 +57,17 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
 }
 
-/// What a shard tells the main thread once it is listening.
-pub type Ready = Result<(usize, Option<std::net::SocketAddr>), String>;
+/// What a shard tells the main thread during start-up, in this order (`startup::wait_ready` bounds the first
+/// step, not the second: log recovery takes as long as the log needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// It joined both channel meshes: its executor runs and can reach every other shard.
+    Joined,
+    /// Its log is recovered and it listens; shard 0 with `--metrics-port` names the metrics address.
+    Listening(Option<std::net::SocketAddr>),
+    /// It cannot start (one line for the operator).
+    Failed(String),
+}
 
 /// Everything one shard's tasks share (lives on that shard's executor only).
 pub struct ShardCtx {

@@ -59,20 +59,21 @@ pub async fn run(
     ready: std::sync::mpsc::Sender<Ready>,
 ) {
     let Ok((req_tx, req_rx)) = requests.join().await else {
-        let _ = ready.send(Err("cannot join the request mesh".into()));
+        let _ = ready.send(Ready::Failed("cannot join the request mesh".into()));
         return;
     };
     let Ok((resp_tx, resp_rx)) = responses.join().await else {
-        let _ = ready.send(Err("cannot join the response mesh".into()));
+        let _ = ready.send(Ready::Failed("cannot join the response mesh".into()));
         return;
     };
+    let _ = ready.send(Ready::Joined);
     let id = req_tx.peer_id();
     let config = &shared.config;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("shard {id}: cannot listen on {addr}: {e}")));
+            let _ = ready.send(Ready::Failed(format!("shard {id}: cannot listen on {addr}: {e}")));
             return;
         }
     };
@@ -80,7 +81,7 @@ pub async fn run(
         (0, Some(port)) => match TcpListener::bind(std::net::SocketAddr::new(config.host, port)) {
             Ok(l) => Some(l),
             Err(e) => {
-                let _ = ready.send(Err(format!("cannot listen on metrics port {port}: {e}")));
+                let _ = ready.send(Ready::Failed(format!("cannot listen on metrics port {port}: {e}")));
                 return;
             }
         },
@@ -90,7 +91,7 @@ pub async fn run(
     let (log, files, report) = match open_log(config, id, now_s).await {
         Ok(opened) => opened,
         Err(message) => {
-            let _ = ready.send(Err(message));
+            let _ = ready.send(Ready::Failed(message));
             return;
         }
     };
@@ -142,7 +143,7 @@ pub async fn run(
         .map(|l| glommio::spawn_local(accept_loop(ctx.clone(), l, stop_metrics.clone(), connection::serve_http_only)));
     let metrics_addr =
         metrics_acceptor.as_ref().and(config.metrics_port).map(|p| std::net::SocketAddr::new(config.host, p));
-    let _ = ready.send(Ok((id, metrics_addr)));
+    let _ = ready.send(Ready::Listening(metrics_addr));
 
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(TICK).await;
