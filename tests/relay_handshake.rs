@@ -46,7 +46,8 @@ fn upgraded_connections_without_hello_are_closed_after_the_hello_timeout() {
         other => panic!("expected TOO_MANY_CONNECTIONS, got {other:?}"),
     }
     for client in &mut silent {
-        client.recv_close();
+        // The peer-closed path: the writer sends a normal closure (docs/PROTOCOL.md §5).
+        assert_eq!(client.recv_close(), Some(1000));
     }
     let closed_after = opened.elapsed();
     assert!(closed_after >= HELLO_TIMEOUT / 2, "closed before the deadline: {closed_after:?}");

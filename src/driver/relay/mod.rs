@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod epoch_signal;
+pub mod hello_deadline;
 pub mod log_commit;
 pub mod log_exec;
 pub mod log_files;
@@ -100,6 +101,7 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         epoch: Instant::now(),
         metrics,
         connections: AtomicU32::new(0),
+        sockets_serving: AtomicU32::new(0),
         shutdown,
     });
     let requests = MeshBuilder::full(shards, REQUEST_CHANNEL_MESSAGES);
