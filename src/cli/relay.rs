@@ -37,7 +37,7 @@ pub struct RelayArgs {
     /// Cover-traffic round length, ms [default: 10000, one window].
     #[arg(long)]
     pub cover_round_ms: Option<u64>,
-    /// Number of shards, one executor per core [default: available cores].
+    /// Number of shards, one executor per core; at most the available cores [default: available cores].
     #[arg(long)]
     pub shards: Option<usize>,
     /// Number of buckets [default: 64].
@@ -52,6 +52,12 @@ pub struct RelayArgs {
     /// Grace period before a connection whose writes make no progress is closed, ms [default: 5000].
     #[arg(long)]
     pub slow_consumer_grace_ms: Option<u64>,
+    /// Close an upgraded WebSocket connection that sends no HELLO within this long, ms [default: 10000].
+    #[arg(long)]
+    pub hello_timeout_ms: Option<u64>,
+    /// Most accepted sockets still in their HTTP request or upgrade; more are closed at once [default: 4096].
+    #[arg(long)]
+    pub handshakes_max: Option<u32>,
     /// DANGER: never fdatasync the log (ACKs stop meaning durable); for measuring durability's cost. Logged loudly.
     #[arg(long)]
     pub danger_log_skip_fdatasync: bool,
@@ -80,6 +86,8 @@ impl RelayArgs {
             clock_skew_s: self.clock_skew_s,
             retention_s: self.retention,
             slow_consumer_grace_ms: self.slow_consumer_grace_ms,
+            hello_timeout_ms: self.hello_timeout_ms,
+            handshakes_max: self.handshakes_max,
             danger_log_skip_fdatasync: self.danger_log_skip_fdatasync.then_some(true),
             log_group_commit_records_max: self.log_group_commit_records_max,
             log_group_commit_delay_us_max: self.log_group_commit_delay_us_max,

@@ -28,10 +28,18 @@ pub const RETENTION_S_DEFAULT: u64 = 3600;
 pub const CLOCK_SKEW_S_DEFAULT: u64 = 2;
 /// How long a connection's send queue may stay full before the relay closes it.
 pub const SLOW_CONSUMER_GRACE_MS_DEFAULT: u64 = 5_000;
+/// How long an upgraded WebSocket connection may take to send its HELLO before the relay closes it.
+pub const HELLO_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Accepted sockets still in their HTTP request or WebSocket upgrade, relay-wide, before new ones are closed at
+/// once: a reconnect storm of 20,000 clients/s with a 200 ms handshake keeps ~4,000 in flight; each costs a
+/// descriptor, a task and a few KiB of buffers (≈ 16 MiB at the cap).
+pub const HANDSHAKES_MAX_DEFAULT: u32 = 4_096;
 /// Default cover round: one routing window (docs/FOUNDATIONS.md §4), so a round's dummies share their window.
 pub const COVER_ROUND_MS_DEFAULT: u64 = WINDOW_SECONDS * 1000;
 /// Shortest cover round: below it a round's ~8,450 dummies would arrive faster than rounds can be told apart.
 pub const COVER_ROUND_MS_MIN: u64 = 100;
+/// Longest HELLO timeout: past a minute a silent connection is no longer "still connecting".
+pub const HELLO_TIMEOUT_MS_MAX: u64 = 60_000;
 /// Most shards a relay runs (one per core); far above any machine this targets.
 pub const SHARDS_MAX: usize = 256;
 
@@ -84,6 +92,12 @@ pub struct RelayConfig {
     pub retention_s: u64,
     /// Grace period before a connection with a full send queue is closed, milliseconds.
     pub slow_consumer_grace_ms: u64,
+    /// An upgraded WebSocket connection whose first HELLO has not arrived this long after the upgrade is
+    /// closed (it held a place among `connections_max`), milliseconds.
+    pub hello_timeout_ms: u64,
+    /// Accepted sockets still in their HTTP request head or upgrade (relay-wide; the metrics port counts its
+    /// own); a socket accepted beyond it is closed at once.
+    pub handshakes_max: u32,
     /// DANGER: the log writes but never fdatasyncs, so an ACK no longer means durable. Only for measuring what
     /// durability costs (the "non-durable" W-e2e figure). Logged loudly.
     pub danger_log_skip_fdatasync: bool,
@@ -113,6 +127,8 @@ impl RelayConfig {
             clock_skew_s: CLOCK_SKEW_S_DEFAULT,
             retention_s: RETENTION_S_DEFAULT,
             slow_consumer_grace_ms: SLOW_CONSUMER_GRACE_MS_DEFAULT,
+            hello_timeout_ms: HELLO_TIMEOUT_MS_DEFAULT,
+            handshakes_max: HANDSHAKES_MAX_DEFAULT,
             danger_log_skip_fdatasync: false,
             log_group_commit_records_max: crate::log::commit::GroupCommitPolicy::RECORDS_MAX_DEFAULT,
             log_group_commit_delay_us_max: crate::log::commit::GroupCommitPolicy::DELAY_US_MAX_DEFAULT,
@@ -142,6 +158,8 @@ impl RelayConfig {
         set(&mut self.clock_skew_s, layer.clock_skew_s);
         set(&mut self.retention_s, layer.retention_s);
         set(&mut self.slow_consumer_grace_ms, layer.slow_consumer_grace_ms);
+        set(&mut self.hello_timeout_ms, layer.hello_timeout_ms);
+        set(&mut self.handshakes_max, layer.handshakes_max);
         set(&mut self.danger_log_skip_fdatasync, layer.danger_log_skip_fdatasync);
         set(&mut self.log_group_commit_records_max, layer.log_group_commit_records_max);
         set(&mut self.log_group_commit_delay_us_max, layer.log_group_commit_delay_us_max);
@@ -200,6 +218,13 @@ impl RelayConfig {
                 self.port,
                 "must differ from --port (omit it to share the port)",
             ));
+        }
+        if !(1..=HELLO_TIMEOUT_MS_MAX).contains(&self.hello_timeout_ms) {
+            let reason = format!("must be in 1..={HELLO_TIMEOUT_MS_MAX} ms");
+            return Err(ConfigError::new("hello-timeout-ms", self.hello_timeout_ms, reason));
+        }
+        if self.handshakes_max == 0 {
+            return Err(ConfigError::new("handshakes-max", 0, "must be at least 1"));
         }
         if self.clock_skew_s >= self.window_s {
             return Err(ConfigError::new("clock-skew-s", self.clock_skew_s, "must be shorter than the window"));
@@ -340,6 +365,10 @@ pub struct ConfigLayer {
     pub retention_s: Option<u64>,
     /// See [`RelayConfig::slow_consumer_grace_ms`].
     pub slow_consumer_grace_ms: Option<u64>,
+    /// See [`RelayConfig::hello_timeout_ms`].
+    pub hello_timeout_ms: Option<u64>,
+    /// See [`RelayConfig::handshakes_max`].
+    pub handshakes_max: Option<u32>,
     /// See [`RelayConfig::danger_log_skip_fdatasync`].
     pub danger_log_skip_fdatasync: Option<bool>,
     /// See [`RelayConfig::log_group_commit_records_max`].
@@ -473,6 +502,14 @@ mod tests {
         let mut c = RelayConfig::defaults(2);
         c.shards = 65;
         assert_eq!(c.validate().unwrap_err().key, "shards");
+        let mut c = RelayConfig::defaults(2);
+        c.hello_timeout_ms = 0;
+        assert_eq!(c.validate().unwrap_err().key, "hello-timeout-ms");
+        c.hello_timeout_ms = HELLO_TIMEOUT_MS_MAX + 1;
+        assert_eq!(c.validate().unwrap_err().key, "hello-timeout-ms");
+        let mut c = RelayConfig::defaults(2);
+        c.handshakes_max = 0;
+        assert_eq!(c.validate().unwrap_err().key, "handshakes-max");
         let err = ConfigLayer::from_toml("prot = 1\n").unwrap_err();
         assert!(err.reason.contains("unknown field"), "{err}");
         assert_eq!((err.key.as_str(), err.value.as_str()), ("config key", "prot"));

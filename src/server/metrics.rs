@@ -150,6 +150,8 @@ shard_metrics! {
         subscribe_rejected: "tessera_subscribe_rejected_total", "SUBSCRIBE frames refused (limits, ranges, buckets).";
         connections_accepted: "tessera_connections_accepted_total", "WebSocket connections accepted.";
         connections_refused: "tessera_connections_refused_total", "Connections refused at connections_max.";
+        handshakes_refused: "tessera_handshakes_refused_total", "Sockets closed at accept: handshakes_max sockets were still in their HTTP request or upgrade.";
+        hello_timeouts: "tessera_hello_timeouts_total", "WebSocket connections closed for sending no HELLO within hello_timeout_ms.";
         http_requests: "tessera_http_requests_total", "Plain HTTP requests (metrics, health, others).";
         messages_in: "tessera_messages_in_total", "WebSocket messages received.";
         messages_out: "tessera_messages_out_total", "WebSocket messages sent.";

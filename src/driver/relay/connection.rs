@@ -146,7 +146,8 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
         return;
     };
     let signals = ctx.register(conn);
-    let (sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
+    let mut stream = super::hello_deadline::HelloDeadline::new(&ctx, stream);
     let writer = glommio::spawn_local(writer(ctx.clone(), conn, signals.clone(), sink));
     loop {
         let next = futures_lite::future::or(async { stream.next().await.map(Some) }, async {

@@ -2,16 +2,18 @@
 //! around the sans-IO `server` core.
 //!
 //! ```text
-//! run_relay: lock storage (startup), node id, reserve port ─▶ spawn one executor per shard (pinned)
+//! run_relay: shards ≤ cores, lock storage (startup), node id, reserve port ─▶ one executor per shard (pinned)
 //!   shard_main::run: open the log (log_io::open_parts ◀─ log_open, log_files) ─▶ ShardServer owns its LogState
 //!                    ─▶ ShardCtx (shard_ctx: the drain step) + committer (log_commit over log_exec's files)
 //!                    ─▶ accept loop ─▶ connection::serve (WebSocket, /metrics) ─▶ cover and retention tasks
-//! ─▶ wait ready ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
+//! ─▶ wait ready (startup::wait_ready: joined within 10 s, then listening; SIGINT/SIGTERM end the wait)
+//! ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
 //! ```
 //! `log_io::ShardLog` is the standalone durable log (tests, tools) on the same committer and files.
 
 pub mod connection;
 pub mod epoch_signal;
+pub mod hello_deadline;
 pub mod log_commit;
 pub mod log_exec;
 pub mod log_files;
@@ -23,7 +25,7 @@ pub mod startup;
 
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam::utils::CachePadded;
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -32,6 +34,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use crate::server::config::RelayConfig;
 use crate::server::metrics::ShardMetrics;
 pub use startup::StartError;
+use startup::Startup;
 
 /// Capacity of each request channel between two shards, in messages (each up to one batch of proofs):
 /// 64 × 1024 proofs × 564 B ≈ 37 MB in flight per pair at worst; enough to keep the owner busy.
@@ -41,6 +44,9 @@ const REQUEST_CHANNEL_MESSAGES: usize = 64;
 const RESPONSE_CHANNEL_MESSAGES: usize = 256;
 /// io_uring registered memory per shard. The relay runs as an ordinary user with an 8 MiB memlock limit.
 const IO_MEMORY_BYTES: usize = 1 << 20;
+/// How long a signal during start-up waits for the shards that did start to stop cleanly (flush their log)
+/// before the process exits without them.
+const STOP_DURING_START_UP: Duration = Duration::from_secs(5);
 
 /// What the relay printed at start, for callers that embed it (tests read the line from stdout).
 #[derive(Debug, Clone)]
@@ -51,6 +57,8 @@ pub struct Started {
 
 /// Runs the relay until SIGINT or SIGTERM; returns once every shard has drained.
 pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    startup::check_shards(config.shards, cores)?;
     let _lock = startup::lock_storage(&config.storage)?;
     // Absolute from here on: glommio cannot open a relative directory path (EBADF), and the start line is
     // clearer with the real location.
@@ -93,16 +101,14 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         epoch: Instant::now(),
         metrics,
         connections: AtomicU32::new(0),
+        sockets_serving: AtomicU32::new(0),
         shutdown,
     });
     let requests = MeshBuilder::full(shards, REQUEST_CHANNEL_MESSAGES);
     let responses = MeshBuilder::full(shards, RESPONSE_CHANNEL_MESSAGES);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    // Pin one shard per core when there are enough cores; otherwise let the OS schedule them.
-    let placement =
-        if shards <= cores { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
-    let pool = LocalExecutorPoolBuilder::new(placement)
+    // One shard per core (check_shards), each pinned to its own.
+    let pool = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
         .name("tessera-shard")
         .io_memory(IO_MEMORY_BYTES)
         .on_all_shards({
@@ -114,19 +120,19 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
             }
         })
         .map_err(|e| StartError::Executor(e.to_string()))?;
-    let mut metrics_addr = None;
-    for _ in 0..shards {
-        match ready_rx.recv() {
-            Ok(Ok((_, Some(m)))) => metrics_addr = Some(m),
-            Ok(Ok(_)) => {}
-            Ok(Err(message)) => {
-                shared.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
-                let _ = pool.join_all();
-                return Err(StartError::Executor(message));
-            }
-            Err(_) => return Err(StartError::Executor("a shard exited during start-up".into())),
+    let metrics_addr = match startup::wait_ready(&ready_rx, shards, &shared.shutdown, startup::JOIN_DEADLINE) {
+        Startup::Listening(metrics_addr) => metrics_addr,
+        Startup::Interrupted { all_joined } => {
+            tracing::info!("stopped by a signal during start-up");
+            stop_during_start_up(pool, all_joined);
+            return Ok(());
         }
-    }
+        Startup::Failed { error, all_joined } => {
+            shared.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+            stop_during_start_up(pool, all_joined);
+            return Err(error);
+        }
+    };
     drop(reservation);
     println!("{}", start_line(&shared.config, addr, metrics_addr));
     use std::io::Write as _;
@@ -139,6 +145,23 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     }
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// Lets the shards that started stop cleanly (they see the shutdown flag), waiting at most
+/// [`STOP_DURING_START_UP`]; a shard still in the meshes' join never returns, so without `all_joined` nobody
+/// waits. The process then exits, ending any shard still recovering its log (recovery is crash-safe).
+fn stop_during_start_up(pool: glommio::PoolThreadHandles<()>, all_joined: bool) {
+    if !all_joined {
+        return;
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let joiner = std::thread::spawn(move || {
+        let _ = pool.join_all();
+        let _ = done_tx.send(());
+    });
+    if done_rx.recv_timeout(STOP_DURING_START_UP).is_ok() {
+        let _ = joiner.join();
+    }
 }
 
 /// The one line printed at start: address, shards, bucket ranges and parameters.

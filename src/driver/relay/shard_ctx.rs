@@ -9,6 +9,8 @@
 //!   FETCH reads ─▶ LogFiles::read_records ─▶ server.handle_fetch_read ─▶ take_work again
 //!   wake-ups ─▶ connection writers (WakeFlag), closing connections get a watchdog
 //!   commit kick ─▶ Committer::kick;  late scans pending ─▶ the late-matching task (shard_main.rs)
+//! accept ─▶ accept_socket: a place among `handshakes_max` (else closed at once) ─▶ HTTP head / upgrade
+//!   ─▶ admit (`connections_max`): the WebSocket session no longer counts as a handshake
 //! committer (log_commit.rs) ─▶ RelayHost: server.poll_commit_job / handle_commit_written / handle_commit_done
 //!   (+ drain: the replies it released go out)
 //! ```
@@ -53,12 +55,24 @@ pub struct Shared {
     pub metrics: Arc<[CachePadded<ShardMetrics>]>,
     /// Open WebSocket connections, all shards together (checked at accept).
     pub connections: AtomicU32,
+    /// Sockets accepted on the main port whose task still runs, all shards together: those in their handshake
+    /// (HTTP head, upgrade, a plain HTTP response) and the `connections` they became.
+    pub sockets_serving: AtomicU32,
     /// Set by SIGINT/SIGTERM.
     pub shutdown: Arc<AtomicBool>,
 }
 
-/// What a shard tells the main thread once it is listening.
-pub type Ready = Result<(usize, Option<std::net::SocketAddr>), String>;
+/// What a shard tells the main thread during start-up, in this order (`startup::wait_ready` bounds the first
+/// step, not the second: log recovery takes as long as the log needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// It joined both channel meshes: its executor runs and can reach every other shard.
+    Joined,
+    /// Its log is recovered and it listens; shard 0 with `--metrics-port` names the metrics address.
+    Listening(Option<std::net::SocketAddr>),
+    /// It cannot start (one line for the operator).
+    Failed(String),
+}
 
 /// Everything one shard's tasks share (lives on that shard's executor only).
 pub struct ShardCtx {
@@ -78,8 +92,37 @@ pub struct ShardCtx {
     pub(super) resp_tx: Senders<Response>,
     conns: RefCell<HashMap<ConnId, Rc<ConnSignals>>>,
     watchdogs: RefCell<HashMap<ConnId, Cell<bool>>>,
+    /// Sockets accepted on `--metrics-port` (only shard 0 has it) whose task still runs.
+    metrics_sockets: Cell<u32>,
     /// State shared with the other shards.
     pub shared: Arc<Shared>,
+}
+
+/// Which listener accepted a socket: each counts its own sockets in their handshake, so that a flood on the
+/// public port cannot lock the operator out of a separate metrics port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The main port: WebSocket, `/metrics`, `/healthz`.
+    Main,
+    /// `--metrics-port`: plain HTTP only.
+    Metrics,
+}
+
+/// An accepted socket's place (see [`ShardCtx::accept_socket`]); given back when its task ends.
+pub struct SocketPlace {
+    ctx: Rc<ShardCtx>,
+    listener: Listener,
+}
+
+impl Drop for SocketPlace {
+    fn drop(&mut self) {
+        match self.listener {
+            Listener::Main => {
+                self.ctx.shared.sockets_serving.fetch_sub(1, Ordering::Relaxed);
+            }
+            Listener::Metrics => self.ctx.metrics_sockets.set(self.ctx.metrics_sockets.get() - 1),
+        }
+    }
 }
 
 /// Everything one `handle_*` call queued, taken out of the server in the same borrow.
@@ -111,6 +154,7 @@ impl ShardCtx {
             resp_tx: senders.1,
             conns: RefCell::new(HashMap::new()),
             watchdogs: RefCell::new(HashMap::new()),
+            metrics_sockets: Cell::new(0),
             shared,
         })
     }
@@ -142,6 +186,37 @@ impl ShardCtx {
             return None;
         }
         Some(self.server.borrow_mut().handle_conn_open(self.clock()))
+    }
+
+    /// Takes a place for a socket just accepted on `listener`, or `None` (counted) when `handshakes_max`
+    /// sockets accepted there are still in their handshake: the caller then closes it at once. Such a socket
+    /// runs a task and holds a descriptor outside `connections_max` until its request head is read (10 s at
+    /// most) and its response written. On the main port the sockets in their handshake are those serving
+    /// minus the WebSocket sessions admitted (`admit` counts them); relaxed counters: the cap may be passed by
+    /// a few sockets when shards accept at the same instant.
+    pub fn accept_socket(self: &Rc<Self>, listener: Listener) -> Option<SocketPlace> {
+        let max = self.shared.config.handshakes_max;
+        let in_handshake = match listener {
+            Listener::Main => {
+                let serving = self.shared.sockets_serving.fetch_add(1, Ordering::Relaxed) + 1;
+                serving.saturating_sub(self.shared.connections.load(Ordering::Relaxed))
+            }
+            Listener::Metrics => {
+                self.metrics_sockets.set(self.metrics_sockets.get() + 1);
+                self.metrics_sockets.get()
+            }
+        };
+        let place = SocketPlace { ctx: self.clone(), listener };
+        if in_handshake > max {
+            ShardMetrics::add(&self.metrics().handshakes_refused, 1);
+            return None; // dropping the place gives it back
+        }
+        Some(place)
+    }
+
+    /// How long an upgraded connection may take to send HELLO.
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.config.hello_timeout_ms)
     }
 
     /// Gives back an admitted connection's place.

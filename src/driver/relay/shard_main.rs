@@ -1,7 +1,8 @@
 //! The body of one shard's executor: accept loop, cross-shard receivers, tick and shutdown.
 //!
 //! ```text
-//! listener (SO_REUSEPORT) ─accept─▶ connection::serve ─▶ ShardServer (RefCell, this executor only)
+//! listener (SO_REUSEPORT) ─accept─▶ place among handshakes_max? (else closed at once)
+//!   ─▶ connection::serve (HELLO deadline: hello_deadline.rs) ─▶ ShardServer (RefCell, this executor only)
 //! request mesh  ─recv─▶ handle_request  ─drain─▶ responses ─send─▶ response mesh (receivers never wait)
 //! response mesh ─recv─▶ handle_response ─drain─▶ connection outboxes ─▶ writers woken
 //! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, flush, return
@@ -29,7 +30,7 @@ use glommio::net::TcpListener;
 use super::connection;
 use super::log_exec::LogFiles;
 use super::log_io::{open_parts, shard_dir, LogIoConfig, LogIoError};
-pub use super::shard_ctx::{Ready, ShardCtx, Shared};
+pub use super::shard_ctx::{Listener, Ready, ShardCtx, Shared};
 use crate::driver::clock::{unix_now_s, unix_now_us};
 use crate::driver::wake_flag::WakeFlag;
 use crate::log::commit::GroupCommitPolicy;
@@ -59,20 +60,21 @@ pub async fn run(
     ready: std::sync::mpsc::Sender<Ready>,
 ) {
     let Ok((req_tx, req_rx)) = requests.join().await else {
-        let _ = ready.send(Err("cannot join the request mesh".into()));
+        let _ = ready.send(Ready::Failed("cannot join the request mesh".into()));
         return;
     };
     let Ok((resp_tx, resp_rx)) = responses.join().await else {
-        let _ = ready.send(Err("cannot join the response mesh".into()));
+        let _ = ready.send(Ready::Failed("cannot join the response mesh".into()));
         return;
     };
+    let _ = ready.send(Ready::Joined);
     let id = req_tx.peer_id();
     let config = &shared.config;
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("shard {id}: cannot listen on {addr}: {e}")));
+            let _ = ready.send(Ready::Failed(format!("shard {id}: cannot listen on {addr}: {e}")));
             return;
         }
     };
@@ -80,7 +82,7 @@ pub async fn run(
         (0, Some(port)) => match TcpListener::bind(std::net::SocketAddr::new(config.host, port)) {
             Ok(l) => Some(l),
             Err(e) => {
-                let _ = ready.send(Err(format!("cannot listen on metrics port {port}: {e}")));
+                let _ = ready.send(Ready::Failed(format!("cannot listen on metrics port {port}: {e}")));
                 return;
             }
         },
@@ -90,7 +92,7 @@ pub async fn run(
     let (log, files, report) = match open_log(config, id, now_s).await {
         Ok(opened) => opened,
         Err(message) => {
-            let _ = ready.send(Err(message));
+            let _ = ready.send(Ready::Failed(message));
             return;
         }
     };
@@ -137,12 +139,19 @@ pub async fn run(
     }
     // One signal per loop: a `WakeFlag` has a single waiter.
     let (stop_accepting, stop_metrics) = (Rc::new(WakeFlag::default()), Rc::new(WakeFlag::default()));
-    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener, stop_accepting.clone(), connection::serve));
-    let metrics_acceptor = metrics_listener
-        .map(|l| glommio::spawn_local(accept_loop(ctx.clone(), l, stop_metrics.clone(), connection::serve_http_only)));
+    let acceptor = glommio::spawn_local(accept_loop(
+        ctx.clone(),
+        (listener, Listener::Main),
+        stop_accepting.clone(),
+        connection::serve,
+    ));
+    let metrics_acceptor = metrics_listener.map(|l| {
+        let serve = connection::serve_http_only;
+        glommio::spawn_local(accept_loop(ctx.clone(), (l, Listener::Metrics), stop_metrics.clone(), serve))
+    });
     let metrics_addr =
         metrics_acceptor.as_ref().and(config.metrics_port).map(|p| std::net::SocketAddr::new(config.host, p));
-    let _ = ready.send(Ok((id, metrics_addr)));
+    let _ = ready.send(Ready::Listening(metrics_addr));
 
     while !shared.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(TICK).await;
@@ -338,12 +347,14 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
     }
 }
 
-/// Accepts connections until `stop`, serving each on its own task with `serve`.
-async fn accept_loop<F, Fut>(ctx: Rc<ShardCtx>, listener: TcpListener, stop: Rc<WakeFlag>, serve: F)
+/// Accepts connections until `stop`, serving each on its own task with `serve` while it holds a place among
+/// `handshakes_max`; a socket accepted beyond them is closed at once (dropped), before any byte is read.
+async fn accept_loop<F, Fut>(ctx: Rc<ShardCtx>, listener: (TcpListener, Listener), stop: Rc<WakeFlag>, serve: F)
 where
     F: Fn(Rc<ShardCtx>, glommio::net::TcpStream) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
 {
+    let (listener, kind) = listener;
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             stop.wait().await;
@@ -353,7 +364,13 @@ where
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                glommio::spawn_local(serve(ctx.clone(), stream)).detach();
+                let Some(place) = ctx.accept_socket(kind) else { continue };
+                let task = serve(ctx.clone(), stream);
+                glommio::spawn_local(async move {
+                    task.await;
+                    drop(place);
+                })
+                .detach();
             }
             Some(Err(e)) => {
                 // Typically EMFILE: back off briefly instead of spinning.

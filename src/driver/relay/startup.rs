@@ -1,15 +1,31 @@
-//! Start-up chores before the shards run: the storage directory and its lock, the node id, and the
-//! listening port (bound once so that port 0 resolves to one port that every shard then shares).
+//! Start-up chores before the shards run: the shard count against the cores, the storage directory and its
+//! lock, the node id, and the listening port (bound once so that port 0 resolves to one port that every shard
+//! then shares); then the main thread's bounded, interruptible wait for the shards to come up.
+//!
+//! ```text
+//! check_shards (≤ available cores, else exit 2) ─▶ lock_storage ─▶ node_id ─▶ reserve_port
+//! shards ─Ready::Joined (executors + meshes, ≤ JOIN_DEADLINE)─▶ Ready::Listening (logs recovered) ─▶ wait_ready
+//!   every WAIT_SLICE: SIGINT/SIGTERM flag set ─▶ Startup::Interrupted
+//! ```
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
+use super::shard_ctx::Ready;
 use crate::driver::flock::{lock_exclusive, LockError};
 
 /// Permissions of a new LOCK file (before the umask): what `OpenOptions` creates by default.
 const LOCK_FILE_MODE: u32 = 0o666;
+/// How long the executors may take to start and join the channel meshes. Pinned one per core they take
+/// milliseconds; this bounds only a machine that cannot run them (the log recovery after it is not bounded).
+pub const JOIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the main thread looks at the SIGINT/SIGTERM flag while it waits for the shards.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +50,18 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// More shards than cores: glommio executors on shared cores spin while they join the channel meshes, so
+    /// start-up crawls (16 shards on 2 cores: no start line after 20 s).
+    #[error(
+        "--shards {shards} is more than the {cores} available cores: run at most one shard per core \
+         (omit --shards to use {cores})"
+    )]
+    TooManyShards {
+        /// The shards asked for.
+        shards: usize,
+        /// `std::thread::available_parallelism` (affinity and cgroup quota included).
+        cores: usize,
+    },
     /// The executors could not be started.
     #[error("cannot start the shard executors: {0}")]
     Executor(String),
@@ -51,10 +79,73 @@ impl StartError {
     /// or the log (executors, a shard that cannot open its log), which exit [`EXIT_FAILURE`].
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Storage { .. } | StartError::StorageLocked(_) | StartError::Bind { .. } => EXIT_CONFIGURATION,
+            StartError::Storage { .. }
+            | StartError::StorageLocked(_)
+            | StartError::Bind { .. }
+            | StartError::TooManyShards { .. } => EXIT_CONFIGURATION,
             StartError::Executor(_) => EXIT_FAILURE,
         }
     }
+}
+
+/// Refuses more shards than `cores` (a configuration error, exit 2): see [`StartError::TooManyShards`].
+pub fn check_shards(shards: usize, cores: usize) -> Result<(), StartError> {
+    if shards > cores {
+        return Err(StartError::TooManyShards { shards, cores });
+    }
+    Ok(())
+}
+
+/// How the wait for the shards ended.
+#[derive(Debug)]
+pub enum Startup {
+    /// Every shard listens; the metrics address if shard 0 serves `--metrics-port`.
+    Listening(Option<SocketAddr>),
+    /// SIGINT or SIGTERM arrived first.
+    Interrupted {
+        /// Whether every shard had joined the meshes (each then returns once it sees the flag; otherwise the
+        /// missing ones may never return, and nobody should wait for them).
+        all_joined: bool,
+    },
+    /// A shard failed, a shard is gone, or the shards did not join within the deadline.
+    Failed {
+        /// The one line for the operator.
+        error: StartError,
+        /// As for `Interrupted`.
+        all_joined: bool,
+    },
+}
+
+/// Waits for `shards` shards to join the meshes (within `join_deadline`) and then to listen (after their
+/// log recovery, however long), looking at `shutdown` every [`WAIT_SLICE`]. After `Interrupted` or
+/// `Failed` the caller stops the shards that started.
+pub fn wait_ready(ready: &Receiver<Ready>, shards: usize, shutdown: &AtomicBool, join_deadline: Duration) -> Startup {
+    let started = Instant::now();
+    let (mut joined, mut listening, mut metrics) = (0, 0, None);
+    let failed = |message: String, joined: usize| Startup::Failed {
+        error: StartError::Executor(message),
+        all_joined: joined == shards,
+    };
+    while listening < shards {
+        if shutdown.load(Ordering::Relaxed) {
+            return Startup::Interrupted { all_joined: joined == shards };
+        }
+        if joined < shards && started.elapsed() > join_deadline {
+            let within_s = join_deadline.as_secs_f64();
+            return failed(format!("only {joined} of {shards} shards started within {within_s} s"), joined);
+        }
+        match ready.recv_timeout(WAIT_SLICE) {
+            Ok(Ready::Joined) => joined += 1,
+            Ok(Ready::Listening(m)) => {
+                listening += 1;
+                metrics = metrics.or(m);
+            }
+            Ok(Ready::Failed(message)) => return failed(message, joined),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return failed("a shard exited during start-up".into(), joined),
+        }
+    }
+    Startup::Listening(metrics)
 }
 
 /// Creates the storage directory and takes its exclusive lock (held for the life of the returned file).
@@ -138,6 +229,61 @@ mod tests {
         let err = reserve_port(held.local_addr().unwrap()).unwrap_err();
         assert_eq!((err.exit_code(), err.to_string().contains("cannot listen on")), (2, true), "{err}");
         assert_eq!(StartError::Executor("x".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn more_shards_than_cores_exit_2_naming_both() {
+        assert!(check_shards(2, 2).is_ok());
+        let err = check_shards(64, 2).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("--shards 64") && text.contains("2 available cores"), "{text}");
+    }
+
+    /// The line of a `Startup::Failed`, and whether every shard had joined.
+    fn failure(startup: Startup) -> (String, bool) {
+        match startup {
+            Startup::Failed { error, all_joined } => (error.to_string(), all_joined),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_wait_for_the_shards_is_bounded_and_interruptible() {
+        let shutdown = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let metrics: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for message in [Ready::Joined, Ready::Joined, Ready::Listening(None), Ready::Listening(Some(metrics))] {
+            tx.send(message).unwrap();
+        }
+        let startup = wait_ready(&rx, 2, &shutdown, JOIN_DEADLINE);
+        assert!(matches!(startup, Startup::Listening(Some(m)) if m == metrics), "{startup:?}");
+        // A shard that never joins: the join deadline ends the wait with one line.
+        tx.send(Ready::Joined).unwrap();
+        let started = Instant::now();
+        let (line, all_joined) = failure(wait_ready(&rx, 2, &shutdown, Duration::from_millis(200)));
+        assert!(line.contains("only 1 of 2 shards started") && !all_joined, "{line}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // A shard that fails after joining.
+        tx.send(Ready::Joined).unwrap();
+        tx.send(Ready::Failed("shard 0: cannot open its log".into())).unwrap();
+        let (line, all_joined) = failure(wait_ready(&rx, 1, &shutdown, JOIN_DEADLINE));
+        assert!(line.contains("cannot open its log") && all_joined, "{line}");
+        // Joined, recovering its log (no deadline): the signal flag ends the wait.
+        tx.send(Ready::Joined).unwrap();
+        let flag = shutdown.clone();
+        let waiter = std::thread::spawn(move || (wait_ready(&rx, 1, &flag, Duration::from_millis(10)), rx));
+        std::thread::sleep(Duration::from_millis(100));
+        shutdown.store(true, Ordering::Relaxed);
+        let (startup, rx) = waiter.join().unwrap();
+        assert!(matches!(startup, Startup::Interrupted { all_joined: true }), "{startup:?}");
+        // A signal before any shard joined.
+        let startup = wait_ready(&rx, 2, &shutdown, JOIN_DEADLINE);
+        assert!(matches!(startup, Startup::Interrupted { all_joined: false }), "{startup:?}");
+        // Every shard gone.
+        drop(tx);
+        shutdown.store(false, Ordering::Relaxed);
+        assert!(failure(wait_ready(&rx, 1, &shutdown, JOIN_DEADLINE)).0.contains("exited"));
     }
 
     #[test]
