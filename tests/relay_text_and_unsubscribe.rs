@@ -26,7 +26,7 @@ use tungstenite::protocol::frame::Frame as WsFrame;
 use tungstenite::{Message, WebSocket};
 
 /// The ERROR a text message gets: `BINARY_REQUIRED`, detail = the WebSocket opcode of a text frame (1).
-const BINARY_REQUIRED: ErrorCode = ErrorCode(0x0005);
+const BINARY_REQUIRED: ErrorCode = ErrorCode::BINARY_REQUIRED;
 const TEXT_OPCODE: u32 = 1;
 /// RFC 6455 close code "unsupported data".
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
@@ -108,7 +108,7 @@ fn ascii_publish(seq: u64) -> Vec<u8> {
     proof[2..4].copy_from_slice(&32u16.to_be_bytes()); // bucket 32 (not the one 'A'×32 derives)
     proof[4..12].copy_from_slice(&[b' '; 8]); // window 0x2020…: misaligned
     let proof = Proof::from_slice(&proof).expect("structurally valid proof");
-    let batch = ProofBatch::from_proofs([proof.view()].into_iter());
+    let batch = ProofBatch::from_proofs([proof.view()]);
     let bytes = encode_message(&[Frame::Publish(Publish { seq, proofs: batch })]).to_vec();
     assert!(bytes.is_ascii(), "the PUBLISH must be valid UTF-8 to reach the relay as a text message");
     bytes
@@ -154,7 +154,7 @@ fn a_text_message_that_is_not_utf8_gets_the_same_answer() {
     let relay = Relay::start(&["--shards", "1"]);
     let w = current_window();
     let p = proof(&commit_in_bucket(3, 0), w, 0xFF);
-    let batch = ProofBatch::from_proofs([p.view()].into_iter());
+    let batch = ProofBatch::from_proofs([p.view()]);
     let publish = encode_message(&[Frame::Publish(Publish { seq: 1, proofs: batch })]).to_vec();
     assert!(std::str::from_utf8(&publish).is_err(), "0xFF ciphertext is not UTF-8");
     let mut raw = Raw::hello(&relay);
