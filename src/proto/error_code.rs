@@ -31,6 +31,8 @@ codes! {
     HELLO_REQUIRED = 0x0003;
     /// A frame that is valid but not allowed from this side or role; `detail` = frame type.
     UNEXPECTED_FRAME = 0x0004;
+    /// A WebSocket text message: the protocol is binary only; `detail` = 1 (the text opcode). Then close 1003.
+    BINARY_REQUIRED = 0x0005;
     /// The relay is at `connections_max`.
     TOO_MANY_CONNECTIONS = 0x0010;
     /// The connection is at `subscribers_per_connection_max`.

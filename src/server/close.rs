@@ -20,6 +20,8 @@ pub enum CloseReason {
     PeerClosed,
     /// A message over `message_bytes_max` (1009, message too big).
     MessageTooBig,
+    /// A WebSocket text message: the protocol is binary only (1003, unsupported data).
+    TextMessage,
 }
 
 impl CloseReason {
@@ -31,6 +33,7 @@ impl CloseReason {
             CloseReason::Shutdown => 1001,
             CloseReason::PeerClosed => 1000,
             CloseReason::MessageTooBig => 1009,
+            CloseReason::TextMessage => 1003,
         }
     }
 
@@ -43,6 +46,7 @@ impl CloseReason {
             CloseReason::Shutdown => "relay shutting down",
             CloseReason::PeerClosed => "closed",
             CloseReason::MessageTooBig => "message over message_bytes_max",
+            CloseReason::TextMessage => "binary messages only",
         }
     }
 }

@@ -24,10 +24,13 @@ struct PendingPublish {
     received_us: u64,
 }
 
-/// A SUBSCRIBE waiting for every shard's answer.
+/// A SUBSCRIBE waiting for every shard's answer. It carries the wire id itself: an UNSUBSCRIBE may detach
+/// the subscriber before the answers arrive, and the SUBSCRIBE is answered all the same.
 #[derive(Debug)]
 struct PendingSubscribe {
-    /// The subscriber's key.
+    /// The subscriber's wire id (for SUBSCRIBED).
+    wire: SubscriberId,
+    /// The subscriber's key (the shards answer with it).
     subscriber: SubscriberKey,
     shards_remaining: u16,
     entries: u16,
@@ -149,7 +152,13 @@ impl ConnState {
             }
             self.subscribers.push((wire, key));
         }
-        self.subscribes.push(PendingSubscribe { subscriber: key, shards_remaining: shards, entries: 0, error: None });
+        self.subscribes.push(PendingSubscribe {
+            wire,
+            subscriber: key,
+            shards_remaining: shards,
+            entries: 0,
+            error: None,
+        });
         true
     }
 
@@ -181,12 +190,13 @@ impl ConnState {
         Some(FetchDone { subscriber: done.wire, next_cursor, more: done.more, proofs: done.proofs })
     }
 
-    /// One shard answered a SUBSCRIBE. When all have, returns the total entries or the first error.
+    /// One shard answered a SUBSCRIBE. When all have, returns the subscriber's wire id and the total entries
+    /// or the first error — whether or not the subscriber is still attached.
     pub fn complete_subscribe(
         &mut self,
         subscriber: SubscriberKey,
         result: Result<u16, ErrorCode>,
-    ) -> Option<Result<u16, ErrorCode>> {
+    ) -> Option<(SubscriberId, Result<u16, ErrorCode>)> {
         let i = self.subscribes.iter().position(|p| p.subscriber == subscriber)?;
         let pending = &mut self.subscribes[i];
         match result {
@@ -200,15 +210,26 @@ impl ConnState {
             return None;
         }
         let done = self.subscribes.remove(i);
-        Some(match done.error {
-            Some(code) => Err(code),
-            None => Ok(done.entries),
-        })
+        Some((
+            done.wire,
+            match done.error {
+                Some(code) => Err(code),
+                None => Ok(done.entries),
+            },
+        ))
     }
 
-    /// Forgets a subscriber by wire id (after UNSUBSCRIBE).
-    pub fn remove_subscriber(&mut self, wire: &SubscriberId) {
-        self.subscribers.retain(|(w, _)| w != wire);
+    /// Detaches a subscriber by wire id (UNSUBSCRIBE); returns its key, or `None` when it is not attached to
+    /// this connection (docs/PROTOCOL.md §4.7: such an UNSUBSCRIBE is ignored). SUBSCRIBEs of it still waiting
+    /// for the shards stay pending and are answered.
+    pub fn detach_subscriber(&mut self, wire: &SubscriberId) -> Option<SubscriberKey> {
+        let i = self.subscribers.iter().position(|(w, _)| w == wire)?;
+        Some(self.subscribers.swap_remove(i).1)
+    }
+
+    /// SUBSCRIBEs still waiting for a shard's answer.
+    pub fn subscribes_pending(&self) -> usize {
+        self.subscribes.len()
     }
 }
 
@@ -240,10 +261,29 @@ mod tests {
         assert!(!c.begin_subscribe(b, kb, 2, 1), "second distinct subscriber over the limit");
         assert_eq!(c.wire_id(&ka), Some(a));
         assert_eq!(c.complete_subscribe(ka, Ok(3)), None);
-        assert_eq!(c.complete_subscribe(ka, Ok(2)), Some(Ok(5)));
+        assert_eq!(c.complete_subscribe(ka, Ok(2)), Some((a, Ok(5))));
         assert!(c.begin_subscribe(a, ka, 2, 1), "same subscriber again is fine");
         assert_eq!(c.complete_subscribe(ka, Err(ErrorCode::SUBSCRIPTION_RANGE)), None);
-        assert_eq!(c.complete_subscribe(ka, Ok(1)), Some(Err(ErrorCode::SUBSCRIPTION_RANGE)));
+        assert_eq!(c.complete_subscribe(ka, Ok(1)), Some((a, Err(ErrorCode::SUBSCRIPTION_RANGE))));
+    }
+
+    #[test]
+    fn unsubscribe_detaches_only_attached_ids_and_pending_subscribes_still_complete() {
+        let (a, b) = (SubscriberId([1; 16]), SubscriberId([2; 16]));
+        let (ka, kb) = (SubscriberKey([11; 16]), SubscriberKey([12; 16]));
+        let mut c = ConnState::default();
+        assert_eq!(c.detach_subscriber(&a), None, "an id never attached here is ignored");
+        assert!(c.begin_subscribe(a, ka, 2, 1));
+        // UNSUBSCRIBE before the shards answered: detached at once, the SUBSCRIBE still answered (no leak).
+        assert_eq!(c.detach_subscriber(&a), Some(ka));
+        assert_eq!(c.detach_subscriber(&a), None, "already detached");
+        assert_eq!(c.wire_id(&ka), None, "deliveries for it are dropped");
+        assert_eq!(c.complete_subscribe(ka, Ok(1)), None);
+        assert_eq!(c.complete_subscribe(ka, Ok(0)), Some((a, Ok(1))));
+        assert_eq!(c.subscribes_pending(), 0);
+        // The slot is free again: the cap counts attached subscribers.
+        assert!(c.begin_subscribe(b, kb, 2, 1));
+        assert_eq!(c.subscribers().collect::<Vec<_>>(), vec![kb]);
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::engine::SubscribeError;
 use crate::proto::frame::ErrorFrame;
 use crate::proto::{DecodeError, ErrorCode, Frame};
 
+/// The WebSocket opcode of a text frame (RFC 6455 §5.2): the `detail` of `ERROR(BINARY_REQUIRED)`.
+const TEXT_OPCODE: u32 = 0x1;
+
 /// See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -30,6 +33,9 @@ pub enum Refusal {
         /// Its type byte.
         frame_type: u8,
     },
+    /// A WebSocket text message (docs/PROTOCOL.md §2: binary only). Its payload is never decoded.
+    #[error("this relay accepts binary WebSocket messages only")]
+    TextMessage,
     /// PUBLISH sequence numbers must increase.
     #[error("PUBLISH sequence {seq} does not increase (last {last})")]
     SequenceNotIncreasing {
@@ -79,6 +85,7 @@ impl Refusal {
             Refusal::Malformed(_) => ErrorCode::MALFORMED,
             Refusal::HelloRequired { .. } => ErrorCode::HELLO_REQUIRED,
             Refusal::UnexpectedFrame { .. } => ErrorCode::UNEXPECTED_FRAME,
+            Refusal::TextMessage => ErrorCode::BINARY_REQUIRED,
             Refusal::SequenceNotIncreasing { .. } => ErrorCode::SEQUENCE,
             Refusal::BucketOutOfRange { .. } => ErrorCode::BUCKET_OUT_OF_RANGE,
             Refusal::WindowRange { source, .. } => source.error_code(),
@@ -92,6 +99,7 @@ impl Refusal {
         match self {
             Refusal::Malformed(e) => e.code(),
             Refusal::HelloRequired { frame_type } | Refusal::UnexpectedFrame { frame_type } => (*frame_type).into(),
+            Refusal::TextMessage => TEXT_OPCODE,
             Refusal::SequenceNotIncreasing { .. } => 0,
             Refusal::BucketOutOfRange { entry, .. } | Refusal::WindowRange { entry, .. } => *entry,
             Refusal::TooManyFilters { bucket, .. } => (*bucket).into(),
@@ -115,6 +123,7 @@ impl Refusal {
             Refusal::Malformed(_)
                 | Refusal::HelloRequired { .. }
                 | Refusal::UnexpectedFrame { .. }
+                | Refusal::TextMessage
                 | Refusal::SequenceNotIncreasing { .. }
         )
     }
@@ -146,5 +155,10 @@ mod tests {
         assert_eq!(r.to_string(), "more than 75 filters for bucket 7");
         let r = Refusal::BucketOutOfRange { entry: 2, bucket: 70, buckets: 64 };
         assert_eq!((r.detail(), r.to_string().as_str()), (2, "entry 2: bucket 70 is not below 64"));
+        let r = Refusal::TextMessage;
+        assert_eq!(
+            (r.code(), r.ref_seq(), r.detail(), r.is_protocol_error()),
+            (ErrorCode::BINARY_REQUIRED, 0, 1, true)
+        );
     }
 }

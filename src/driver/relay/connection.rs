@@ -6,10 +6,12 @@
 //!                                                                      writer task ◀──poll_message─── ShardServer
 //! ```
 //! The reader feeds each binary message to the shard and then waits for the cross-shard sends it produced
-//! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). The writer sleeps on a
-//! [`WakeFlag`] until the shard queues something for this connection, then writes whole messages. When the
-//! shard closes the connection (protocol errors, slow consumer, shutdown) the writer drains, sends a close
-//! frame and stops the reader; a writer stuck on a peer that never reads is cancelled after a grace period.
+//! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). A text message — UTF-8
+//! or not — is never decoded: the shard answers `ERROR(BINARY_REQUIRED)` and the connection closes with 1003
+//! (docs/PROTOCOL.md §2). The writer sleeps on a [`WakeFlag`] until the shard queues something for this
+//! connection, then writes whole messages. When the shard closes the connection (protocol errors, slow
+//! consumer, shutdown) the writer drains, sends a close frame and stops the reader; a writer stuck on a peer
+//! that never reads is cancelled after a grace period.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -159,19 +161,24 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
             None | Some(None) => break,
             Some(Some(Ok(message))) => message,
             Some(Some(Err(e))) => {
-                if matches!(e, WsError::Capacity(_)) {
-                    ctx.server.borrow_mut().handle_message_too_big(conn);
-                    ctx.drain().await;
+                match e {
+                    WsError::Capacity(_) => ctx.server.borrow_mut().handle_message_too_big(conn),
+                    // A text message that is not UTF-8 (the WebSocket layer checks before we see it): the
+                    // same answer as any text message, so a client cannot tell the two apart.
+                    WsError::Utf8(_) => ctx.server.borrow_mut().handle_text_message(conn, 0),
+                    _ => {}
                 }
+                ctx.drain().await;
                 break;
             }
         };
         match message {
-            // A text message is decoded like a binary one (docs/PROTOCOL.md §2): JSON then fails as frame type 0x7b.
+            // Binary only (docs/PROTOCOL.md §2): a text message is refused without being decoded, and the
+            // connection closes (1003), so nothing reaches the shard without the backpressure below.
             Message::Text(text) => {
-                let bytes = bytes::Bytes::from(text);
-                ctx.server.borrow_mut().handle_message(conn, &bytes, ctx.clock());
+                ctx.server.borrow_mut().handle_text_message(conn, text.len());
                 ctx.drain().await;
+                break;
             }
             Message::Binary(bytes) => {
                 ctx.wait_log_room(bytes.len() / crate::proto::PROOF_LEN).await;

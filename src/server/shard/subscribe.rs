@@ -7,7 +7,8 @@
 //! every shard:        apply_subscribe ─▶ engine index (replace) ─▶ directory ─▶ journal record (staged)
 //!                       Response::Subscribed held until the log ticket is durable (durability.rs)
 //! connection's shard: on_subscribed ─▶ SUBSCRIBED once all shards answered, or the first shard's ERROR
-//! UNSUBSCRIBE:        every shard removes the entries and persists the removal; no answer
+//! UNSUBSCRIBE:        only of a subscriber attached to this connection (else ignored): detach it here,
+//!                       every shard removes its entries and persists the removal if it had any; no answer
 //! ```
 //! The wire id ([`SubscriberId`]) stays on the connection; shards, the directory and the disk know only the
 //! key ([`SubscriberKey`], a one-way hash of it).
@@ -76,11 +77,15 @@ impl ShardServer {
         Ok(())
     }
 
+    /// UNSUBSCRIBE: only a subscriber attached to this connection is removed (docs/PROTOCOL.md §4.7); any
+    /// other id is ignored — no shard hears of it, so it can neither remove another connection's subscriber
+    /// nor make shards create and journal state for random ids.
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, wire: SubscriberId, clock: Clock) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.state.remove_subscriber(&wire);
-        }
-        let subscriber = subscriber_key(&wire);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(subscriber) = c.state.detach_subscriber(&wire) else {
+            tracing::debug!(shard = self.id, conn, "UNSUBSCRIBE of a subscriber not attached here: ignored");
+            return;
+        };
         for shard in 0..self.shards {
             self.send_request(shard, Request::Unsubscribe { subscriber }, clock);
         }
@@ -124,9 +129,16 @@ impl ShardServer {
         self.respond_when_durable(origin.shard as usize, response, clock);
     }
 
+    /// This shard's part of an UNSUBSCRIBE: drop the entries and the directory entry; persist the removal
+    /// only if entries were persisted here (a shard the subscriber never had entries on writes nothing).
     pub(super) fn apply_unsubscribe(&mut self, subscriber: SubscriberKey) {
         self.engine.handle_unsubscribe(subscriber);
         self.directory.remove(&subscriber);
+        let persisted = self.log().subscriptions().get(&subscriber).is_some_and(|s| !s.entries.is_empty());
+        if !persisted {
+            self.update_subscription_gauges();
+            return;
+        }
         if let Err(e) = self.engine.log_mut().subscribe(subscriber, &[]) {
             tracing::warn!(shard = self.id, error = %e, "UNSUBSCRIBE not persisted");
         }
@@ -136,14 +148,15 @@ impl ShardServer {
     /// One shard's answer to a SUBSCRIBE from a connection of this shard.
     pub(super) fn on_subscribed(&mut self, conn: ConnId, subscriber: SubscriberKey, result: Result<u16, ErrorCode>) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        let Some(wire) = c.state.wire_id(&subscriber) else { return };
+        // Answered even if an UNSUBSCRIBE detached the subscriber meanwhile: every SUBSCRIBE gets its reply,
+        // and the pending entry does not outlive it.
         match c.state.complete_subscribe(subscriber, result) {
             None => {}
-            Some(Ok(entries)) => {
+            Some((wire, Ok(entries))) => {
                 ShardMetrics::add(&self.m().subscribe_requests, 1);
                 self.push_frame(conn, &Frame::Subscribed { subscriber: wire, entries });
             }
-            Some(Err(code)) => {
+            Some((_, Err(code))) => {
                 ShardMetrics::add(&self.m().subscribe_rejected, 1);
                 self.push_frame(conn, &error_frame(code, 0, 0, "SUBSCRIBE refused by a shard"));
             }
@@ -180,5 +193,124 @@ fn persist_error_code(e: &SubscriptionError) -> ErrorCode {
     match e {
         SubscriptionError::JournalBusy => ErrorCode::OVERLOADED,
         _ => ErrorCode::STORAGE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crossbeam::utils::CachePadded;
+
+    use super::*;
+    use crate::log::format::ShardParams;
+    use crate::log::state::LogState;
+    use crate::log::LogConfig;
+    use crate::proto::frame::Hello;
+    use crate::proto::{encode_message, BloomFilter, BloomParams, Codec, Limits, Role, PROTOCOL_VERSION};
+    use crate::server::RelayConfig;
+
+    const W: u64 = 1_700_000_000;
+
+    fn clock(ms: u64) -> Clock {
+        Clock { unix_s: W + 5, mono_us: ms * 1000 }
+    }
+
+    /// Shard 0 of `shards`.
+    fn server(shards: usize) -> ShardServer {
+        let mut config = RelayConfig::defaults(shards);
+        config.shards = shards;
+        let metrics: Arc<[CachePadded<ShardMetrics>]> =
+            (0..shards).map(|i| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(i)))).collect();
+        let params = ShardParams::for_shard(0, shards as u16, config.num_buckets, config.window_s as u32);
+        let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
+        ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log)
+    }
+
+    /// A connection past HELLO, its queue emptied.
+    fn client(s: &mut ShardServer) -> ConnId {
+        let conn = s.handle_conn_open(clock(0));
+        let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
+        s.handle_message(conn, &encode_message(&[hello]), clock(0));
+        frames(s, conn);
+        conn
+    }
+
+    fn frames(s: &mut ShardServer, conn: ConnId) -> Vec<Frame> {
+        let codec = Codec::new(Limits::default(), BloomParams::default());
+        std::iter::from_fn(|| s.poll_message(conn, clock(0)))
+            .flat_map(|msg| codec.decode_message(&msg).expect("valid frames"))
+            .collect()
+    }
+
+    /// Drains the wake-ups and commits everything staged (as the driver does).
+    fn settle(s: &mut ShardServer) {
+        while s.poll_wakeup().is_some() {}
+        while let Some(job) = s.poll_commit_job(W + 5, 1000) {
+            s.handle_commit_written(job.id);
+            s.handle_commit_done(job.id, job.bytes(), clock(1));
+        }
+    }
+
+    /// A SUBSCRIBE of `wire` with one entry in bucket 0 (shard 0's).
+    fn subscribe(wire: SubscriberId) -> Frame {
+        let filter = BloomFilter::new(BloomParams::default());
+        let entry = SubscribeEntry { bucket: 0, window_from_s: W, window_to_s: W + 60, filter };
+        Frame::Subscribe(Subscribe { subscriber: wire, entries: vec![entry] })
+    }
+
+    fn subscribers(s: &ShardServer) -> (u64, usize) {
+        (s.engine.counters().subscribers, s.log().subscriptions().len())
+    }
+
+    #[test]
+    fn an_unsubscribe_of_an_id_not_attached_here_reaches_no_shard() {
+        let mut s = server(2);
+        let (owner, other) = (client(&mut s), client(&mut s));
+        let wire = SubscriberId([4; 16]);
+        s.handle_message(owner, &encode_message(&[subscribe(wire)]), clock(1));
+        while s.poll_request().is_some() {}
+        settle(&mut s);
+        let before = subscribers(&s);
+        assert_eq!(before.0, 1, "the owner's subscriber is registered here");
+        for id in [wire, SubscriberId([9; 16])] {
+            s.handle_message(other, &encode_message(&[Frame::Unsubscribe { subscriber: id }]), clock(2));
+            assert!(s.poll_request().is_none(), "no shard hears of an UNSUBSCRIBE of a foreign or unknown id");
+        }
+        settle(&mut s);
+        assert_eq!(subscribers(&s), before, "nothing removed, no state created");
+        assert!(frames(&mut s, other).is_empty(), "ignored: no reply, not a protocol error");
+        assert_eq!(s.directory.get(&subscriber_key(&wire)).map(|a| a.conn), Some(owner));
+    }
+
+    #[test]
+    fn subscribe_then_unsubscribe_in_one_message_is_answered_and_leaves_nothing() {
+        let mut s = server(1);
+        let conn = client(&mut s);
+        let wire = SubscriberId([5; 16]);
+        let message = encode_message(&[subscribe(wire), Frame::Unsubscribe { subscriber: wire }]);
+        s.handle_message(conn, &message, clock(1));
+        settle(&mut s);
+        assert_eq!(frames(&mut s, conn), vec![Frame::Subscribed { subscriber: wire, entries: 1 }]);
+        let c = &s.conns[&conn];
+        assert_eq!((c.state.subscribes_pending(), c.state.subscribers().count()), (0, 0), "no pending entry leaks");
+        assert_eq!(s.engine.counters().subscribers, 0, "the UNSUBSCRIBE removed what the SUBSCRIBE applied");
+        assert!(s.directory.is_empty());
+    }
+
+    #[test]
+    fn an_unsubscribe_persists_a_removal_only_where_entries_were_persisted() {
+        let mut s = server(1);
+        let staged = |s: &ShardServer| s.log().subscriptions().staged_records();
+        let conn = client(&mut s);
+        let wire = SubscriberId([6; 16]);
+        s.apply_unsubscribe(subscriber_key(&wire));
+        assert_eq!(staged(&s), 0, "no journal record for a subscriber without entries here");
+        assert_eq!(s.log().subscriptions().len(), 0, "and no state");
+        s.handle_message(conn, &encode_message(&[subscribe(wire)]), clock(1));
+        let subscribed = staged(&s);
+        assert!(subscribed > 0);
+        s.handle_message(conn, &encode_message(&[Frame::Unsubscribe { subscriber: wire }]), clock(2));
+        assert_eq!(staged(&s), subscribed + 1, "the removal of persisted entries is journaled");
     }
 }
