@@ -16,11 +16,6 @@ fn sub(n: u8) -> SubscriberId {
     SubscriberId([n; 16])
 }
 
-/// The commit (bytes 12..44) of each proof, for set comparisons.
-fn commits(proofs: &[bytes::Bytes]) -> HashSet<[u8; 32]> {
-    proofs.iter().map(|p| p[12..44].try_into().unwrap()).collect()
-}
-
 #[test]
 fn a_subscriber_that_was_away_fetches_what_matched_meanwhile() {
     let relay = Relay::start(&["--shards", "2"]);

@@ -5,15 +5,8 @@
 
 mod relay_support;
 
-use std::collections::HashSet;
-
 use relay_support::*;
 use tessera::proto::{Frame, SubscriberId};
-
-/// The commit (bytes 12..44) of each proof, for set comparisons.
-fn commits(proofs: &[bytes::Bytes]) -> HashSet<[u8; 32]> {
-    proofs.iter().map(|p| p[12..44].try_into().unwrap()).collect()
-}
 
 #[test]
 fn a_proof_published_before_the_subscribe_is_fetched_and_delivered() {

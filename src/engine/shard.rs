@@ -17,7 +17,8 @@
 use std::collections::VecDeque;
 
 use crate::index::simd::sha256::HashBackend;
-use crate::proto::derive::{BloomPositions, Fingerprint};
+use crate::log::scan::RetainedRecord;
+use crate::proto::derive::BloomPositions;
 use crate::proto::{Commit, ProofBatch, SubscribeEntry, PROOF_LEN};
 use bytes::Bytes;
 use sha2::Digest;
@@ -465,19 +466,21 @@ impl<L: LogSink> Shard<L> {
 
     /// Re-enters proofs accepted before a restart into the late-match index (recovery, in log order): their
     /// Bloom positions are hashed in batches, as for proofs accepted now.
-    pub fn restore_retained(&mut self, records: &[(u16, u64, Fingerprint, RecordSeq)]) {
+    pub fn restore_retained(&mut self, records: &[RetainedRecord]) {
         let Some((retained, _)) = &mut self.retained else { return };
         let buckets = self.config.buckets.clone();
-        let owned: Vec<_> = records.iter().filter(|r| buckets.contains(&r.0)).collect();
         let hasher = &mut self.hashers[0];
-        for chunk in owned.chunks(CHUNK_PROOFS) {
+        // Only this shard's buckets, hashed in chunks as the engine hashes accepted proofs (no copy of the set).
+        let mut owned = records.iter().filter(|r| buckets.contains(&r.bucket)).peekable();
+        while owned.peek().is_some() {
+            let chunk: Vec<&RetainedRecord> = owned.by_ref().take(CHUNK_PROOFS).collect();
             hasher.clear();
-            for r in chunk {
-                hasher.push_positions(&r.2);
+            for r in &chunk {
+                hasher.push_positions(&r.fingerprint);
             }
             hasher.hash_positions();
             for (n, r) in chunk.iter().enumerate() {
-                retained.push((r.0 - buckets.start) as usize, r.1, &hasher.positions(n), r.3);
+                retained.push((r.bucket - buckets.start) as usize, r.window_start_s, &hasher.positions(n), r.seq);
             }
         }
     }

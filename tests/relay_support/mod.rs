@@ -425,3 +425,8 @@ pub fn match_all_entry(bucket: u16, from: u64, to: u64) -> SubscribeEntry {
     let filter = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).unwrap();
     SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter }
 }
+
+/// The commit (bytes 12..44) of each proof, for set comparisons.
+pub fn commits(proofs: &[bytes::Bytes]) -> std::collections::HashSet<[u8; 32]> {
+    proofs.iter().map(|p| p[12..44].try_into().unwrap()).collect()
+}

@@ -165,8 +165,7 @@ impl ShardServer {
 
     /// Re-enters the proofs recovered from the log into the late-match index (at start, in log order).
     pub fn restore_retained(&mut self, records: &[crate::log::scan::RetainedRecord]) {
-        let records: Vec<_> = records.iter().map(|r| (r.bucket, r.window_start_s, r.fingerprint, r.seq)).collect();
-        self.engine.restore_retained(&records);
+        self.engine.restore_retained(records);
     }
 
     /// Re-registers a subscription restored from storage at start (not persisted again). Entries whose range
