@@ -11,7 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{subscriber_key, Clock, ShardServer};
+use super::{Clock, ShardServer};
 use crate::log::mailbox::SubscriberKey;
 use crate::log::state::RecordLocation;
 use crate::proto::{Frame, ProofBatch, SubscriberId, PROOF_LEN};
@@ -54,7 +54,7 @@ impl ShardServer {
         c.state.begin_fetch(wire, cursor, token, self.shards as u16);
         let per_shard = (proofs_max as usize / self.shards).max(1) as u16;
         let origin = ConnAddr { shard: self.id, conn };
-        let subscriber = subscriber_key(&wire);
+        let subscriber = SubscriberKey::of(&wire);
         for shard in 0..self.shards {
             let request = Request::Fetch { origin, subscriber, cursor, token, proofs_max: per_shard };
             self.send_request(shard, request, clock);

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use super::{subscriber_key, Clock, ShardServer};
+use super::{Clock, ShardServer};
 use crate::log::mailbox::SubscriberKey;
 use crate::log::subscriptions::SubscriptionError;
 use crate::proto::frame::Subscribe;
@@ -28,7 +28,7 @@ use crate::server::refusal::{error_frame, Refusal};
 impl ShardServer {
     pub(super) fn on_subscribe(&mut self, conn: ConnId, subscribe: Subscribe, clock: Clock) {
         let Subscribe { subscriber: wire, entries } = subscribe;
-        let subscriber = subscriber_key(&wire);
+        let subscriber = SubscriberKey::of(&wire);
         if let Err(refusal) = self.check_subscribe(&entries, clock.unix_s) {
             // Not a protocol error (docs/PROTOCOL.md §5.6): one ERROR, the previous entries stay.
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
@@ -279,7 +279,7 @@ mod tests {
         settle(&mut s);
         assert_eq!(subscribers(&s), before, "nothing removed, no state created");
         assert!(frames(&mut s, other).is_empty(), "ignored: no reply, not a protocol error");
-        assert_eq!(s.directory.get(&subscriber_key(&wire)).map(|a| a.conn), Some(owner));
+        assert_eq!(s.directory.get(&SubscriberKey::of(&wire)).map(|a| a.conn), Some(owner));
     }
 
     #[test]
@@ -303,7 +303,7 @@ mod tests {
         let staged = |s: &ShardServer| s.log().subscriptions().staged_records();
         let conn = client(&mut s);
         let wire = SubscriberId([6; 16]);
-        s.apply_unsubscribe(subscriber_key(&wire));
+        s.apply_unsubscribe(SubscriberKey::of(&wire));
         assert_eq!(staged(&s), 0, "no journal record for a subscriber without entries here");
         assert_eq!(s.log().subscriptions().len(), 0, "and no state");
         s.handle_message(conn, &encode_message(&[subscribe(wire)]), clock(1));
