@@ -577,3 +577,36 @@ fn frame_allowed(role: Role, frame: &Frame, hello_allowed: bool) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::log::format::ShardParams;
+    use crate::log::LogConfig;
+
+    #[test]
+    fn a_text_message_is_refused_with_binary_required_and_closes_1003() {
+        let config = RelayConfig::defaults(1);
+        let metrics: Arc<[CachePadded<ShardMetrics>]> =
+            vec![CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(0)))].into();
+        let params = ShardParams::for_shard(0, 1, config.num_buckets, config.window_s as u32);
+        let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
+        let mut s = ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log);
+        let clock = Clock { unix_s: 1_700_000_000, mono_us: 0 };
+        let conn = s.handle_conn_open(clock);
+        s.handle_text_message(conn, 15);
+        s.handle_text_message(conn, 15);
+        assert_eq!(s.close_reason(conn), Some(CloseReason::TextMessage));
+        assert_eq!(CloseReason::TextMessage.code(), 1003);
+        let codec = Codec::new(config.limits, crate::proto::BloomParams::default());
+        let frames: Vec<Frame> = std::iter::from_fn(|| s.poll_message(conn, clock))
+            .flat_map(|m| codec.decode_message(&m).expect("valid frames"))
+            .collect();
+        match &frames[..] {
+            [Frame::Error(e)] => assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::BINARY_REQUIRED, 0, 1)),
+            other => panic!("expected one ERROR(BINARY_REQUIRED), got {other:?}"),
+        }
+    }
+}
