@@ -13,13 +13,14 @@ use tessera::client::{Contact, Home, Identity, KeyFile, PersistedState};
 use tessera::driver::client::session::{run_local, Session, SessionError, SessionOptions};
 use tessera::proto::frame::{ErrorFrame, Publish};
 use tessera::proto::{
-    encode_message, BloomParams, Codec, ErrorCode, Frame, Limits, RelayParams, CIPHERTEXT_LEN, PROOF_LEN,
+    encode_message, BloomParams, Codec, ErrorCode, Frame, Limits, RelayParams, RelayPolicy, CIPHERTEXT_LEN, PROOF_LEN,
+    PROTOCOL_VERSION,
 };
 use tungstenite::Message;
 
 fn params() -> RelayParams {
     RelayParams {
-        version: 1,
+        version: PROTOCOL_VERSION,
         num_buckets: 64,
         window_s: 10,
         bloom: BloomParams::default(),
@@ -28,6 +29,7 @@ fn params() -> RelayParams {
         retention_s: 3600,
         node_id: [7; 16],
         limits: Limits::default(),
+        policy: RelayPolicy::default(),
     }
 }
 

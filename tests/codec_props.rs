@@ -16,7 +16,7 @@ use tessera::proto::frame::{frame_type as ft, ErrorFrame, Publish, Subscribe};
 use tessera::proto::limits::ERROR_TEXT_BYTES_MAX;
 use tessera::proto::{
     encode_frame, encode_message, BloomFilter, BloomParams, Codec, DecodeError, ErrorCode, Frame, Hello, Limits, Proof,
-    ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN,
+    ProofBatch, RelayParams, RelayPolicy, Role, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN,
 };
 
 use common::raw_frame;
@@ -124,8 +124,9 @@ fn arb_limits() -> impl Strategy<Value = Limits> {
 }
 
 fn arb_relay_params() -> impl Strategy<Value = RelayParams> {
-    (any::<u16>(), 1u16.., 1u32.., 1u32..=8192, 1u8..=16, any::<u32>(), any::<[u8; 16]>(), arb_limits()).prop_map(
-        |(version, num_buckets, window_s, m_bytes, k, retention_s, node_id, limits)| RelayParams {
+    let base = (any::<u16>(), 1u16.., 1u32.., 1u32..=8192, 1u8..=16, any::<u32>(), any::<[u8; 16]>(), arb_limits());
+    (base, arb_policy_seed()).prop_map(
+        |((version, num_buckets, window_s, m_bytes, k, retention_s, node_id, limits), seed)| RelayParams {
             version,
             num_buckets,
             window_s,
@@ -135,8 +136,23 @@ fn arb_relay_params() -> impl Strategy<Value = RelayParams> {
             retention_s,
             node_id,
             limits,
+            // Reduced into the ranges HELLO_REPLY's MUSTs allow: shards ≤ buckets, skew < window.
+            policy: RelayPolicy {
+                shards: 1 + seed.0 % num_buckets,
+                filter_fingerprints_max: seed.1.max(1),
+                clock_skew_s: seed.2 % window_s,
+                slow_consumer_grace_ms: seed.3,
+                hello_timeout_ms: seed.4.max(1),
+                idle_timeout_ms: seed.5,
+                protocol_errors_max: seed.6.max(1),
+            },
         },
     )
+}
+
+/// Raw values for a [`RelayPolicy`], reduced into range by `arb_relay_params`.
+fn arb_policy_seed() -> impl Strategy<Value = (u16, u16, u32, u32, u32, u32, u16)> {
+    (any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>())
 }
 
 /// Any frame within the default limits (batches kept small so that the suite stays fast; the 1024-proof edge

@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use tessera::proto::frame::{frame_type as ft, Frame};
 use tessera::proto::proof::ProofError;
 use tessera::proto::{
-    encode_frame, BloomParams, Codec, DecodeError, ErrorCode, Limits, RelayParams, Role, SubscriberId, PROOF_LEN,
+    encode_frame, BloomParams, Codec, DecodeError, ErrorCode, Limits, RelayParams, RelayPolicy, Role, SubscriberId,
+    PROOF_LEN,
 };
 
 use common::{raw_frame, sample_proof};
@@ -79,10 +80,10 @@ fn error_body(text: &[u8], declared_len: u16) -> Vec<u8> {
     b
 }
 
-/// A valid HELLO_REPLY body (68 bytes) built by the encoder, to be patched at known offsets.
+/// A valid HELLO_REPLY body (90 bytes) built by the encoder, to be patched at known offsets.
 fn hello_reply_body() -> Vec<u8> {
     let params = RelayParams {
-        version: 1,
+        version: 2,
         num_buckets: 64,
         window_s: 10,
         bloom: BloomParams::default(),
@@ -91,10 +92,11 @@ fn hello_reply_body() -> Vec<u8> {
         retention_s: 3600,
         node_id: [7; 16],
         limits: Limits::default(),
+        policy: RelayPolicy { shards: 2, ..RelayPolicy::default() },
     };
     let mut out = BytesMut::new();
     encode_frame(&Frame::HelloReply(params), &mut out);
-    assert_eq!(out.len(), 5 + 68);
+    assert_eq!(out.len(), 5 + 90);
     out[5..].to_vec()
 }
 
@@ -158,6 +160,35 @@ fn oversized_frame_declaration() {
 }
 
 #[test]
+fn header_checks_run_in_field_order() {
+    // The type byte is checked first (docs/PROTOCOL.md §8): JSON is not a frame, whatever bytes 1..5 of it
+    // would declare as a body length ("type" read as a length is 0x22747970, far over the limit).
+    let json = br#"{"type":"ping"}"#.to_vec();
+    assert_eq!(decode_err(json), DecodeError::UnknownFrameType(0x7B));
+    assert_eq!(decode_err(b"{}".to_vec()), DecodeError::UnknownFrameType(0x7B), "even shorter than a header");
+    assert_eq!(decode_err(vec![0x55, 0xFF, 0xFF, 0xFF, 0xFF]), DecodeError::UnknownFrameType(0x55));
+    assert_eq!(decode_err(vec![0x55, 0, 0, 0, 16, 1, 2, 3]), DecodeError::UnknownFrameType(0x55));
+    // A known type: then the header must be whole, then its length within the limit, then present.
+    assert_eq!(decode_err(vec![ft::FETCH, 0, 0]), DecodeError::TruncatedHeader { offset: 0, remaining: 3 });
+    assert_eq!(
+        decode_err(vec![ft::FETCH, 0xFF, 0xFF, 0xFF, 0xFF]),
+        DecodeError::FrameTooLarge { frame_type: ft::FETCH, len: u32::MAX as usize, max: (1 << 20) - 5 }
+    );
+    assert_eq!(
+        decode_err(vec![ft::FETCH, 0, 0, 0, 26, 1, 2, 3]),
+        DecodeError::TruncatedBody { frame_type: ft::FETCH, declared: 26, remaining: 3 }
+    );
+    // Frame by frame, the first fault met wins: a bad second frame after a good first one, and the 65th
+    // frame's start is TooManyFrames before anything of it is read (even an unknown type).
+    let mut m = ack(1);
+    m.extend_from_slice(br#"{"x":1}"#);
+    assert_eq!(decode_err(m), DecodeError::UnknownFrameType(0x7B));
+    let mut m: Vec<u8> = (0..64).flat_map(|i| ack(i as u64)).collect();
+    m.push(0x7B);
+    assert_eq!(decode_err(m), DecodeError::TooManyFrames { max: 64 });
+}
+
+#[test]
 fn unknown_frame_types() {
     let known = [0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x22, 0x30, 0x31, 0x32, 0x7F];
     for t in (0..=255u8).filter(|t| !known.contains(t)) {
@@ -179,7 +210,9 @@ fn whole_message_is_discarded_on_any_error() {
 fn bodies_too_short() {
     let cases: Vec<(u8, Vec<u8>, usize)> = vec![
         (ft::HELLO, hello_body(b"TSRA", 1, 1, 0)[..23].to_vec(), 24),
-        (ft::HELLO_REPLY, hello_reply_body()[..67].to_vec(), 68),
+        (ft::HELLO_REPLY, hello_reply_body()[..89].to_vec(), 90),
+        // A version-1 HELLO_REPLY (68 bytes) is short for version 2: its policy fields are missing.
+        (ft::HELLO_REPLY, hello_reply_body()[..68].to_vec(), 70),
         (ft::PUBLISH, vec![0; 9], 10),
         (ft::ACK, vec![0; 7], 8),
         (ft::SUBSCRIBE, vec![0; 17], 18),
@@ -449,6 +482,23 @@ fn hello_reply_invalid_params() {
     assert_eq!(patch(42, &578u32.to_be_bytes()), small);
     assert_eq!(patch(46, &0u16.to_be_bytes()), small);
     assert_eq!(patch(48, &0u16.to_be_bytes()), small);
+    // Version 2's policy fields (offset 68 on).
+    let shards = DecodeError::InvalidParams("shards not in 1..=num_buckets");
+    assert_eq!(patch(68, &0u16.to_be_bytes()), shards);
+    assert_eq!(patch(68, &65u16.to_be_bytes()), shards, "more shards than the 64 buckets");
+    let zero = DecodeError::InvalidParams("zero fingerprints per filter, protocol errors or HELLO timeout");
+    assert_eq!(patch(70, &0u16.to_be_bytes()), zero);
+    assert_eq!(patch(80, &0u32.to_be_bytes()), zero);
+    assert_eq!(patch(88, &0u16.to_be_bytes()), zero);
+    let skew = DecodeError::InvalidParams("clock skew not shorter than the window");
+    assert_eq!(patch(72, &10u32.to_be_bytes()), skew);
+    // The other policy fields take any value: no grace, no idle timeout, a relay on 64 shards.
+    let mut body = hello_reply_body();
+    body[68..70].copy_from_slice(&64u16.to_be_bytes());
+    body[72..76].copy_from_slice(&9u32.to_be_bytes());
+    body[76..80].copy_from_slice(&0u32.to_be_bytes());
+    body[84..88].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(decode(raw_frame(ft::HELLO_REPLY, &body)).is_ok());
     // 579 bytes (header + PUBLISH fixed part + one proof) is the smallest usable message.
     let mut body = hello_reply_body();
     body[42..46].copy_from_slice(&579u32.to_be_bytes());
@@ -501,7 +551,9 @@ fn random_frames_get_typed_errors() {
         m.extend_from_slice(&body);
         let declared = u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize;
         let got = decode(m.clone());
-        if declared > (1 << 20) - 5 {
+        if !known.contains(&m[0]) {
+            assert_eq!(got, Err(DecodeError::UnknownFrameType(m[0])), "the type is checked before the length");
+        } else if declared > (1 << 20) - 5 {
             assert_eq!(got, Err(DecodeError::FrameTooLarge { frame_type: m[0], len: declared, max: (1 << 20) - 5 }));
         } else if declared > body.len() {
             assert_eq!(got, Err(DecodeError::TruncatedBody { frame_type: m[0], declared, remaining: body.len() }));

@@ -13,7 +13,8 @@ use tessera::proto::derive::{bloom_positions, bucket_from_digest, fingerprint_po
 use tessera::proto::frame::{ErrorFrame, Publish, Subscribe};
 use tessera::proto::{
     bucket_of, encode_frame, encode_message, fingerprint, window_start, BloomFilter, BloomParams, Codec, ErrorCode,
-    Frame, Hello, Limits, Proof, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN,
+    Frame, Hello, Limits, Proof, ProofBatch, RelayParams, RelayPolicy, Role, SubscribeEntry, SubscriberId,
+    CIPHERTEXT_LEN, PROTOCOL_VERSION,
 };
 
 use common::{hex, unhex, unhex_array};
@@ -213,6 +214,18 @@ fn limits(v: &Value) -> Limits {
     }
 }
 
+fn policy(v: &Value) -> RelayPolicy {
+    RelayPolicy {
+        shards: u16_of(&v["shards"]),
+        filter_fingerprints_max: u16_of(&v["filter_fingerprints_max"]),
+        clock_skew_s: u32_of(&v["clock_skew_s"]),
+        slow_consumer_grace_ms: u32_of(&v["slow_consumer_grace_ms"]),
+        hello_timeout_ms: u32_of(&v["hello_timeout_ms"]),
+        idle_timeout_ms: u32_of(&v["idle_timeout_ms"]),
+        protocol_errors_max: u16_of(&v["protocol_errors_max"]),
+    }
+}
+
 /// The frame a vector describes, built from its fields alone.
 fn expected_frame(frame: &Value, bloom: BloomParams) -> Frame {
     let f = &frame["fields"];
@@ -237,6 +250,7 @@ fn expected_frame(frame: &Value, bloom: BloomParams) -> Frame {
             retention_s: u32_of(&f["retention_s"]),
             node_id: unhex_array(str_of(&f["node_id"])),
             limits: limits(&f["limits"]),
+            policy: policy(&f["policy"]),
         }),
         "PUBLISH" => Frame::Publish(Publish { seq: u64_of(&f["seq"]), proofs: proofs(&f["proofs"]) }),
         "ACK" => Frame::Ack { seq: u64_of(&f["seq"]) },
@@ -311,6 +325,37 @@ fn frame_vectors_decode_and_reencode() {
         assert_eq!(one_by_one.as_ref(), wire.as_slice(), "{name}: frame-by-frame encoding differs");
     }
     assert_eq!(types_seen.len(), 11, "every frame type has a vector: {types_seen:?}");
+}
+
+#[test]
+fn hello_reply_vectors_speak_this_protocol_version() {
+    // The vectors are regenerated when the wire changes: every HELLO_REPLY in them is of the version this crate
+    // speaks, and the defaults vector is what a relay with the default configuration announces.
+    let doc: Value = serde_json::from_str(include_str!("vectors/frames.json")).expect("frames.json parses");
+    let replies: Vec<&Value> = doc["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .flat_map(|m| m["frames"].as_array().expect("frames"))
+        .filter(|f| str_of(&f["type"]) == "HELLO_REPLY")
+        .collect();
+    assert!(replies.len() >= 2);
+    for f in &replies {
+        assert_eq!(u16_of(&f["fields"]["version"]), PROTOCOL_VERSION);
+    }
+    let defaults = &replies[0]["fields"];
+    assert_eq!(limits(&defaults["limits"]), Limits::default());
+    let relay = tessera::server::config::RelayConfig::defaults(1);
+    let announced = RelayPolicy {
+        shards: relay.shards as u16,
+        clock_skew_s: relay.clock_skew_s as u32,
+        slow_consumer_grace_ms: relay.slow_consumer_grace_ms as u32,
+        hello_timeout_ms: relay.hello_timeout_ms as u32,
+        ..RelayPolicy::default()
+    };
+    assert_eq!(announced, RelayPolicy::default(), "RelayPolicy::default() is what a default relay announces");
+    assert_eq!(policy(&defaults["policy"]), RelayPolicy::default());
+    assert_eq!(RelayPolicy::default().protocol_errors_max as u32, tessera::server::conn::PROTOCOL_ERRORS_MAX);
 }
 
 #[test]

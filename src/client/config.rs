@@ -90,8 +90,9 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The defaults adapted to a relay's HELLO_REPLY: its buckets, window, Bloom parameters, limits, and a
-    /// horizon and retention that it accepts.
+    /// The defaults adapted to a relay's HELLO_REPLY: its buckets, window, Bloom parameters, limits, a horizon
+    /// and retention that it accepts, and filters no fuller than it allows. Check `relay` with
+    /// [`check_relay_params`](super::bounds::check_relay_params) first: this sizes what the client precomputes.
     pub fn for_relay(relay: &RelayParams) -> Self {
         let window_s = u64::from(relay.window_s).max(1);
         let ahead = relay.limits.subscription_windows_ahead_max.saturating_sub(AHEAD_SLACK_WINDOWS).max(1);
@@ -104,6 +105,7 @@ impl ClientConfig {
             behind_windows: (u64::from(relay.retention_s) / window_s).min(u64::from(u32::MAX)) as u32,
             retention_s: u64::from(relay.retention_s),
             renew_every_windows: ClientConfig::default().renew_every_windows.min(ahead.saturating_sub(1)).max(1),
+            fingerprints_per_filter_max: super::bounds::fingerprints_per_filter(relay).into(),
             ..Self::default()
         }
     }

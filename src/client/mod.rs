@@ -77,6 +77,7 @@
 //! ```
 
 pub mod base32;
+pub mod bounds;
 pub mod catchup;
 pub mod config;
 pub mod contact;
@@ -99,6 +100,7 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 
+pub use bounds::{check_relay_params, RelayParamsError};
 pub use catchup::{CatchUp, CoverageGap};
 pub use config::{ClientConfig, ConfigError};
 pub use contact::{Contact, ContactError};

@@ -29,7 +29,10 @@ use crate::proto::derive::Fingerprint;
 use crate::proto::frame::SubscribeEntry;
 
 /// Items per filter: 60 keeps the false-positive rate at ≈ 0.42 % with m = 1024, k = 3 (docs/FOUNDATIONS.md §2).
+/// Capped by the relay's announced `filter_fingerprints_max` (`ClientConfig::for_relay`).
 pub const FINGERPRINTS_PER_FILTER_DEFAULT: usize = 60;
+// Our own relay never refuses our own client's fullest filter.
+const _: () = assert!(FINGERPRINTS_PER_FILTER_DEFAULT <= crate::proto::FILTER_FINGERPRINTS_MAX as usize);
 /// Target fill of a padded chunk, percent of a filter on average per bucket: low enough that few buckets
 /// overflow into a second filter (Poisson tail), high enough that padding stays under ~1.7× the real items.
 pub const CHUNK_FILL_PERCENT: u64 = 60;

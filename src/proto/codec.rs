@@ -14,8 +14,8 @@ use super::bloom::{BloomFilter, BloomParams};
 use super::error::DecodeError;
 use super::error_code::ErrorCode;
 use super::frame::{
-    frame_type as ft, ErrorFrame, Frame, Hello, Publish, RelayParams, Role, Subscribe, SubscribeEntry, SubscriberId,
-    HELLO_MAGIC,
+    frame_type as ft, ErrorFrame, Frame, Hello, Publish, RelayParams, RelayPolicy, Role, Subscribe, SubscribeEntry,
+    SubscriberId, HELLO_MAGIC,
 };
 use super::limits::{Limits, ERROR_TEXT_BYTES_MAX};
 use super::params::{CIPHERTEXT_LEN, PROOF_LEN};
@@ -59,11 +59,17 @@ impl Codec {
             if frames.len() == frames_max {
                 return Err(DecodeError::TooManyFrames { max: frames_max });
             }
+            // Header checks in field order (docs/PROTOCOL.md §8): the type byte first, so that a message that
+            // is not a frame at all (JSON starts with `{`, 0x7B) is reported as such, whatever its next 4 bytes
+            // would declare as a length; then the header's completeness, then the declared length.
+            let frame_type = msg[offset];
+            if !is_known_frame_type(frame_type) {
+                return Err(DecodeError::UnknownFrameType(frame_type));
+            }
             let remaining = msg.len() - offset;
             if remaining < FRAME_HEADER_LEN {
                 return Err(DecodeError::TruncatedHeader { offset, remaining });
             }
-            let frame_type = msg[offset];
             let len = u32::from_be_bytes([msg[offset + 1], msg[offset + 2], msg[offset + 3], msg[offset + 4]]) as usize;
             let body_max = self.limits.frame_body_bytes_max();
             if len > body_max {
@@ -194,6 +200,24 @@ impl Codec {
     }
 }
 
+/// Whether `frame_type` is a frame of this protocol version (section 4 of docs/PROTOCOL.md).
+fn is_known_frame_type(frame_type: u8) -> bool {
+    matches!(
+        frame_type,
+        ft::HELLO
+            | ft::HELLO_REPLY
+            | ft::PUBLISH
+            | ft::ACK
+            | ft::SUBSCRIBE
+            | ft::SUBSCRIBED
+            | ft::UNSUBSCRIBE
+            | ft::DELIVER
+            | ft::FETCH
+            | ft::FETCH_REPLY
+            | ft::ERROR
+    )
+}
+
 fn decode_relay_params(r: &mut Reader) -> Result<RelayParams, DecodeError> {
     let version = r.u16()?;
     let num_buckets = r.u16()?;
@@ -216,6 +240,15 @@ fn decode_relay_params(r: &mut Reader) -> Result<RelayParams, DecodeError> {
         connections_max: r.u32()?,
         send_queue_proofs_max: r.u32()?,
     };
+    let policy = RelayPolicy {
+        shards: r.u16()?,
+        filter_fingerprints_max: r.u16()?,
+        clock_skew_s: r.u32()?,
+        slow_consumer_grace_ms: r.u32()?,
+        hello_timeout_ms: r.u32()?,
+        idle_timeout_ms: r.u32()?,
+        protocol_errors_max: r.u16()?,
+    };
     if num_buckets == 0 {
         return Err(DecodeError::InvalidParams("zero buckets"));
     }
@@ -232,7 +265,27 @@ fn decode_relay_params(r: &mut Reader) -> Result<RelayParams, DecodeError> {
     {
         return Err(DecodeError::InvalidParams("limits too small to carry one proof"));
     }
-    Ok(RelayParams { version, num_buckets, window_s, bloom, proof_len, ciphertext_len, retention_s, node_id, limits })
+    if policy.shards == 0 || policy.shards > num_buckets {
+        return Err(DecodeError::InvalidParams("shards not in 1..=num_buckets"));
+    }
+    if policy.filter_fingerprints_max == 0 || policy.protocol_errors_max == 0 || policy.hello_timeout_ms == 0 {
+        return Err(DecodeError::InvalidParams("zero fingerprints per filter, protocol errors or HELLO timeout"));
+    }
+    if policy.clock_skew_s >= window_s {
+        return Err(DecodeError::InvalidParams("clock skew not shorter than the window"));
+    }
+    Ok(RelayParams {
+        version,
+        num_buckets,
+        window_s,
+        bloom,
+        proof_len,
+        ciphertext_len,
+        retention_s,
+        node_id,
+        limits,
+        policy,
+    })
 }
 
 /// Cursor over one frame body; every read is bounds-checked into a typed error.
@@ -432,6 +485,14 @@ fn encode_relay_params(p: &RelayParams, out: &mut BytesMut) {
     out.put_u32(l.subscription_windows_ahead_max);
     out.put_u32(l.connections_max);
     out.put_u32(l.send_queue_proofs_max);
+    let policy = &p.policy;
+    out.put_u16(policy.shards);
+    out.put_u16(policy.filter_fingerprints_max);
+    out.put_u32(policy.clock_skew_s);
+    out.put_u32(policy.slow_consumer_grace_ms);
+    out.put_u32(policy.hello_timeout_ms);
+    out.put_u32(policy.idle_timeout_ms);
+    out.put_u16(policy.protocol_errors_max);
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

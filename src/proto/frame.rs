@@ -87,6 +87,44 @@ pub struct RelayParams {
     pub node_id: NodeId,
     /// Every limit this relay enforces.
     pub limits: Limits,
+    /// What a client needs to predict the relay's behaviour (protocol version 2).
+    pub policy: RelayPolicy,
+}
+
+/// The part of HELLO_REPLY (protocol version 2) that lets a client predict what the relay will do: its
+/// clock tolerance, how FETCH pages split, its timeouts and how full a filter may be (docs/PROTOCOL.md §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayPolicy {
+    /// Shards (cores) the relay runs; shard `s` owns buckets `[s·B/S, (s+1)·B/S)` and a FETCH asks each
+    /// shard for `max(1, ⌊proofs_max / shards⌋)` proofs.
+    pub shards: u16,
+    /// Most fingerprints a legitimate filter holds: a filter with more than `min(m, k·n)` bits set is refused.
+    pub filter_fingerprints_max: u16,
+    /// Clock skew the relay tolerates when it checks a proof's window or a subscription's range, seconds.
+    pub clock_skew_s: u32,
+    /// How long a connection may make no write progress while data waits before SLOW_CONSUMER, ms.
+    pub slow_consumer_grace_ms: u32,
+    /// How long after the WebSocket upgrade the first HELLO may take, ms.
+    pub hello_timeout_ms: u32,
+    /// How long a connection may stay silent (no message received) before it is closed, ms; 0 = never.
+    pub idle_timeout_ms: u32,
+    /// Protocol errors after which the relay closes the connection (1008).
+    pub protocol_errors_max: u16,
+}
+
+impl Default for RelayPolicy {
+    /// What a relay with the default configuration and one shard announces.
+    fn default() -> Self {
+        Self {
+            shards: 1,
+            filter_fingerprints_max: super::params::FILTER_FINGERPRINTS_MAX,
+            clock_skew_s: 2,
+            slow_consumer_grace_ms: 5_000,
+            hello_timeout_ms: 10_000,
+            idle_timeout_ms: 0,
+            protocol_errors_max: 8,
+        }
+    }
 }
 
 /// PUBLISH: proofs from a publisher (or a gossiping peer).

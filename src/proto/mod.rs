@@ -18,7 +18,7 @@ pub use codec::{encode_frame, encode_message, Codec};
 pub use derive::{bucket_of, fingerprint, window_start, Commit, Fingerprint};
 pub use error::DecodeError;
 pub use error_code::ErrorCode;
-pub use frame::{Frame, Hello, RelayParams, Role, SubscribeEntry, SubscriberId};
+pub use frame::{Frame, Hello, RelayParams, RelayPolicy, Role, SubscribeEntry, SubscriberId};
 pub use limits::Limits;
 pub use params::*;
 pub use proof::{Proof, ProofBatch, ProofError, ProofRef};

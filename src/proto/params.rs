@@ -4,8 +4,9 @@
 //! implementation so that proofs and filters made by either side route identically. The proof layout is
 //! ours: it is fixed-size so that a real proof and a dummy proof are the same number of bytes on the wire.
 
-/// Native protocol version carried in HELLO and in every proof's first byte.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Native protocol version carried in HELLO and HELLO_REPLY. Version 2 added the relay's policy (shards,
+/// clock skew, timeouts, fingerprints per filter) to HELLO_REPLY; a relay speaks only this version.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Proof format version (first byte of every proof).
 pub const PROOF_VERSION: u8 = 1;
 
@@ -22,6 +23,10 @@ pub const BLOOM_K_DEFAULT: u8 = 3;
 pub const BLOOM_K_MAX: usize = 16;
 /// Largest `m` accepted anywhere (bits); keeps a filter at most 8 KiB.
 pub const BLOOM_M_BITS_MAX: u32 = 65_536;
+/// Most fingerprints one legitimate filter holds (`n_max`, announced in HELLO_REPLY): at m = 1024, k = 3 a
+/// filter of 60 fingerprints has a false-positive rate of ~0.42%, the deniability the design relies on. A
+/// filter with more than `min(m, k · n_max)` bits set cannot come from a legitimate client and is refused.
+pub const FILTER_FINGERPRINTS_MAX: u16 = 60;
 
 /// Commitment length: SHA-256 output.
 pub const COMMIT_LEN: usize = 32;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Encoded-frame vectors for the native protocol v1 (docs/PROTOCOL.md §Frames).
+"""Encoded-frame vectors for the native protocol v2 (docs/PROTOCOL.md §Frames).
 
 Written from the byte layouts in docs/PROTOCOL.md with Python's `struct` (big-endian, `>`), sharing no code
 with the Rust codec: `tests/vectors.rs` decodes every `hex` and compares the fields, then re-encodes the
@@ -28,6 +28,11 @@ DEFAULT_LIMITS = {
     "message_bytes_max": 1 << 20, "frames_per_message_max": 64, "proofs_per_batch_max": 1024,
     "entries_per_subscribe_max": 256, "filters_per_bucket_max": 4, "subscribers_per_connection_max": 64,
     "subscription_windows_ahead_max": 360, "connections_max": 65536, "send_queue_proofs_max": 8192,
+}
+# What a relay with the default configuration on one shard announces (protocol version 2).
+DEFAULT_POLICY = {
+    "shards": 1, "filter_fingerprints_max": 60, "clock_skew_s": 2, "slow_consumer_grace_ms": 5000,
+    "hello_timeout_ms": 10000, "idle_timeout_ms": 0, "protocol_errors_max": 8,
 }
 
 
@@ -84,10 +89,10 @@ def hello(version, role, node_id):
     return HELLO, f, b"TSRA" + struct.pack(">HBB16s", version, role, 0, node_id)
 
 
-def hello_reply(version, num_buckets, window_s, m_bits, k, retention_s, node_id, limits):
+def hello_reply(version, num_buckets, window_s, m_bits, k, retention_s, node_id, limits, policy):
     f = {"version": version, "num_buckets": num_buckets, "window_s": window_s, "m_bits": m_bits, "k": k,
          "proof_len": PROOF_LEN, "ciphertext_len": CIPHERTEXT_LEN, "retention_s": retention_s,
-         "node_id": node_id.hex(), "limits": limits}
+         "node_id": node_id.hex(), "limits": limits, "policy": policy}
     l = limits
     body = struct.pack(">HHIIBBIII16s", version, num_buckets, window_s, m_bits, k, 0, PROOF_LEN, CIPHERTEXT_LEN,
                        retention_s, node_id)
@@ -95,7 +100,11 @@ def hello_reply(version, num_buckets, window_s, m_bits, k, retention_s, node_id,
                         l["proofs_per_batch_max"], l["entries_per_subscribe_max"], l["filters_per_bucket_max"],
                         l["subscribers_per_connection_max"], l["subscription_windows_ahead_max"],
                         l["connections_max"], l["send_queue_proofs_max"])
-    assert len(body) == 68
+    p = policy
+    body += struct.pack(">HHIIIIH", p["shards"], p["filter_fingerprints_max"], p["clock_skew_s"],
+                        p["slow_consumer_grace_ms"], p["hello_timeout_ms"], p["idle_timeout_ms"],
+                        p["protocol_errors_max"])
+    assert len(body) == 90
     return HELLO_REPLY, f, body
 
 
@@ -163,12 +172,18 @@ def main():
     filt2 = bloom(fps[2:], 1024, 3).hex()
     custom_limits = dict(DEFAULT_LIMITS, message_bytes_max=65536, frames_per_message_max=8,
                          proofs_per_batch_max=100, connections_max=10, send_queue_proofs_max=4294967295)
+    custom_policy = dict(shards=65535, filter_fingerprints_max=65535, clock_skew_s=59,
+                         slow_consumer_grace_ms=0, hello_timeout_ms=4294967295, idle_timeout_ms=300000,
+                         protocol_errors_max=1)
     msgs = [
-        message("HELLO client", [hello(1, 1, bytes(16))]),
-        message("HELLO peer with node id", [hello(1, 2, node)]),
+        message("HELLO client", [hello(2, 1, bytes(16))]),
+        message("HELLO peer with node id", [hello(2, 2, node)]),
+        message("HELLO version 1 (refused by a version-2 relay)", [hello(1, 1, bytes(16))]),
         message("HELLO future version", [hello(0xFFFF, 1, bytes(16))]),
-        message("HELLO_REPLY defaults", [hello_reply(1, 64, 10, 1024, 3, 3600, node, DEFAULT_LIMITS)]),
-        message("HELLO_REPLY custom", [hello_reply(1, 65535, 60, 2048, 5, 0xFFFFFFFF, bytes(16), custom_limits)]),
+        message("HELLO_REPLY defaults",
+                [hello_reply(2, 64, 10, 1024, 3, 3600, node, DEFAULT_LIMITS, DEFAULT_POLICY)]),
+        message("HELLO_REPLY custom", [hello_reply(2, 65535, 60, 2048, 5, 0xFFFFFFFF, bytes(16), custom_limits,
+                                                   custom_policy)]),
         message("PUBLISH one proof", [publish(1, p[:1])]),
         message("PUBLISH three proofs, max seq", [publish(2**64 - 1, p[1:4])]),
         message("PUBLISH dummy-like proof (all-zero window, bucket 0)",
@@ -196,13 +211,13 @@ def main():
         message("ERROR empty text, unknown code", [error(0xBEEF, 0, 0, "")]),
         message("ERROR text of 256 bytes", [error(0x0031, 1, 2, "x" * 256)]),
         message("batch: HELLO, SUBSCRIBE, FETCH", [
-            hello(1, 1, bytes(16)),
+            hello(2, 1, bytes(16)),
             subscribe(sub_a, [{"bucket": 1, "window_from_s": ws, "window_to_s": ws + 10, "filter": filt}]),
             fetch(sub_a, 0, 16)]),
         message("batch: ACK, DELIVER, ERROR", [ack(3), deliver(sub_b, p[3:4]), error(0x0015, 0, 0, "overloaded")]),
     ]
     doc = {
-        "header": ("Encoded native-protocol v1 messages with their field values. Generated INDEPENDENTLY of the "
+        "header": ("Encoded native-protocol v2 messages with their field values. Generated INDEPENDENTLY of the "
                    "Rust codec by tests/vectors/gen_frames.py using Python's struct (big-endian) from the layouts "
                    "in docs/PROTOCOL.md; tests/vectors.rs decodes each hex and compares fields, then re-encodes "
                    "and compares bytes. Do not edit by hand."),

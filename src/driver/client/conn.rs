@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! connect(url) ─TCP─▶ WebSocket handshake ─▶ HELLO ─▶ HELLO_REPLY (the relay's parameters and limits)
+//!                                                         ─▶ check_relay_params (refused: ClientError::RelayParams)
 //!   ClientConn ─split─▶ ClientSender   send(frames) / send_message(pre-encoded bytes): one WebSocket message
 //!              └──────▶ ClientReceiver recv() ─▶ Codec::decode_message (the relay's announced limits) ─▶ frames
 //! ```
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use glommio::net::TcpStream;
 
+use crate::client::bounds::{check_relay_params, RelayParamsError};
 use crate::proto::frame::ErrorFrame;
 use crate::proto::{Codec, DecodeError, Frame, Hello, Limits, RelayParams, Role, PROTOCOL_VERSION};
 
@@ -48,6 +50,10 @@ pub enum ClientError {
     /// The relay answered HELLO with something other than HELLO_REPLY, or closed.
     #[error("expected HELLO_REPLY, got {0}")]
     NoHelloReply(String),
+    /// The relay's HELLO_REPLY announced a parameter this client refuses (docs/PROTOCOL.md §4.2): the field,
+    /// its value and the accepted range. The connection is closed; nothing was built from the parameters.
+    #[error("unusable relay: {0}")]
+    RelayParams(#[from] RelayParamsError),
 }
 
 /// Connection options.
@@ -131,6 +137,12 @@ impl ClientConn {
             Some(other) => return Err(ClientError::NoHelloReply(format!("frame type {:#04x}", other.type_byte()))),
             None => return Err(ClientError::NoHelloReply("the connection closed".into())),
         };
+        // A hostile relay must not size what the client precomputes or weaken its filters' deniability.
+        let ws_max = u32::try_from(options.message_bytes_max).unwrap_or(u32::MAX);
+        if let Err(e) = check_relay_params(&params, ws_max) {
+            let _ = sender.close().await;
+            return Err(e.into());
+        }
         // From now on decode within what the relay announced.
         receiver.codec = Codec::new(params.limits, params.bloom);
         receiver.pending = frames;

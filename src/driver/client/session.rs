@@ -160,6 +160,7 @@ async fn connect_conn(url: &str, timeout: Duration) -> Result<ClientConn, Sessio
     })
     .await
     {
+        Some(Err(ClientError::RelayParams(source))) => Err(SessionError::UnusableRelay { url: url.to_owned(), source }),
         Some(result) => result.map_err(unreachable),
         None => {
             Err(SessionError::Timeout { what: "the connection and HELLO_REPLY", after_ms: timeout.as_millis() as u64 })

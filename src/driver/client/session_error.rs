@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use super::conn::ClientError;
-use crate::client::{PlanError, SendError, StateError, StoreError};
+use crate::client::{PlanError, RelayParamsError, SendError, StateError, StoreError};
 use crate::proto::frame::ErrorFrame;
 use crate::proto::ErrorCode;
 
@@ -26,6 +26,15 @@ pub enum SessionError {
         url: String,
         /// What failed.
         source: ClientError,
+    },
+    /// The relay answered HELLO with parameters this client refuses (docs/PROTOCOL.md §4.2): reconnecting to it
+    /// cannot help, so it is not a connection error.
+    #[error("refusing the relay at {url}: {source}")]
+    UnusableRelay {
+        /// The relay URL.
+        url: String,
+        /// The field, its value and the accepted range.
+        source: RelayParamsError,
     },
     /// No reply within the configured time.
     #[error("timed out after {after_ms} ms waiting for {what} from the relay")]

@@ -63,7 +63,10 @@ use crate::engine::{EngineConfig, Rejection, Shard};
 use crate::log::mailbox::SubscriberKey;
 use crate::log::state::LogState;
 use crate::proto::frame::Hello;
-use crate::proto::{Codec, ErrorCode, Frame, RelayParams, Role, CIPHERTEXT_LEN, PROOF_LEN, PROTOCOL_VERSION};
+use crate::proto::{
+    Codec, ErrorCode, Frame, RelayParams, RelayPolicy, Role, CIPHERTEXT_LEN, FILTER_FINGERPRINTS_MAX, PROOF_LEN,
+    PROTOCOL_VERSION,
+};
 
 pub use durability::RetentionApplied;
 pub use fetch::{FetchPage, FetchRead};
@@ -171,6 +174,16 @@ impl ShardServer {
             retention_s: config.retention_s.min(u32::MAX as u64) as u32,
             node_id,
             limits: config.limits,
+            policy: RelayPolicy {
+                shards: config.shards as u16,
+                filter_fingerprints_max: FILTER_FINGERPRINTS_MAX,
+                clock_skew_s: config.clock_skew_s.min(u32::MAX.into()) as u32,
+                slow_consumer_grace_ms: config.slow_consumer_grace_ms.min(u32::MAX.into()) as u32,
+                hello_timeout_ms: config.hello_timeout_ms.min(u32::MAX.into()) as u32,
+                // This relay closes no connection for being idle (0 = never).
+                idle_timeout_ms: 0,
+                protocol_errors_max: crate::server::conn::PROTOCOL_ERRORS_MAX.min(u16::MAX.into()) as u16,
+            },
         };
         let mut hello_reply = BytesMut::new();
         crate::proto::encode_frame(&Frame::HelloReply(params), &mut hello_reply);
@@ -322,7 +335,9 @@ impl ShardServer {
 
     fn on_hello(&mut self, conn: ConnId, hello: Hello) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if hello.version < 1 {
+        // A relay speaks exactly one version (docs/PROTOCOL.md §5.2): an older client could not decode this
+        // HELLO_REPLY, so it is told which version to speak (ERROR's layout is the same in every version).
+        if hello.version < PROTOCOL_VERSION {
             let text = format!("this relay speaks protocol version {PROTOCOL_VERSION}");
             let detail = PROTOCOL_VERSION.into();
             self.push_frame(conn, &error_frame(ErrorCode::UNSUPPORTED_VERSION, 0, detail, &text));
