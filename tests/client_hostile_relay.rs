@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand_core::OsRng;
-use tessera::client::{Home, Identity, KeyFile, RelayParamsError};
+use tessera::client::{Contact, Home, Identity, KeyFile, RelayParamsError};
 use tessera::driver::client::session::{run_local, Session, SessionError, SessionOptions};
 use tessera::proto::{
     encode_message, BloomParams, Codec, Frame, Limits, RelayParams, RelayPolicy, CIPHERTEXT_LEN, PROOF_LEN,
@@ -175,10 +175,10 @@ fn tessera(args: &[&str], limit: Duration) -> (Output, Duration) {
 #[test]
 fn the_cli_fails_fast_naming_the_field_and_does_not_retry_with_follow() {
     let tmp = tempfile::tempdir().unwrap();
-    let home_dir = tmp.path().join("me");
-    let home_arg = home_dir.to_str().unwrap();
-    let (out, _) = tessera(&["id", "new", "--home", home_arg], Duration::from_secs(30));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (home, _) = home(tmp.path());
+    let bob = Identity::generate(&mut OsRng);
+    home.write_contacts(&[Contact::new("bob", *bob.public(), vec![]).unwrap()]).unwrap();
+    let home_arg = home.path().to_str().unwrap();
 
     let mut reply = honest();
     reply.bloom = BloomParams::new(65_536, 16).unwrap();
