@@ -475,7 +475,7 @@ fn hello_reply_invalid_params() {
     for k in [0u8, 17] {
         assert_eq!(patch(12, &[k]), DecodeError::InvalidParams("Bloom m or k"), "k = {k}");
     }
-    let size = DecodeError::InvalidParams("proof size differs from protocol version 1");
+    let size = DecodeError::InvalidParams("proof size differs from this protocol version");
     assert_eq!(patch(14, &565u32.to_be_bytes()), size);
     assert_eq!(patch(18, &511u32.to_be_bytes()), size);
     let small = DecodeError::InvalidParams("limits too small to carry one proof");
@@ -608,6 +608,47 @@ fn decode_error_codes_are_distinct_and_stable() {
     // And the code does not depend on the variant's fields.
     assert_eq!(DecodeError::Proof { index: 9, error: ProofError::BadVersion(7) }.code(), 15);
     assert_eq!(DecodeError::TooManyFrames { max: 64 }.code(), 3);
+}
+
+#[test]
+fn protocol_doc_hello_reply_layout_matches_the_codec() {
+    let doc = include_str!("../docs/PROTOCOL.md");
+    let len = hello_reply_body().len();
+    assert!(doc.contains(&format!("### 4.2 HELLO_REPLY (0x02) — {len} bytes")), "§4.2 heading");
+    assert!(doc.contains(&format!("| 0x02 | HELLO_REPLY | relay → client or peer | {len} |")), "§4 table");
+    assert!(doc.contains("# Tessera native wire protocol, version 2") && tessera::proto::PROTOCOL_VERSION == 2);
+    // The version-2 policy fields, each at the offset the encoder writes it (patched and read back).
+    let fields = [
+        (68, 2, "shards"),
+        (70, 2, "filter_fingerprints_max"),
+        (72, 4, "clock_skew_s"),
+        (76, 4, "slow_consumer_grace_ms"),
+        (80, 4, "hello_timeout_ms"),
+        (84, 4, "idle_timeout_ms"),
+        (88, 2, "protocol_errors_max"),
+    ];
+    for (offset, size, name) in fields {
+        assert!(doc.contains(&format!("| {offset} | {size} | `{name}` |")), "§4.2 lacks {name} at {offset}");
+        let mut body = hello_reply_body();
+        body[offset + size - 1] ^= 1; // the low bit of the big-endian field
+        let policy = match &decode(raw_frame(ft::HELLO_REPLY, &body)).expect("still valid")[..] {
+            [Frame::HelloReply(p)] => p.policy,
+            other => panic!("{other:?}"),
+        };
+        let base = RelayPolicy { shards: 2, ..RelayPolicy::default() };
+        let got = [
+            u32::from(policy.shards) ^ u32::from(base.shards),
+            u32::from(policy.filter_fingerprints_max) ^ u32::from(base.filter_fingerprints_max),
+            policy.clock_skew_s ^ base.clock_skew_s,
+            policy.slow_consumer_grace_ms ^ base.slow_consumer_grace_ms,
+            policy.hello_timeout_ms ^ base.hello_timeout_ms,
+            policy.idle_timeout_ms ^ base.idle_timeout_ms,
+            u32::from(policy.protocol_errors_max) ^ u32::from(base.protocol_errors_max),
+        ];
+        let changed: Vec<usize> = (0..got.len()).filter(|&i| got[i] != 0).collect();
+        assert_eq!(changed.len(), 1, "{name}: {got:?}");
+        assert_eq!(fields[changed[0]].2, name, "offset {offset} is another field");
+    }
 }
 
 #[test]

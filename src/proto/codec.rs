@@ -257,7 +257,7 @@ fn decode_relay_params(r: &mut Reader) -> Result<RelayParams, DecodeError> {
     }
     let bloom = BloomParams::new(m_bits, k).map_err(|_| DecodeError::InvalidParams("Bloom m or k"))?;
     if proof_len as usize != PROOF_LEN || ciphertext_len as usize != CIPHERTEXT_LEN {
-        return Err(DecodeError::InvalidParams("proof size differs from protocol version 1"));
+        return Err(DecodeError::InvalidParams("proof size differs from this protocol version"));
     }
     if (limits.message_bytes_max as usize) < FRAME_HEADER_LEN + 10 + PROOF_LEN
         || limits.frames_per_message_max == 0
