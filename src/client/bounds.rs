@@ -36,7 +36,7 @@ pub const BLOOM_M_BITS_MIN: u32 = 64;
 pub const BLOOM_M_BITS_MAX: u32 = 16_384;
 /// Lowest false-positive rate accepted for a full filter: a quarter of the default's ~0.42 %. Below it, so
 /// few proofs match a filter by chance that a match all but proves a delivery — the deniability the design
-/// relies on (a relay announcing m = 65,536, k = 16 would make it ~10⁻³⁷).
+/// relies on (a relay announcing m = 65,536, k = 16 would make it ~4·10⁻³⁰).
 pub const FALSE_POSITIVE_RATE_MIN: f64 = 0.001;
 /// Highest false-positive rate accepted: above it, a subscriber downloads mostly other people's proofs.
 pub const FALSE_POSITIVE_RATE_MAX: f64 = 0.05;
@@ -202,7 +202,7 @@ mod tests {
         r.bloom = BloomParams::new(65_536, 16).unwrap();
         match check_relay_params(&r, WS_MAX) {
             Err(RelayParamsError::FalsePositiveRate { m_bits: 65_536, k: 16, fingerprints: 60, rate, .. }) => {
-                assert!(rate < 1e-30, "{rate}")
+                assert!(rate < 1e-20, "{rate}")
             }
             other => panic!("{other:?}"),
         }
