@@ -22,6 +22,11 @@ pub const BLOOM_K_DEFAULT: u8 = 3;
 pub const BLOOM_K_MAX: usize = 16;
 /// Largest `m` accepted anywhere (bits); keeps a filter at most 8 KiB.
 pub const BLOOM_M_BITS_MAX: u32 = 65_536;
+/// Most fingerprints one SUBSCRIBE filter may hold (the reference's 60: ~0.42 % false positives at m = 1024,
+/// k = 3). A filter of `n` fingerprints sets at most `k·n` bits, so the relay refuses a filter with more than
+/// `min(m, k · FILTER_FINGERPRINTS_MAX)` bits set (180 of 1024 by default: `BloomParams::filter_bits_max`);
+/// an all-ones filter would otherwise match every proof of its bucket (docs/PROTOCOL.md §5.6).
+pub const FILTER_FINGERPRINTS_MAX: u32 = 60;
 
 /// Commitment length: SHA-256 output.
 pub const COMMIT_LEN: usize = 32;
