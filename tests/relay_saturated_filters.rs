@@ -192,7 +192,7 @@ fn matches_past_the_live_bound_are_counted_and_still_fetchable() {
     let p = proof(&commit, current_window(), 3);
     assert_eq!(bucket_of(&commit, 64), 23);
     assert_eq!(p.view().fingerprint(), &fingerprint(&commit, p.view().window_start()));
-    let seq = publisher.publish(&[p.clone()]);
+    let seq = publisher.publish(std::slice::from_ref(&p));
     assert_eq!(publisher.recv_until(|f| matches!(f, Frame::Ack { .. })), Frame::Ack { seq });
     let total = u64::from(CONNECTIONS) * 64;
     let bound = u64::from(DELIVERIES_PER_PROOF_MAX_DEFAULT);

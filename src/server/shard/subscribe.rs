@@ -313,6 +313,23 @@ mod tests {
     }
 
     #[test]
+    fn a_saturated_filter_is_refused_whole_and_dropped_from_a_restored_journal() {
+        let mut s = server(1);
+        let conn = client(&mut s);
+        let saturated = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).expect("128 bytes");
+        let Frame::Subscribe(mut sub) = subscribe(SubscriberId([8; 16])) else { unreachable!() };
+        sub.entries.push(SubscribeEntry { filter: saturated, ..sub.entries[0].clone() });
+        s.handle_message(conn, &encode_message(&[Frame::Subscribe(sub.clone())]), clock(1));
+        assert!(s.poll_request().is_none(), "refused before any shard hears of it");
+        let Some(Frame::Error(e)) = frames(&mut s, conn).pop() else { panic!("an ERROR") };
+        assert_eq!((e.code, e.detail), (ErrorCode::FILTER_SATURATED, 1));
+        assert_eq!(s.m().filters_saturated.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // A journal written before the check: the saturated entry is dropped, the other one restored.
+        assert!(s.restore_subscription(W + 5, SubscriberKey::of(&sub.subscriber), &sub.entries));
+        assert_eq!(s.engine.counters().entries, 1);
+    }
+
+    #[test]
     fn an_unsubscribe_persists_a_removal_only_where_entries_were_persisted() {
         let mut s = server(1);
         let staged = |s: &ShardServer| s.log().subscriptions().staged_records();
