@@ -661,7 +661,7 @@ fn protocol_doc_lists_every_error_code_and_frame_type() {
             assert!(doc.contains(&format!("| {code:#06x} | {name} |")), "PROTOCOL.md §7 lacks {code:#06x} {name}");
         }
     }
-    assert_eq!(known, 20);
+    assert_eq!(known, 21);
     let types = [
         (ft::HELLO, "HELLO"),
         (ft::HELLO_REPLY, "HELLO_REPLY"),

@@ -367,3 +367,45 @@ fn batches_larger_than_a_chunk_keep_order_and_dedup_across_chunks() {
     let runs: Vec<usize> = std::iter::from_fn(|| s.poll_gossip(1)).map(|g| g.len()).collect();
     assert_eq!(runs, vec![63, 35, 49]);
 }
+
+#[test]
+fn a_saturated_filter_is_refused_and_one_of_the_most_fingerprints_is_not() {
+    let mut s = shard();
+    let bucket = bucket_of(&commit(7), 64);
+    let all_ones = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).unwrap();
+    assert_eq!(
+        s.handle_subscribe(NOW, sub(1), &[entry(bucket, T0, T0 + 100, all_ones)]),
+        Err(SubscribeError::FilterSaturated { bucket, ones: 1024, max: 180 })
+    );
+    let ns: Vec<u32> = (0..u32::from(tessera::proto::FILTER_FINGERPRINTS_MAX)).collect();
+    assert_eq!(s.handle_subscribe(NOW, sub(1), &[entry(bucket, T0, T0 + 100, filter_for(&ns, T0))]), Ok(1));
+}
+
+#[test]
+fn matches_over_the_per_proof_and_per_second_bounds_are_queued_but_not_pushed() {
+    let mut config = EngineConfig::single_shard();
+    config.deliveries_per_proof_max = 3;
+    config.deliveries_per_second_max = 5;
+    let mut s = Shard::new(config, MemoryLog::new(1024));
+    for n in 0..4 {
+        s.handle_subscribe(NOW, sub(n), &[entry_for(7, T0, T0, T0 + 100), entry_for(8, T0, T0, T0 + 100)]).unwrap();
+    }
+    let pushed = |s: &mut Shard<MemoryLog>| -> (usize, usize) {
+        let d: Vec<_> = std::iter::from_fn(|| s.poll_delivery()).collect();
+        (d.len(), d.iter().filter(|d| d.push).count())
+    };
+    let mut rejected = Vec::new();
+    // Proof 7 matches 4 subscribers: 3 pushed (per proof), all 4 queued (the server records each for FETCH).
+    s.handle_publish(NOW, Origin::Client, &batch(&[proof(7, T0)]), &mut rejected);
+    assert_eq!(pushed(&mut s), (4, 3));
+    // Proof 8 in the same second: 2 left of the 5 per second.
+    s.handle_publish(NOW, Origin::Client, &batch(&[proof(8, T0)]), &mut rejected);
+    assert_eq!(pushed(&mut s), (4, 2));
+    assert_eq!((s.counters().deliveries, s.counters().deliveries_unpushed), (8, 3));
+    // The next second has a fresh budget.
+    s.handle_publish(NOW + 1, Origin::Client, &batch(&[proof(7, T0 + 10)]), &mut rejected);
+    assert_eq!(pushed(&mut s), (0, 0), "a filter for window T0 does not match window T0 + 10");
+    s.handle_subscribe(NOW + 1, sub(9), &[entry_for(9, T0, T0, T0 + 100)]).unwrap();
+    s.handle_publish(NOW + 1, Origin::Client, &batch(&[proof(9, T0)]), &mut rejected);
+    assert_eq!(pushed(&mut s), (1, 1));
+}

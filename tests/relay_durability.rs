@@ -4,13 +4,17 @@
 //! inclusion of what was published, never by exact equality.
 //! (20 cycles here; a longer soak: `TESSERA_CRASH_CYCLES=500 cargo test --release --test relay_durability crash`).
 
+#[allow(dead_code)]
+#[path = "support/readback.rs"]
+mod readback;
 mod relay_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use relay_support::*;
-use tessera::proto::{Frame, SubscriberId};
+use tessera::proto::derive::fingerprint;
+use tessera::proto::{Frame, Proof, SubscriberId};
 
 fn sub(n: u8) -> SubscriberId {
     SubscriberId([n; 16])
@@ -100,11 +104,17 @@ fn corruption_in_a_segment_is_found_at_start_and_never_served() {
     let watched: Vec<[u8; 32]> = (0..5_000u32)
         .map(|i| tessera::proto::derive::fingerprint(&[7; 32], i.into()).repeat(4).try_into().unwrap())
         .collect();
+    let proofs: Vec<Proof> = watched.iter().map(|c| proof(c, w, 5)).collect();
+    // Legitimate filters holding every watched proof's fingerprint, over as many subscriber ids as they need.
+    let slots = entries_matching(&proofs, w - 10, w + 600);
+    let ids: Vec<SubscriberId> = (0..slots.len()).map(|i| sub(30 + i as u8)).collect();
     let (mut subscriber, _) = Client::hello(&relay);
-    subscriber.subscribe(sub(3), (0..64).map(|b| match_all_entry(b, w - 10, w + 600)).collect());
+    for (id, entries) in ids.iter().zip(slots) {
+        subscriber.subscribe(*id, entries);
+    }
     let (mut publisher, _) = Client::hello(&relay);
-    for chunk in watched.chunks(1000) {
-        let seq = publisher.publish(&chunk.iter().map(|c| proof(c, w, 5)).collect::<Vec<_>>());
+    for chunk in proofs.chunks(1000) {
+        let seq = publisher.publish(chunk);
         assert_eq!(publisher.recv_until(|f| matches!(f, Frame::Ack { seq: s } if *s == seq)), Frame::Ack { seq });
     }
     drop((subscriber, publisher));
@@ -118,8 +128,7 @@ fn corruption_in_a_segment_is_found_at_start_and_never_served() {
     let relay = Relay::start_in(dir, &["--shards", "1", "--danger-disable-cover-traffic"]);
     assert_eq!(relay.metric("tessera_log_recovery_corrupt_records", ""), 1, "reported at start");
     let (mut subscriber, _) = Client::hello(&relay);
-    let (fetched, _) = subscriber.fetch_all(sub(3), 0, 1024);
-    let got = commits(&fetched);
+    let got: HashSet<[u8; 32]> = ids.iter().flat_map(|id| commits(&subscriber.fetch_all(*id, 0, 1024).0)).collect();
     assert_eq!(got.len(), watched.len() - 1, "the corrupt record is skipped, every other one served");
     assert!(!got.contains(&watched[2]));
 }
@@ -132,6 +141,11 @@ fn next_random(state: &mut u64) -> u64 {
     state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
+/// Commits watched by the crash test's subscriber: 40 per bucket (4 filters of 10 commits × 6 windows).
+const WATCHED_PER_BUCKET: usize = 40;
+/// Windows from the test's first whose fingerprints the watched filters hold (a minute: the test takes seconds).
+const WATCHED_WINDOWS: u64 = 6;
+
 #[test]
 fn crash_test_no_acknowledged_proof_is_lost_across_sigkills() {
     let cycles: u32 = std::env::var("TESSERA_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
@@ -139,12 +153,29 @@ fn crash_test_no_acknowledged_proof_is_lost_across_sigkills() {
     eprintln!("crash test: {cycles} cycles, seed {seed}");
     let mut relay = Relay::start(&["--shards", "2"]);
     let w = current_window();
-    // One subscriber whose filters match every proof of every bucket, for the whole test.
+    // One subscriber, for the whole test, whose legitimate filters hold watched commits in every bucket for the
+    // test's first windows; every batch carries one of them, so every acknowledged batch has a match record
+    // that must survive with its proof (FETCH below). Every other acknowledged proof is checked in the log.
+    let watched: Vec<[u8; 32]> = (0..64).flat_map(|b| commits_in_bucket(b, seed as u32, WATCHED_PER_BUCKET)).collect();
+    let windows: Vec<u64> = (0..WATCHED_WINDOWS).map(|i| w + i * 10).collect();
+    let entries: Vec<_> = watched
+        .chunks(WATCHED_PER_BUCKET / 4)
+        .map(|group| {
+            let mut filter = tessera::proto::BloomFilter::new(tessera::proto::BloomParams::default());
+            for c in group {
+                windows.iter().for_each(|&window| filter.insert_fingerprint(&fingerprint(c, window)));
+            }
+            let bucket = tessera::proto::bucket_of(&group[0], 64);
+            tessera::proto::SubscribeEntry { bucket, window_from_s: w - 10, window_to_s: w + 3000, filter }
+        })
+        .collect();
     let (mut subscriber, _) = Client::hello(&relay);
-    subscriber.subscribe(sub(4), (0..64).map(|b| match_all_entry(b, w - 10, w + 3000)).collect());
+    subscriber.subscribe(sub(4), entries);
     drop(subscriber);
 
     let mut acknowledged: HashSet<[u8; 32]> = HashSet::new();
+    let mut acknowledged_watched: HashSet<[u8; 32]> = HashSet::new();
+    let mut next_watched = 0;
     let mut counter = 0u64;
     for cycle in 0..cycles {
         let (mut publisher, _) = Client::hello(&relay);
@@ -158,7 +189,7 @@ fn crash_test_no_acknowledged_proof_is_lost_across_sigkills() {
         // Publish under load until the relay dies; count a batch only once its ACK arrives.
         let deadline = Instant::now() + Duration::from_secs(10);
         'publish: while Instant::now() < deadline {
-            let batch: Vec<[u8; 32]> = (0..64)
+            let mut batch: Vec<[u8; 32]> = (0..64)
                 .map(|_| {
                     counter += 1;
                     let mut c = [0u8; 32];
@@ -168,6 +199,13 @@ fn crash_test_no_acknowledged_proof_is_lost_across_sigkills() {
                 })
                 .collect();
             let window = current_window();
+            // Bucket-major order: consecutive batches watch different buckets' commits in turn.
+            let watched_now = (windows.contains(&window) && next_watched < watched.len()).then(|| {
+                let i = next_watched % 64 * WATCHED_PER_BUCKET + next_watched / 64;
+                next_watched += 1;
+                watched[i]
+            });
+            batch.extend(watched_now);
             let proofs: Vec<_> = batch.iter().map(|c| proof(c, window, 6)).collect();
             if !publisher.try_publish(&proofs) {
                 break;
@@ -180,6 +218,7 @@ fn crash_test_no_acknowledged_proof_is_lost_across_sigkills() {
                 }
             }
             acknowledged.extend(batch);
+            acknowledged_watched.extend(watched_now);
         }
         killer.join().unwrap();
         relay.wait_exit();
@@ -187,9 +226,26 @@ fn crash_test_no_acknowledged_proof_is_lost_across_sigkills() {
         eprintln!("cycle {cycle}: {} proofs acknowledged so far", acknowledged.len());
     }
     assert!(acknowledged.len() > 100, "the test must actually publish under load");
+    eprintln!("{} watched proofs acknowledged (one per batch)", acknowledged_watched.len());
+    assert!(!acknowledged_watched.is_empty(), "watched proofs were acknowledged");
     let (mut subscriber, _) = Client::hello(&relay);
     let (fetched, _) = subscriber.fetch_all(sub(4), 0, 1024);
     let fetched = commits(&fetched);
-    let lost: Vec<_> = acknowledged.difference(&fetched).collect();
+    let lost: Vec<_> = acknowledged_watched.difference(&fetched).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged matches lost (seed {seed})",
+        lost.len(),
+        acknowledged_watched.len()
+    );
+    // Every acknowledged proof is in the log the last relay recovered and stopped with.
+    assert!(relay.terminate().success());
+    let dir = relay.into_dir();
+    let mut stored: HashSet<[u8; 32]> = HashSet::new();
+    for shard in ["shard-000", "shard-001"] {
+        let back = readback::read_back_shard(&dir.path().join(shard)).expect("read the stopped relay's log");
+        stored.extend(back.records.iter().map(|r| *r.proof.view().commit()));
+    }
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged proofs lost (seed {seed})", lost.len(), acknowledged.len());
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use relay_support::*;
 use tessera::proto::frame::ErrorFrame;
-use tessera::proto::{ErrorCode, Frame, SubscriberId, WINDOW_SECONDS};
+use tessera::proto::{ErrorCode, Frame, Proof, SubscriberId, WINDOW_SECONDS};
 
 fn sub(n: u8) -> SubscriberId {
     SubscriberId([n; 16])
@@ -149,10 +149,18 @@ fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
     std::fs::write(&config, "slow_consumer_grace_ms = 1000\n[limits]\nsend_queue_proofs_max = 256\n").unwrap();
     let relay = Relay::start(&["--shards", "2", "--config", config.to_str().unwrap()]);
     let w = current_window();
-    // The slow subscriber matches every proof of every bucket (so deliveries to it come from both shards) and
-    // never reads; its small receive buffer (no auto-tuning) makes the relay's writes to it block quickly.
+    let noise: Vec<[u8; 32]> = (0..40 * 500u32)
+        .map(|i| tessera::proto::derive::fingerprint(&[9; 32], i.into()).repeat(4).try_into().unwrap())
+        .collect();
+    let batches: Vec<Vec<Proof>> =
+        noise.chunks(500).map(|chunk| chunk.iter().map(|c| proof(c, w, 7)).collect()).collect();
+    // The slow subscriber's (legitimate) filters match every noise proof, in every bucket (so deliveries to it
+    // come from both shards), and it never reads; its small receive buffer (no auto-tuning) makes the relay's
+    // writes to it block quickly.
     let (mut slow, _) = Client::hello_on(Client::connect_small_buffer(&relay, 16 * 1024));
-    slow.subscribe(sub(4), (0..64).map(|b| match_all_entry(b, w - 10, w + 60)).collect());
+    for (i, entries) in entries_matching(&batches.concat(), w - 10, w + 60).into_iter().enumerate() {
+        slow.subscribe(sub(40 + i as u8), entries);
+    }
     let watched = commits_in_bucket(9, 1, 20);
     let (mut fast, _) = Client::hello(&relay);
     fast.subscribe(sub(5), vec![entry(9, w - 10, w + 60, &watched)]);
@@ -160,11 +168,7 @@ fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
     let (mut publisher, _) = Client::hello(&relay);
     let started = Instant::now();
     let mut last_seq = 0;
-    let noise: Vec<[u8; 32]> = (0..40 * 500u32)
-        .map(|i| tessera::proto::derive::fingerprint(&[9; 32], i.into()).repeat(4).try_into().unwrap())
-        .collect();
-    for (batch, chunk) in noise.chunks(500).enumerate() {
-        let mut proofs: Vec<_> = chunk.iter().map(|c| proof(c, w, 7)).collect();
+    for (batch, mut proofs) in batches.into_iter().enumerate() {
         if let Some(c) = watched.get(batch) {
             proofs.push(proof(c, w, 8));
         }

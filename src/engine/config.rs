@@ -29,6 +29,15 @@ pub const SUBSCRIBERS_MAX_DEFAULT: u32 = 1 << 20;
 /// per window with the table's load factor).
 pub const DEDUP_ENTRIES_PER_WINDOW_MAX_DEFAULT: usize = 4 << 20;
 
+/// Default bound on live deliveries one accepted proof may produce: 1,024 subscribers. A proof has one
+/// intended recipient; the others are Bloom false positives (~0.42 % of the filters in its bucket), so this
+/// leaves room for ~240,000 filters per bucket. Matches past it are still recorded for FETCH, not pushed.
+pub const DELIVERIES_PER_PROOF_MAX_DEFAULT: u32 = 1_024;
+
+/// Default bound on live deliveries one shard pushes per second of its clock: 2^20 (~590 MB/s of DELIVER
+/// payload, more than one core's share of a network link). Matches past it are recorded for FETCH, not pushed.
+pub const DELIVERIES_PER_SECOND_MAX_DEFAULT: u64 = 1 << 20;
+
 /// Fixed key used by [`EngineConfig::for_shard`]. Deterministic so tests and benches reproduce; a relay must
 /// replace it with random bytes (`with_hash_key`) so clients cannot aim hash-table collisions at a shard.
 const HASH_KEY_DEFAULT: [u64; 2] = [0x7465_7373_6572_6121, 0x0123_4567_89ab_cdef];
@@ -98,6 +107,10 @@ pub struct EngineConfig {
     pub dedup_entries_per_window_expected: usize,
     /// Secret key of the shard's hash tables (subscriber map, dedup). Set it from a CSPRNG in a relay.
     pub hash_key: [u64; 2],
+    /// Live deliveries one proof may produce; further matches are recorded for FETCH only (`Delivery::push`).
+    pub deliveries_per_proof_max: u32,
+    /// Live deliveries per second of the shard clock; further matches are recorded for FETCH only.
+    pub deliveries_per_second_max: u64,
 }
 
 impl EngineConfig {
@@ -125,6 +138,8 @@ impl EngineConfig {
             dedup_entries_per_window_max: DEDUP_ENTRIES_PER_WINDOW_MAX_DEFAULT,
             dedup_entries_per_window_expected: 0,
             hash_key: HASH_KEY_DEFAULT,
+            deliveries_per_proof_max: DELIVERIES_PER_PROOF_MAX_DEFAULT,
+            deliveries_per_second_max: DELIVERIES_PER_SECOND_MAX_DEFAULT,
         }
     }
 
@@ -174,6 +189,8 @@ impl EngineConfig {
             ("gossip_queue_proofs_max", self.gossip_queue_proofs_max),
             ("subscribers_max", self.subscribers_max as usize),
             ("dedup_entries_per_window_max", self.dedup_entries_per_window_max),
+            ("deliveries_per_proof_max", self.deliveries_per_proof_max as usize),
+            ("deliveries_per_second_max", self.deliveries_per_second_max.min(usize::MAX as u64) as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::ZeroLimit(name));

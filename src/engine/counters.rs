@@ -32,6 +32,9 @@ pub struct ShardCounters {
     pub rejected_log_failed: u64,
     /// (subscriber, proof) deliveries queued.
     pub deliveries: u64,
+    /// Of those, matches over `deliveries_per_proof_max` or `deliveries_per_second_max`: queued with
+    /// `push = false` (recorded for FETCH, not sent live).
+    pub deliveries_unpushed: u64,
     /// Gauge: subscribers with at least one entry in this shard.
     pub subscribers: u64,
     /// Gauge: subscription entries registered in this shard.

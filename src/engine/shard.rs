@@ -52,6 +52,9 @@ pub struct Delivery {
     /// The proof's sequence number in this shard's log (its match record points at it; FETCH cursors build
     /// on it).
     pub seq: RecordSeq,
+    /// Send it live. `false` past `deliveries_per_proof_max` matches of this proof or
+    /// `deliveries_per_second_max` live deliveries in this second: record the match for FETCH only.
+    pub push: bool,
 }
 
 /// What one `handle_publish` did. `accepted + duplicates + rejected` = batch length.
@@ -98,6 +101,9 @@ pub struct Shard<L: LogSink> {
     accepted_seq: u64,
     /// Accepted proofs kept for late SUBSCRIBEs, and for how long (seconds); off unless enabled.
     retained: Option<(RetainedIndex, u64)>,
+    /// Live deliveries left in the second `push_second_s` of the shard clock (`deliveries_per_second_max`).
+    push_budget: u64,
+    push_second_s: u64,
 }
 
 impl<L: LogSink> std::fmt::Debug for Shard<L> {
@@ -124,6 +130,7 @@ impl<L: LogSink> Shard<L> {
             ),
             hashers: [(); 2].map(|_| BatchHasher::new(HashBackend::detect(), config.bloom)),
             subscriptions: Subscriptions::new(&config),
+            push_budget: config.deliveries_per_second_max,
             config,
             log,
             clock_s: 0,
@@ -133,6 +140,7 @@ impl<L: LogSink> Shard<L> {
             counters: ShardCounters::default(),
             accepted_seq: 0,
             retained: None,
+            push_second_s: 0,
         }
     }
 
@@ -331,6 +339,11 @@ impl<L: LogSink> Shard<L> {
                 retained.push(bucket_local, proof.window_start(), &positions[n], position);
             }
         }
+        if self.push_second_s != now_s {
+            self.push_second_s = now_s;
+            self.push_budget = self.config.deliveries_per_second_max;
+        }
+        let per_proof_max = u64::from(self.config.deliveries_per_proof_max);
         for (n, &(i, position, has_filters)) in to_hash[..hashing].iter().enumerate() {
             if !has_filters {
                 continue;
@@ -340,13 +353,23 @@ impl<L: LogSink> Shard<L> {
             let seq = self.accepted_seq;
             self.accepted_seq += 1;
             let deliveries = &mut self.deliveries;
-            let mut matched = 0u64;
+            let (mut matched, mut unpushed) = (0u64, 0u64);
+            let budget = &mut self.push_budget;
             let bucket_local = (proof.bucket() - self.config.buckets.start) as usize;
             self.subscriptions.for_each_match(bucket_local, proof.window_start(), &positions[n], seq, |subscriber| {
+                // Every match is queued (the server records it for FETCH); only the first ones within both
+                // bounds are pushed live, so a proof matching many filters costs bounded network and outbox work.
+                let push = matched < per_proof_max && *budget > 0;
                 matched += 1;
-                deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), seq: position });
+                if push {
+                    *budget -= 1;
+                } else {
+                    unpushed += 1;
+                }
+                deliveries.push_back(Delivery { subscriber, proof: batch.proof_bytes(i), seq: position, push });
             });
             self.counters.deliveries += matched;
+            self.counters.deliveries_unpushed += unpushed;
         }
     }
 

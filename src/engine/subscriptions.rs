@@ -50,6 +50,16 @@ pub enum SubscribeError {
         /// The bucket named.
         bucket: u16,
     },
+    /// A filter has more bits set than a legitimate one can (`BloomParams::filter_bits_max`).
+    #[error("filter for bucket {bucket} has {ones} bits set, more than {max}")]
+    FilterSaturated {
+        /// The bucket named.
+        bucket: u16,
+        /// Bits set in the filter.
+        ones: u32,
+        /// The most a filter of `FILTER_FINGERPRINTS_MAX` fingerprints sets.
+        max: u32,
+    },
     /// A window bound is not a multiple of the window length.
     #[error("subscription window range is not aligned to the window length")]
     RangeMisaligned,
@@ -79,6 +89,7 @@ impl SubscribeError {
             }
             SubscribeError::TooManyFilters { .. } | SubscribeError::TooManyEntries => ErrorCode::TOO_MANY_FILTERS,
             SubscribeError::FilterParams { .. } => ErrorCode::MALFORMED,
+            SubscribeError::FilterSaturated { .. } => ErrorCode::FILTER_SATURATED,
             SubscribeError::RangeMisaligned
             | SubscribeError::RangeInverted
             | SubscribeError::RangeInPast
@@ -199,6 +210,12 @@ impl Subscriptions {
             }
             if e.filter.params() != config.bloom {
                 return Err(SubscribeError::FilterParams { bucket });
+            }
+            // Checked here too (the server refuses it first): a filter restored from a journal written before
+            // this check existed must not match every proof either.
+            if e.filter.is_saturated() {
+                let (ones, max) = (e.filter.count_ones(), config.bloom.filter_bits_max());
+                return Err(SubscribeError::FilterSaturated { bucket, ones, max });
             }
             config.check_window_range(now_s, e.window_from_s, e.window_to_s)?;
             let count = &mut self.scratch_counts[(bucket - config.buckets.start) as usize];

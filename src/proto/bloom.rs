@@ -5,7 +5,7 @@
 //! and, for fast matching, transposes them into `crate::index` (the per-filter `contains` here is the oracle).
 
 use super::derive::{bloom_positions, fingerprint_positions, BloomPositions, Fingerprint};
-use super::params::{BLOOM_K_DEFAULT, BLOOM_K_MAX, BLOOM_M_BITS_DEFAULT, BLOOM_M_BITS_MAX};
+use super::params::{BLOOM_K_DEFAULT, BLOOM_K_MAX, BLOOM_M_BITS_DEFAULT, BLOOM_M_BITS_MAX, FILTER_FINGERPRINTS_MAX};
 
 /// Bloom parameters: `m_bits` (a multiple of 8, `8..=BLOOM_M_BITS_MAX`) and `k` (`1..=BLOOM_K_MAX`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,6 +57,19 @@ impl BloomParams {
     /// Serialised size in bytes (`m / 8`).
     pub fn byte_len(&self) -> usize {
         (self.m_bits / 8) as usize
+    }
+
+    /// Most bits a filter of at most `fingerprints` items can have set: each item sets at most `k` bits, and
+    /// no filter has more than `m`.
+    pub fn bits_set_max(&self, fingerprints: u32) -> u32 {
+        (self.k as u32).saturating_mul(fingerprints).min(self.m_bits)
+    }
+
+    /// Most bits a legitimate SUBSCRIBE filter has set: [`bits_set_max`](Self::bits_set_max) of
+    /// `FILTER_FINGERPRINTS_MAX` (180 of 1024 at the defaults). A filter with more matches far more proofs
+    /// than any client needs (an all-ones one matches all of them) and is refused.
+    pub fn filter_bits_max(&self) -> u32 {
+        self.bits_set_max(u32::from(FILTER_FINGERPRINTS_MAX))
     }
 
     /// Expected false-positive rate after inserting `n` items: `(1 - e^{-k n / m})^k`.
@@ -148,6 +161,12 @@ impl BloomFilter {
     pub fn count_ones(&self) -> u32 {
         self.bytes.iter().map(|b| b.count_ones()).sum()
     }
+
+    /// Whether more bits are set than a legitimate SUBSCRIBE filter can have
+    /// ([`BloomParams::filter_bits_max`]); such a filter is refused.
+    pub fn is_saturated(&self) -> bool {
+        self.count_ones() > self.params.filter_bits_max()
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +193,27 @@ mod tests {
         let false_hits = (1000u64..11_000).filter(|i| f.contains_fingerprint(&i.to_be_bytes())).count();
         // Expected ~0.42% of 10,000 = 42; a generous band catches a broken hash without flaking.
         assert!((5..150).contains(&false_hits), "false hits {false_hits}");
+    }
+
+    #[test]
+    fn a_filter_of_the_most_fingerprints_is_not_saturated_and_one_bit_more_is() {
+        let params = BloomParams::default();
+        assert_eq!(params.filter_bits_max(), 180, "k · 60 of m = 1024");
+        assert_eq!(BloomParams::new(1024, 16).unwrap().filter_bits_max(), 960);
+        assert_eq!(BloomParams::new(64, 3).unwrap().filter_bits_max(), 64, "capped by m: never saturated");
+        let mut f = BloomFilter::new(params);
+        for i in 0u64..u64::from(FILTER_FINGERPRINTS_MAX) {
+            f.insert_fingerprint(&i.to_be_bytes());
+        }
+        assert!(!f.is_saturated(), "{f:?}");
+        let mut bits = [0u8; 128];
+        for j in 0..181 {
+            bits[j / 8] |= 1 << (j % 8);
+        }
+        assert!(BloomFilter::from_bytes(params, &bits).unwrap().is_saturated());
+        bits[22] = 0b0000_1111; // 176 + 4 = 180 bits
+        assert!(!BloomFilter::from_bytes(params, &bits).unwrap().is_saturated());
+        assert!(BloomFilter::from_bytes(params, &[0xFF; 128]).unwrap().is_saturated());
     }
 
     #[test]

@@ -45,6 +45,9 @@ codes! {
     BUCKET_OUT_OF_RANGE = 0x0014;
     /// The relay cannot take more work right now (a bounded queue is full); retry after a delay.
     OVERLOADED = 0x0015;
+    /// A SUBSCRIBE entry's filter has more bits set than `FILTER_FINGERPRINTS_MAX` fingerprints can set
+    /// (`min(m, k · 60)`); `detail` = entry index. The SUBSCRIBE is not applied.
+    FILTER_SATURATED = 0x0016;
     /// A proof's bucket is not the one derived from its commit (or is `>= num_buckets`); `detail` = index.
     PROOF_BAD_BUCKET = 0x0020;
     /// A proof's fingerprint is not the one derived from its commit and window; `detail` = index.

@@ -23,9 +23,11 @@ pub const BLOOM_K_DEFAULT: u8 = 3;
 pub const BLOOM_K_MAX: usize = 16;
 /// Largest `m` accepted anywhere (bits); keeps a filter at most 8 KiB.
 pub const BLOOM_M_BITS_MAX: u32 = 65_536;
-/// Most fingerprints one legitimate filter holds (`n_max`, announced in HELLO_REPLY): at m = 1024, k = 3 a
-/// filter of 60 fingerprints has a false-positive rate of ~0.42%, the deniability the design relies on. A
-/// filter with more than `min(m, k · n_max)` bits set cannot come from a legitimate client and is refused.
+/// Most fingerprints one SUBSCRIBE filter may hold (the reference's 60: ~0.42 % false positives at m = 1024,
+/// k = 3). A filter of `n` fingerprints sets at most `k·n` bits, so the relay refuses a filter with more than
+/// `min(m, k · FILTER_FINGERPRINTS_MAX)` bits set (180 of 1024 by default: `BloomParams::filter_bits_max`);
+/// an all-ones filter would otherwise match every proof of its bucket (docs/PROTOCOL.md §5.6).
+/// Announced in HELLO_REPLY as `filter_fingerprints_max`.
 pub const FILTER_FINGERPRINTS_MAX: u16 = 60;
 
 /// Commitment length: SHA-256 output.

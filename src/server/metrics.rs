@@ -163,6 +163,8 @@ shard_metrics! {
         limit_message_size: "tessera_limit_message_size_total", "Connections closed for a message over message_bytes_max (1009).";
         limit_batch: "tessera_limit_batch_total", "Messages rejected for more than proofs_per_batch_max proofs.";
         limit_subscriptions: "tessera_limit_subscriptions_total", "SUBSCRIBE refused for subscribers_per_connection_max or filters_per_bucket_max.";
+        filters_saturated: "tessera_filters_saturated_total", "SUBSCRIBE refused (FILTER_SATURATED): a filter with more bits set than 60 fingerprints set.";
+        deliveries_unpushed: "tessera_deliveries_unpushed_total", "Matches recorded for FETCH but not pushed: over the per-proof or per-shard-second delivery bound.";
         limit_protocol_errors: "tessera_limit_protocol_errors_total", "Connections closed after too many protocol errors (1008).";
         slow_consumer_closes: "tessera_slow_consumer_closes_total", "Connections closed because their send queue stayed full past the grace period.";
         cross_shard_requests: "tessera_cross_shard_requests_total", "Batches sent to another shard.";

@@ -62,6 +62,20 @@ pub enum Refusal {
         /// What is wrong with the range.
         source: SubscribeError,
     },
+    /// A SUBSCRIBE entry's filter has more bits set than `FILTER_FINGERPRINTS_MAX` fingerprints can set.
+    #[error(
+        "entry {entry}: filter has {ones} bits set, a filter of at most {fingerprints} fingerprints sets at most {max}"
+    )]
+    FilterSaturated {
+        /// Index of the entry.
+        entry: u32,
+        /// Bits set.
+        ones: u32,
+        /// `BloomParams::filter_bits_max`.
+        max: u32,
+        /// `FILTER_FINGERPRINTS_MAX`.
+        fingerprints: u32,
+    },
     /// More filters for one bucket than `filters_per_bucket_max`.
     #[error("more than {max} filters for bucket {bucket}")]
     TooManyFilters {
@@ -91,6 +105,7 @@ impl Refusal {
             Refusal::WindowRange { source, .. } => source.error_code(),
             Refusal::TooManyFilters { .. } => ErrorCode::TOO_MANY_FILTERS,
             Refusal::TooManySubscribers { .. } => ErrorCode::TOO_MANY_SUBSCRIBERS,
+            Refusal::FilterSaturated { .. } => ErrorCode::FILTER_SATURATED,
         }
     }
 
@@ -101,7 +116,9 @@ impl Refusal {
             Refusal::HelloRequired { frame_type } | Refusal::UnexpectedFrame { frame_type } => (*frame_type).into(),
             Refusal::TextMessage => TEXT_OPCODE,
             Refusal::SequenceNotIncreasing { .. } => 0,
-            Refusal::BucketOutOfRange { entry, .. } | Refusal::WindowRange { entry, .. } => *entry,
+            Refusal::BucketOutOfRange { entry, .. }
+            | Refusal::WindowRange { entry, .. }
+            | Refusal::FilterSaturated { entry, .. } => *entry,
             Refusal::TooManyFilters { bucket, .. } => (*bucket).into(),
             Refusal::TooManySubscribers { max } => (*max).into(),
         }
@@ -155,6 +172,9 @@ mod tests {
         assert_eq!(r.to_string(), "more than 75 filters for bucket 7");
         let r = Refusal::BucketOutOfRange { entry: 2, bucket: 70, buckets: 64 };
         assert_eq!((r.detail(), r.to_string().as_str()), (2, "entry 2: bucket 70 is not below 64"));
+        let r = Refusal::FilterSaturated { entry: 3, ones: 1024, max: 180, fingerprints: 60 };
+        assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::FILTER_SATURATED, 3, false));
+        assert!(r.to_string().starts_with("entry 3: filter has 1024 bits set"), "{r}");
         let r = Refusal::TextMessage;
         assert_eq!(
             (r.code(), r.ref_seq(), r.detail(), r.is_protocol_error()),

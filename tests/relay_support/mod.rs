@@ -12,7 +12,7 @@ use tessera::proto::derive::{bucket_of, fingerprint};
 use tessera::proto::frame::{Hello, Publish, Subscribe};
 use tessera::proto::{
     BloomFilter, BloomParams, Codec, Frame, Proof, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId,
-    CIPHERTEXT_LEN, PROTOCOL_VERSION, WINDOW_SECONDS,
+    CIPHERTEXT_LEN, FILTER_FINGERPRINTS_MAX, PROTOCOL_VERSION, WINDOW_SECONDS,
 };
 use tungstenite::{Message, WebSocket};
 
@@ -407,20 +407,58 @@ pub fn proof(commit: &[u8; 32], window_start_s: u64, fill: u8) -> Proof {
     Proof::new(bucket, window_start_s, commit, &fingerprint(commit, window_start_s), &[fill; CIPHERTEXT_LEN])
 }
 
-/// A subscription entry for `bucket` over windows `[from, to]` matching these commits in those windows.
+/// A subscription entry for `bucket` over windows `[from, to]` matching these commits in the windows a test
+/// publishes in: the previous, the current and the next window (those of `[from, to]`). A filter holds at most
+/// `FILTER_FINGERPRINTS_MAX` (60) fingerprints — the relay refuses one with more bits set (FILTER_SATURATED) —
+/// so it cannot hold every window of a long range, and neither does a real client's (it renews instead).
 pub fn entry(bucket: u16, from: u64, to: u64, commits: &[[u8; 32]]) -> SubscribeEntry {
+    let now = current_window();
+    let windows: Vec<u64> = (from..=to)
+        .step_by(WINDOW_SECONDS as usize)
+        .filter(|w| (now - WINDOW_SECONDS..=now + WINDOW_SECONDS).contains(w))
+        .collect();
+    assert!(
+        windows.len() * commits.len() <= FILTER_FINGERPRINTS_MAX as usize,
+        "{} commits × {} windows do not fit one filter: use entries_matching",
+        commits.len(),
+        windows.len()
+    );
     let mut filter = BloomFilter::new(BloomParams::default());
-    let mut w = from;
-    while w <= to {
+    for w in windows {
         for c in commits {
             filter.insert_fingerprint(&fingerprint(c, w));
         }
-        w += WINDOW_SECONDS;
     }
     SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter }
 }
 
-/// An entry whose filter has every bit set: it matches every proof of its bucket.
+/// Legitimate entries matching exactly these proofs (plus Bloom false positives) over windows `[from, to]`,
+/// dealt to as many subscriber ids as the relay's default limits need: per bucket, filters of at most
+/// `FILTER_FINGERPRINTS_MAX` of the proofs' own fingerprints; per subscriber id, at most
+/// `filters_per_bucket_max` (4) of them per bucket. What tests use instead of a filter matching everything.
+pub fn entries_matching(proofs: &[Proof], from: u64, to: u64) -> Vec<Vec<SubscribeEntry>> {
+    let per_bucket_max = tessera::proto::Limits::default().filters_per_bucket_max as usize;
+    let mut by_bucket: std::collections::BTreeMap<u16, Vec<[u8; 8]>> = Default::default();
+    for p in proofs {
+        by_bucket.entry(p.view().bucket()).or_default().push(*p.view().fingerprint());
+    }
+    let mut slots: Vec<Vec<SubscribeEntry>> = Vec::new();
+    for (bucket, fps) in by_bucket {
+        for (i, group) in fps.chunks(FILTER_FINGERPRINTS_MAX as usize).enumerate() {
+            let mut filter = BloomFilter::new(BloomParams::default());
+            group.iter().for_each(|fp| filter.insert_fingerprint(fp));
+            let slot = i / per_bucket_max;
+            if slots.len() <= slot {
+                slots.resize_with(slot + 1, Vec::new);
+            }
+            slots[slot].push(SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter });
+        }
+    }
+    slots
+}
+
+/// An entry whose filter has every bit set: it would match every proof of its bucket. The relay refuses it
+/// (ERROR FILTER_SATURATED); for tests of that refusal.
 pub fn match_all_entry(bucket: u16, from: u64, to: u64) -> SubscribeEntry {
     let filter = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).unwrap();
     SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter }

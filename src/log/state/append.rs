@@ -11,7 +11,10 @@
 //!         fail_job(id) ─────▶ poisoned: nothing more is accepted or written
 //! ```
 
-use super::{mailbox_header, InFlight, LogError, LogState, SegmentState, COMMITS_IN_FLIGHT_MAX};
+use super::{
+    mailbox_header, InFlight, LogError, LogState, SegmentState, COMMITS_IN_FLIGHT_MAX, MATCHES_PER_STAGED_ITEM,
+    STAGED_MATCHES_MAX,
+};
 use crate::log::commit::CommitDecision;
 use crate::log::config::{MAILBOX_PREALLOC_BYTES, SEGMENT_PREALLOC_BYTES, STAGED_RECORDS_MAX};
 use crate::log::format::{FileHeader, FileKind};
@@ -28,10 +31,16 @@ impl LogState {
     // ---- appends -------------------------------------------------------------------------------------
 
     /// Whether `n` more records can be staged (backpressure: the shard stops reading PUBLISH batches until a
-    /// commit drains the staging; see `STAGED_RECORDS_MAX`).
+    /// commit drains the staging; see `STAGED_RECORDS_MAX`) — and whether the match records not yet durable
+    /// are under `STAGED_MATCHES_MAX` (their number per proof is not known before the batch is matched).
     pub fn can_accept(&self, n: u64) -> bool {
         let not_durable = self.next_seq - self.durable_through.map_or(0, |d| d.0 + 1);
-        !self.poisoned && not_durable + n <= STAGED_RECORDS_MAX
+        !self.poisoned && not_durable + n <= STAGED_RECORDS_MAX && self.matches_not_durable() < STAGED_MATCHES_MAX
+    }
+
+    /// Match records staged or in flight, not yet durable.
+    pub fn matches_not_durable(&self) -> u64 {
+        self.matches_staged + self.in_flight.iter().map(|j| j.matches).sum::<u64>()
     }
 
     /// Stages a proof accepted at `received_at_s` and returns its seq. `now_us` is
@@ -86,15 +95,19 @@ impl LogState {
         }
         // Seqs skipped at open (a gap after a quarantined file) are in no segment: nothing to point at.
         let at = self.segment_index(seq).ok_or(LogError::UnknownSeq(seq.0))?;
+        self.matches_staged += 1;
         if seq.0 < self.taken_seq {
             // Its record was already taken by a commit: the match rides in the next one.
             self.counters.matches_late += 1;
+            self.commit.on_staged(1, now_us);
+        } else if self.matches_staged.is_multiple_of(MATCHES_PER_STAGED_ITEM) {
+            // Matches ride with their record, but many of them fill a commit too: group commit's "batch full"
+            // then fires before STAGED_MATCHES_MAX stops the routing, rather than after its delay.
             self.commit.on_staged(1, now_us);
         }
         let seg = &mut self.segments[at];
         seg.matches.push(&MatchRecord { key, seq }.encode());
         seg.matches_valid += 1;
-        self.matches_staged += 1;
         if !self.mailbox.insert(key, seq) {
             self.counters.mailbox_evicted += 1;
         }
@@ -256,7 +269,15 @@ impl LogState {
         self.commit.start(self.commit.staged(), now_us);
         self.next_job_id += 1;
         let barrier = job.journal_rewrite.is_some();
-        self.in_flight.push_back(InFlight { id, through: job.through, written: false, durable: false, barrier });
+        let matches = job.matches;
+        self.in_flight.push_back(InFlight {
+            id,
+            through: job.through,
+            written: false,
+            durable: false,
+            barrier,
+            matches,
+        });
         Some(job)
     }
 
@@ -519,6 +540,29 @@ mod tests {
         assert!(s.is_poisoned());
         assert_eq!(s.append(proof(0).view(), 0, 0), Err(LogError::Poisoned));
         assert!(!s.can_accept(1));
+    }
+
+    #[test]
+    fn match_records_count_toward_the_staging_bound_until_durable() {
+        use crate::log::state::{MATCHES_PER_STAGED_ITEM, STAGED_MATCHES_MAX};
+        let mut s = LogState::new(config()).unwrap();
+        s.append(proof(0).view(), 0, 0).unwrap();
+        // One proof matching many subscribers: the records bound alone would keep accepting.
+        for i in 0..STAGED_MATCHES_MAX - 1 {
+            s.record_match(SubscriberKey((i as u128).to_be_bytes()), RecordSeq(0), 0).unwrap();
+        }
+        assert!(s.can_accept(1), "one match below the bound");
+        assert_eq!(s.staged_items(), 1 + (STAGED_MATCHES_MAX - 1) / MATCHES_PER_STAGED_ITEM, "matches fill a commit");
+        assert_eq!(s.decide(0), CommitDecision::CommitNow, "a batch full of matches commits at once");
+        s.record_match(SubscriberKey([0xEE; 16]), RecordSeq(0), 0).unwrap();
+        assert!(!s.can_accept(1), "backpressure at STAGED_MATCHES_MAX");
+        let job = s.take_job(0, 0).unwrap();
+        assert_eq!(job.matches, STAGED_MATCHES_MAX);
+        assert!(!s.can_accept(1), "matches in flight still count until durable");
+        s.job_written(job.id);
+        s.complete_job(job.id, 0);
+        assert!(s.can_accept(1));
+        assert_eq!(s.matches_not_durable(), 0);
     }
 
     #[test]

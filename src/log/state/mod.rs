@@ -45,8 +45,20 @@ use super::retention::SegmentSummary;
 use super::subscriptions::{SubscriptionError, SubscriptionTable};
 
 /// Match slots a mailbox header declares as one commit's in-flight window (recovery's torn-vs-corrupt line for
-/// `.mbx` files). Matches per commit are not bounded by the log, so this is a reporting heuristic: 2 MiB.
+/// `.mbx` files): 2 MiB. [`STAGED_MATCHES_MAX`] keeps what is staged near it, but one batch routed just under
+/// that bound may pass it, so this stays a reporting heuristic.
 pub const MAILBOX_IN_FLIGHT_SLOTS: u32 = 65_536;
+/// Match records staged or in flight (not yet durable) past which `can_accept` says no, as for records
+/// (`STAGED_RECORDS_MAX`): the shard routes no more proofs (client, peer or cover) until a commit makes them
+/// durable. A proof matching many filters thus slows the publishers down to what the disk takes instead of
+/// growing the staging without bound. Checked before a batch is routed, so the staging can pass it by one
+/// batch's matches (its proofs × `deliveries` each); 65,536 × 32 B = 2 MiB.
+pub const STAGED_MATCHES_MAX: u64 = MAILBOX_IN_FLIGHT_SLOTS as u64;
+/// Match records that count as one staged item for group commit's batch size (`records_max`): 16 × 32 B =
+/// 512 B, about one proof record's bytes. At the default 1,024 items a commit starts once 16,384 matches are
+/// staged, well before [`STAGED_MATCHES_MAX`] (65,536) holds the routing back.
+pub const MATCHES_PER_STAGED_ITEM: u64 = 16;
+
 /// Largest FETCH page: one FETCH_REPLY carries at most `Limits::proofs_per_batch_max` (1,024) proofs.
 pub const FETCH_PAGE_MAX: usize = 1_024;
 
@@ -104,6 +116,8 @@ struct InFlight {
     durable: bool,
     /// It rewrites the journal: the next commit must wait until it is durable (it appends to the new file).
     barrier: bool,
+    /// Match records it carries (they count toward `STAGED_MATCHES_MAX` until it is durable).
+    matches: u64,
 }
 
 /// Where a stored record is.

@@ -5,6 +5,8 @@
 //! connection's shard: on_publish ─split by owner─▶ Request::Publish (one per owner shard, in batch order)
 //! owner shard:        route ─▶ engine.handle_publish ─▶ log append (staged) ─▶ deliveries
 //!                       dispatch_deliveries: record_match for each (FETCH) ─▶ local outbox | Response::Deliver
+//!                       (only those the engine marked `push`: at most deliveries_per_proof_max per proof and
+//!                       deliveries_per_second_max per shard-second; the rest are counted deliveries_unpushed)
 //!                       Response::Published held until the log ticket is durable (durability.rs)
 //! connection's shard: on_published ─▶ ERROR per rejected proof; ACK once every earlier PUBLISH is complete
 //! cover:              handle_cover ─▶ the same route, with nobody to answer
@@ -111,6 +113,11 @@ impl ShardServer {
             // fails only once the log is poisoned, and then nothing more is acknowledged anyway.
             if let Err(e) = self.engine.log_mut().record_match(delivery.subscriber, delivery.seq) {
                 tracing::error!(shard = self.id, error = %e, "match record refused by the log");
+            }
+            if !delivery.push {
+                // Over the engine's per-proof or per-second bound: FETCH has it; counted, not sent.
+                ShardMetrics::add(&self.m().deliveries_unpushed, 1);
+                continue;
             }
             match self.directory.get(&delivery.subscriber).copied() {
                 None => ShardMetrics::add(&self.m().deliveries_offline, 1),

@@ -19,7 +19,7 @@ use super::{Clock, ShardServer};
 use crate::log::mailbox::SubscriberKey;
 use crate::log::subscriptions::SubscriptionError;
 use crate::proto::frame::Subscribe;
-use crate::proto::{ErrorCode, Frame, SubscribeEntry, SubscriberId};
+use crate::proto::{ErrorCode, Frame, SubscribeEntry, SubscriberId, FILTER_FINGERPRINTS_MAX};
 use crate::server::config::owner_shard;
 use crate::server::metrics::ShardMetrics;
 use crate::server::msg::{ConnAddr, ConnId, Request, Response};
@@ -32,8 +32,10 @@ impl ShardServer {
         if let Err(refusal) = self.check_subscribe(&entries, clock.unix_s) {
             // Not a protocol error (docs/PROTOCOL.md §5.6): one ERROR, the previous entries stay.
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
-            if matches!(refusal, Refusal::TooManyFilters { .. }) {
-                ShardMetrics::add(&self.m().limit_subscriptions, 1);
+            match refusal {
+                Refusal::TooManyFilters { .. } => ShardMetrics::add(&self.m().limit_subscriptions, 1),
+                Refusal::FilterSaturated { .. } => ShardMetrics::add(&self.m().filters_saturated, 1),
+                _ => {}
             }
             self.refuse(conn, refusal);
             return;
@@ -68,6 +70,13 @@ impl ShardServer {
             }
             let range = self.engine.config().check_window_range(now_s, entry.window_from_s, entry.window_to_s);
             range.map_err(|source| Refusal::WindowRange { entry: entry_index, source })?;
+            // An over-full filter matches (nearly) every proof of its bucket: each then costs a delivery, a match
+            // record and a mailbox entry per such entry. A filter of ≤ FILTER_FINGERPRINTS_MAX items never is.
+            if entry.filter.is_saturated() {
+                let (ones, max) = (entry.filter.count_ones(), entry.filter.params().filter_bits_max());
+                let fingerprints = u32::from(FILTER_FINGERPRINTS_MAX);
+                return Err(Refusal::FilterSaturated { entry: entry_index, ones, max, fingerprints });
+            }
             let n = per_bucket.entry(entry.bucket).or_default();
             *n += 1;
             if *n > self.limits.filters_per_bucket_max {
@@ -169,12 +178,18 @@ impl ShardServer {
     }
 
     /// Re-registers a subscription restored from storage at start (not persisted again). Entries whose range
-    /// has ended are dropped first, so one expired entry does not refuse the subscriber's others.
+    /// has ended are dropped first, so one expired entry does not refuse the subscriber's others; so are
+    /// saturated filters (a journal written before they were refused), with a warning.
     pub fn restore_subscription(&mut self, now_s: u64, key: SubscriberKey, entries: &[SubscribeEntry]) -> bool {
         let config = self.engine.config();
+        let saturated = entries.iter().filter(|e| e.filter.is_saturated()).count();
+        if saturated > 0 {
+            tracing::warn!(shard = self.id, saturated, "restored subscription: saturated filters dropped");
+        }
         let live: Vec<SubscribeEntry> = entries
             .iter()
             .filter(|e| config.check_window_range(now_s, e.window_from_s, e.window_to_s).is_ok())
+            .filter(|e| !e.filter.is_saturated())
             .cloned()
             .collect();
         if live.is_empty() {
@@ -295,6 +310,23 @@ mod tests {
         assert_eq!((c.state.subscribes_pending(), c.state.subscribers().count()), (0, 0), "no pending entry leaks");
         assert_eq!(s.engine.counters().subscribers, 0, "the UNSUBSCRIBE removed what the SUBSCRIBE applied");
         assert!(s.directory.is_empty());
+    }
+
+    #[test]
+    fn a_saturated_filter_is_refused_whole_and_dropped_from_a_restored_journal() {
+        let mut s = server(1);
+        let conn = client(&mut s);
+        let saturated = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).expect("128 bytes");
+        let Frame::Subscribe(mut sub) = subscribe(SubscriberId([8; 16])) else { unreachable!() };
+        sub.entries.push(SubscribeEntry { filter: saturated, ..sub.entries[0].clone() });
+        s.handle_message(conn, &encode_message(&[Frame::Subscribe(sub.clone())]), clock(1));
+        assert!(s.poll_request().is_none(), "refused before any shard hears of it");
+        let Some(Frame::Error(e)) = frames(&mut s, conn).pop() else { panic!("an ERROR") };
+        assert_eq!((e.code, e.detail), (ErrorCode::FILTER_SATURATED, 1));
+        assert_eq!(s.m().filters_saturated.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // A journal written before the check: the saturated entry is dropped, the other one restored.
+        assert!(s.restore_subscription(W + 5, SubscriberKey::of(&sub.subscriber), &sub.entries));
+        assert_eq!(s.engine.counters().entries, 1);
     }
 
     #[test]
