@@ -12,6 +12,7 @@ pub mod messaging;
 pub mod params;
 pub mod perf;
 pub mod perf_e2e;
+pub mod perf_hostile;
 pub mod relay;
 pub mod sim;
 

@@ -39,6 +39,9 @@ pub enum PerfCommand {
     Subscribe(SubscribeArgs),
     /// W-e2e: a relay process under load over loopback WebSocket (publishers, 4,800 subscribers).
     E2e(super::perf_e2e::E2eArgs),
+    /// A healthy publisher/subscriber pair on an idle relay, then under hostile load (idle TCP, silent
+    /// WebSockets, saturating subscribers, a reply flooder): throughput and p99 ratios, relay peak RSS.
+    Hostile(super::perf_hostile::HostileArgs),
 }
 
 /// Options shared by every workload.
@@ -93,6 +96,7 @@ pub fn run(args: PerfArgs) -> i32 {
         PerfCommand::Route(a) => (a.common, route(&a)),
         PerfCommand::Subscribe(a) => (a.common, subscribe(&a)),
         PerfCommand::E2e(a) => return super::perf_e2e::run(a),
+        PerfCommand::Hostile(a) => return super::perf_hostile::run(a),
     };
     if common.json {
         println!("{report}");

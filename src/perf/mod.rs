@@ -11,6 +11,7 @@
 //! generator that drives these over sockets and a relay child process lives with the runtime and depends on
 //! this module, never the other way round.
 
+pub mod hostile;
 pub mod procfs;
 pub mod report;
 pub mod stats;

@@ -16,6 +16,7 @@
 //! report are in `crate::perf` (pure); this module only moves them over sockets and processes.
 
 pub mod e2e;
+pub mod hostile;
 pub mod process;
 mod publisher;
 mod subscriber;

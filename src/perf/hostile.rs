@@ -1,0 +1,252 @@
+//! The report of `tessera perf hostile`: a healthy publisher/subscriber pair measured on an idle relay and again
+//! while hostile clients load it, what the attackers saw, and the verdict against the targets.
+//!
+//! ```text
+//! W-e2e report (idle) ──┐
+//! W-e2e report (attack) ┼─▶ HostileReport::new ─▶ failures() (targets) ─▶ to_text | to_json
+//! AttackCounts, relay peak RSS
+//! ```
+//! Pure: the runner (`driver::loadgen::hostile`) gathers the numbers; the targets and their thresholds live here,
+//! next to the figures they judge (docs/PERFORMANCE.md §Hostile load).
+
+use serde::Serialize;
+
+use super::report::Report;
+
+/// The healthy pair must keep at least this share of its idle throughput under attack.
+pub const THROUGHPUT_RATIO_MIN: f64 = 0.90;
+/// Its p99 publish→deliver under attack may be at most this multiple of the idle p99.
+pub const P99_RATIO_MAX: f64 = 2.0;
+
+/// What the attackers saw (counts over the whole attack, gauges at its end).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AttackCounts {
+    /// Idle TCP connections open at the end.
+    pub idle_open: u64,
+    /// Idle TCP connections the relay answered or closed (each reopened).
+    pub idle_hung_up: u64,
+    /// Idle TCP connects that failed (refused at accept or timed out).
+    pub idle_connect_failed: u64,
+    /// Upgraded, silent WebSocket connections open at the end.
+    pub silent_ws_open: u64,
+    /// Silent WebSocket connections the relay closed (each reopened).
+    pub silent_ws_hung_up: u64,
+    /// Silent WebSocket connects or upgrades that failed.
+    pub silent_ws_connect_failed: u64,
+    /// SUBSCRIBEs with saturated filters sent.
+    pub saturating_subscribes_sent: u64,
+    /// Of those, answered SUBSCRIBED (each one a defect).
+    pub saturating_accepted: u64,
+    /// Of those, answered with an ERROR.
+    pub saturating_refused: u64,
+    /// Saturating connections that could not finish HELLO, or ended without an answer.
+    pub saturating_other: u64,
+    /// Whole PUBLISH messages the flooders wrote.
+    pub flood_publishes: u64,
+    /// Bytes the flooders wrote.
+    pub flood_bytes: u64,
+    /// Longest time a flooder's write stayed blocked (the relay stopped reading it), ms.
+    pub flood_longest_blocked_ms: u64,
+    /// Flooding connections the relay closed.
+    pub flood_closed_by_relay: u64,
+}
+
+/// The healthy pair's figures in one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PairFigures {
+    /// Saturated routed proofs/s.
+    pub routed_per_s: f64,
+    /// Rate of the latency phase (half the saturated rate), proofs/s.
+    pub latency_rate_per_s: Option<u64>,
+    /// p99 publish→deliver at that rate, µs.
+    pub p99_us: Option<f64>,
+    /// p50 publish→deliver at that rate, µs.
+    pub p50_us: Option<f64>,
+    /// Addressed proofs the pair missed, rejected or refused, and connections it lost.
+    pub defects: usize,
+}
+
+impl PairFigures {
+    /// The figures of one W-e2e report (saturate phase, then the half-rate phase).
+    pub fn of(report: &Report) -> Self {
+        let half = report.phases.last();
+        Self {
+            routed_per_s: report.routed_per_s,
+            latency_rate_per_s: half.and_then(|p| p.target_per_s),
+            p99_us: report.latency_us.map(|l| l.p99),
+            p50_us: report.latency_us.map(|l| l.p50),
+            defects: report.defects().len(),
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HostileReport {
+    /// The pair on the idle relay.
+    pub idle: PairFigures,
+    /// The pair while the attack runs.
+    pub attacked: PairFigures,
+    /// Attacked / idle throughput.
+    pub throughput_ratio: f64,
+    /// Attacked / idle p99 publish→deliver.
+    pub p99_ratio: Option<f64>,
+    /// What the attackers saw.
+    pub attack: AttackCounts,
+    /// The relay's peak resident set over the whole run, bytes.
+    pub relay_peak_rss_bytes: Option<u64>,
+    /// The bound the peak must stay under, bytes.
+    pub relay_rss_bound_bytes: u64,
+    /// Seconds each W-e2e phase was measured.
+    pub seconds_per_phase: u64,
+}
+
+impl HostileReport {
+    /// Puts the figures together and computes the ratios.
+    pub fn new(idle: &Report, attacked: &Report, attack: AttackCounts, rss: Option<u64>, bound: u64) -> Self {
+        let (idle, attacked) = (PairFigures::of(idle), PairFigures::of(attacked));
+        let throughput_ratio = if idle.routed_per_s > 0.0 { attacked.routed_per_s / idle.routed_per_s } else { 0.0 };
+        let p99_ratio = match (idle.p99_us, attacked.p99_us) {
+            (Some(i), Some(a)) if i > 0.0 => Some(a / i),
+            _ => None,
+        };
+        Self {
+            idle,
+            attacked,
+            throughput_ratio,
+            p99_ratio,
+            attack,
+            relay_peak_rss_bytes: rss,
+            relay_rss_bound_bytes: bound,
+            seconds_per_phase: 0,
+        }
+    }
+
+    /// Every target the run missed (empty: all met).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.throughput_ratio < THROUGHPUT_RATIO_MIN {
+            out.push(format!(
+                "throughput under attack is {:.1}% of idle (target >= {:.0}%)",
+                self.throughput_ratio * 100.0,
+                THROUGHPUT_RATIO_MIN * 100.0
+            ));
+        }
+        match self.p99_ratio {
+            Some(r) if r > P99_RATIO_MAX => {
+                out.push(format!("p99 publish->deliver under attack is {r:.2}x idle (target <= {P99_RATIO_MAX}x)"))
+            }
+            None => out.push("no p99 publish->deliver was measured".into()),
+            _ => {}
+        }
+        match self.relay_peak_rss_bytes {
+            Some(rss) if rss > self.relay_rss_bound_bytes => out.push(format!(
+                "relay peak RSS {} MiB is over the bound of {} MiB",
+                rss >> 20,
+                self.relay_rss_bound_bytes >> 20
+            )),
+            None => out.push("the relay's peak RSS could not be read".into()),
+            _ => {}
+        }
+        if self.attack.saturating_accepted > 0 {
+            out.push(format!("{} saturating SUBSCRIBEs were accepted", self.attack.saturating_accepted));
+        }
+        if self.attack.saturating_refused == 0 {
+            out.push("no saturating SUBSCRIBE was answered with a refusal".into());
+        }
+        for (name, pair) in [("idle", &self.idle), ("attacked", &self.attacked)] {
+            if pair.defects > 0 {
+                out.push(format!("the {name} run of the healthy pair was not clean ({} defects)", pair.defects));
+            }
+        }
+        out
+    }
+
+    /// One JSON object.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A few lines for a terminal.
+    pub fn to_text(&self) -> String {
+        let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} µs"));
+        let a = &self.attack;
+        format!(
+            "healthy pair   idle: {:.0} routed/s, p99 {} (p50 {})\n\
+             healthy pair attack: {:.0} routed/s, p99 {} (p50 {})\n\
+             ratios: throughput {:.1}% (target >= {:.0}%), p99 {} (target <= {P99_RATIO_MAX}x)\n\
+             relay peak RSS: {} (bound {} MiB)\n\
+             idle TCP: {} open at the end, {} closed by the relay, {} connects failed\n\
+             silent WebSockets: {} open at the end, {} closed by the relay, {} connects failed\n\
+             saturating SUBSCRIBEs: {} sent, {} refused, {} accepted, {} connections ended otherwise\n\
+             flooder: {} PUBLISHes ({} MiB) written, longest blocked write {} ms, {} closed by the relay\n",
+            self.idle.routed_per_s,
+            us(self.idle.p99_us),
+            us(self.idle.p50_us),
+            self.attacked.routed_per_s,
+            us(self.attacked.p99_us),
+            us(self.attacked.p50_us),
+            self.throughput_ratio * 100.0,
+            THROUGHPUT_RATIO_MIN * 100.0,
+            self.p99_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            self.relay_peak_rss_bytes.map_or("-".into(), |b| format!("{} MiB", b >> 20)),
+            self.relay_rss_bound_bytes >> 20,
+            a.idle_open,
+            a.idle_hung_up,
+            a.idle_connect_failed,
+            a.silent_ws_open,
+            a.silent_ws_hung_up,
+            a.silent_ws_connect_failed,
+            a.saturating_subscribes_sent,
+            a.saturating_refused,
+            a.saturating_accepted,
+            a.saturating_other,
+            a.flood_publishes,
+            a.flood_bytes >> 20,
+            a.flood_longest_blocked_ms,
+            a.flood_closed_by_relay,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::report::{Latency, PhaseReport};
+
+    fn report(routed: f64, p99: f64) -> Report {
+        let latency = Latency { p50: p99 / 4.0, p99, p999: p99, max: p99, mean: p99 / 3.0, samples: 100 };
+        Report {
+            routed_per_s: routed,
+            latency_us: Some(latency),
+            phases: vec![
+                PhaseReport { name: "saturate".into(), ..Default::default() },
+                PhaseReport { name: "half".into(), target_per_s: Some((routed / 2.0) as u64), ..Default::default() },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn attack() -> AttackCounts {
+        AttackCounts { saturating_subscribes_sent: 10, saturating_refused: 10, ..Default::default() }
+    }
+
+    #[test]
+    fn targets_met_give_no_failures() {
+        let r = HostileReport::new(&report(1000.0, 400.0), &report(950.0, 700.0), attack(), Some(50 << 20), 256 << 20);
+        assert!((r.throughput_ratio - 0.95).abs() < 1e-9);
+        assert_eq!(r.p99_ratio, Some(1.75));
+        assert!(r.failures().is_empty(), "{:?}", r.failures());
+    }
+
+    #[test]
+    fn each_missed_target_is_named() {
+        let mut counts = attack();
+        counts.saturating_accepted = 3;
+        let r = HostileReport::new(&report(1000.0, 400.0), &report(800.0, 900.0), counts, Some(300 << 20), 256 << 20);
+        let failures = r.failures().join("\n");
+        for needle in ["80.0% of idle", "2.25x idle", "300 MiB", "3 saturating SUBSCRIBEs were accepted"] {
+            assert!(failures.contains(needle), "{needle} missing from {failures}");
+        }
+    }
+}
