@@ -58,6 +58,21 @@ pub struct RelayArgs {
     /// Most accepted sockets still in their HTTP request or upgrade; more are closed at once [default: 4096].
     #[arg(long)]
     pub handshakes_max: Option<u32>,
+    /// Close an established connection that sends nothing (no message, ping or pong) this long, ms; the relay
+    /// pings it halfway [default: 300000].
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most sockets one source address (IPv6: one /64) may hold open, handshakes included; more are closed at
+    /// accept [default: 256].
+    #[arg(long)]
+    pub connections_per_ip_max: Option<u32>,
+    /// The same for loopback sources (a local proxy, the load generator), all together [default: 65536].
+    #[arg(long)]
+    pub connections_per_loopback_max: Option<u32>,
+    /// Deadline of a plain HTTP exchange or of the WebSocket upgrade (request in, response out), ms
+    /// [default: 10000].
+    #[arg(long)]
+    pub http_timeout_ms: Option<u64>,
     /// DANGER: never fdatasync the log (ACKs stop meaning durable); for measuring durability's cost. Logged loudly.
     #[arg(long)]
     pub danger_log_skip_fdatasync: bool,
@@ -88,6 +103,10 @@ impl RelayArgs {
             slow_consumer_grace_ms: self.slow_consumer_grace_ms,
             hello_timeout_ms: self.hello_timeout_ms,
             handshakes_max: self.handshakes_max,
+            idle_timeout_ms: self.idle_timeout_ms,
+            connections_per_ip_max: self.connections_per_ip_max,
+            connections_per_loopback_max: self.connections_per_loopback_max,
+            http_timeout_ms: self.http_timeout_ms,
             danger_log_skip_fdatasync: self.danger_log_skip_fdatasync.then_some(true),
             log_group_commit_records_max: self.log_group_commit_records_max,
             log_group_commit_delay_us_max: self.log_group_commit_delay_us_max,

@@ -34,6 +34,24 @@ pub const HELLO_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// once: a reconnect storm of 20,000 clients/s with a 200 ms handshake keeps ~4,000 in flight; each costs a
 /// descriptor, a task and a few KiB of buffers (≈ 16 MiB at the cap).
 pub const HANDSHAKES_MAX_DEFAULT: u32 = 4_096;
+/// How long an established connection (HELLO done) may go without sending anything — a message, a WebSocket
+/// ping or the pong answering the relay's own ping — before the relay closes it: five minutes, far above any
+/// keep-alive a client library sends, short enough that forgotten connections do not pile up.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
+/// Longest idle timeout: a day.
+pub const IDLE_TIMEOUT_MS_MAX: u64 = 86_400_000;
+/// Sockets one source address (an IPv6 /64) may hold open on the main port, in their handshake or upgraded:
+/// a household or an office behind one NAT address stays far below it, one host cannot take 65,536 places.
+pub const CONNECTIONS_PER_IP_MAX_DEFAULT: u32 = 256;
+/// The same for loopback sources: a local TLS proxy makes every client 127.0.0.1, and the load generator
+/// opens thousands of connections from it, so by default loopback is bounded only by `connections_max`.
+pub const CONNECTIONS_PER_LOOPBACK_MAX_DEFAULT: u32 = 65_536;
+/// How long a plain HTTP exchange (request head in, response out: `/metrics`, `/healthz`, an error answer)
+/// or the WebSocket upgrade (request head in, 101 out) may take; also bounds a response to a client that
+/// does not read it.
+pub const HTTP_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Longest HTTP timeout.
+pub const HTTP_TIMEOUT_MS_MAX: u64 = 60_000;
 /// Default cover round: one routing window (docs/FOUNDATIONS.md §4), so a round's dummies share their window.
 pub const COVER_ROUND_MS_DEFAULT: u64 = WINDOW_SECONDS * 1000;
 /// Shortest cover round: below it a round's ~8,450 dummies would arrive faster than rounds can be told apart.
@@ -98,6 +116,17 @@ pub struct RelayConfig {
     /// Accepted sockets still in their HTTP request head or upgrade (relay-wide; the metrics port counts its
     /// own); a socket accepted beyond it is closed at once.
     pub handshakes_max: u32,
+    /// An established connection that sends nothing for this long is closed (the relay pings it halfway, so
+    /// a live client's WebSocket library answers for it), milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Sockets one source address (IPv6: one /64) may hold on the main port, handshakes included; more are
+    /// closed at accept. Loopback sources use `connections_per_loopback_max` instead.
+    pub connections_per_ip_max: u32,
+    /// The same for loopback sources (127.0.0.0/8, ::1), all of them together.
+    pub connections_per_loopback_max: u32,
+    /// Deadline of a plain HTTP exchange or of the WebSocket upgrade (request head read, response written),
+    /// milliseconds.
+    pub http_timeout_ms: u64,
     /// DANGER: the log writes but never fdatasyncs, so an ACK no longer means durable. Only for measuring what
     /// durability costs (the "non-durable" W-e2e figure). Logged loudly.
     pub danger_log_skip_fdatasync: bool,
@@ -129,6 +158,10 @@ impl RelayConfig {
             slow_consumer_grace_ms: SLOW_CONSUMER_GRACE_MS_DEFAULT,
             hello_timeout_ms: HELLO_TIMEOUT_MS_DEFAULT,
             handshakes_max: HANDSHAKES_MAX_DEFAULT,
+            idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
+            connections_per_ip_max: CONNECTIONS_PER_IP_MAX_DEFAULT,
+            connections_per_loopback_max: CONNECTIONS_PER_LOOPBACK_MAX_DEFAULT,
+            http_timeout_ms: HTTP_TIMEOUT_MS_DEFAULT,
             danger_log_skip_fdatasync: false,
             log_group_commit_records_max: crate::log::commit::GroupCommitPolicy::RECORDS_MAX_DEFAULT,
             log_group_commit_delay_us_max: crate::log::commit::GroupCommitPolicy::DELAY_US_MAX_DEFAULT,
@@ -160,6 +193,10 @@ impl RelayConfig {
         set(&mut self.slow_consumer_grace_ms, layer.slow_consumer_grace_ms);
         set(&mut self.hello_timeout_ms, layer.hello_timeout_ms);
         set(&mut self.handshakes_max, layer.handshakes_max);
+        set(&mut self.idle_timeout_ms, layer.idle_timeout_ms);
+        set(&mut self.connections_per_ip_max, layer.connections_per_ip_max);
+        set(&mut self.connections_per_loopback_max, layer.connections_per_loopback_max);
+        set(&mut self.http_timeout_ms, layer.http_timeout_ms);
         set(&mut self.danger_log_skip_fdatasync, layer.danger_log_skip_fdatasync);
         set(&mut self.log_group_commit_records_max, layer.log_group_commit_records_max);
         set(&mut self.log_group_commit_delay_us_max, layer.log_group_commit_delay_us_max);
@@ -225,6 +262,20 @@ impl RelayConfig {
         }
         if self.handshakes_max == 0 {
             return Err(ConfigError::new("handshakes-max", 0, "must be at least 1"));
+        }
+        if !(1..=IDLE_TIMEOUT_MS_MAX).contains(&self.idle_timeout_ms) {
+            let reason = format!("must be in 1..={IDLE_TIMEOUT_MS_MAX} ms");
+            return Err(ConfigError::new("idle-timeout-ms", self.idle_timeout_ms, reason));
+        }
+        if !(1..=HTTP_TIMEOUT_MS_MAX).contains(&self.http_timeout_ms) {
+            let reason = format!("must be in 1..={HTTP_TIMEOUT_MS_MAX} ms");
+            return Err(ConfigError::new("http-timeout-ms", self.http_timeout_ms, reason));
+        }
+        if self.connections_per_ip_max == 0 {
+            return Err(ConfigError::new("connections-per-ip-max", 0, "must be at least 1"));
+        }
+        if self.connections_per_loopback_max == 0 {
+            return Err(ConfigError::new("connections-per-loopback-max", 0, "must be at least 1"));
         }
         if self.clock_skew_s >= self.window_s {
             return Err(ConfigError::new("clock-skew-s", self.clock_skew_s, "must be shorter than the window"));
@@ -369,6 +420,14 @@ pub struct ConfigLayer {
     pub hello_timeout_ms: Option<u64>,
     /// See [`RelayConfig::handshakes_max`].
     pub handshakes_max: Option<u32>,
+    /// See [`RelayConfig::idle_timeout_ms`].
+    pub idle_timeout_ms: Option<u64>,
+    /// See [`RelayConfig::connections_per_ip_max`].
+    pub connections_per_ip_max: Option<u32>,
+    /// See [`RelayConfig::connections_per_loopback_max`].
+    pub connections_per_loopback_max: Option<u32>,
+    /// See [`RelayConfig::http_timeout_ms`].
+    pub http_timeout_ms: Option<u64>,
     /// See [`RelayConfig::danger_log_skip_fdatasync`].
     pub danger_log_skip_fdatasync: Option<bool>,
     /// See [`RelayConfig::log_group_commit_records_max`].
@@ -510,6 +569,15 @@ mod tests {
         let mut c = RelayConfig::defaults(2);
         c.handshakes_max = 0;
         assert_eq!(c.validate().unwrap_err().key, "handshakes-max");
+        let mut c = RelayConfig::defaults(2);
+        c.idle_timeout_ms = 0;
+        assert_eq!(c.validate().unwrap_err().key, "idle-timeout-ms");
+        let mut c = RelayConfig::defaults(2);
+        c.http_timeout_ms = HTTP_TIMEOUT_MS_MAX + 1;
+        assert_eq!(c.validate().unwrap_err().key, "http-timeout-ms");
+        let mut c = RelayConfig::defaults(2);
+        c.connections_per_ip_max = 0;
+        assert_eq!(c.validate().unwrap_err().key, "connections-per-ip-max");
         let err = ConfigLayer::from_toml("prot = 1\n").unwrap_err();
         assert!(err.reason.contains("unknown field"), "{err}");
         assert_eq!((err.key.as_str(), err.value.as_str()), ("config key", "prot"));

@@ -152,6 +152,11 @@ shard_metrics! {
         connections_refused: "tessera_connections_refused_total", "Connections refused at connections_max.";
         handshakes_refused: "tessera_handshakes_refused_total", "Sockets closed at accept: handshakes_max sockets were still in their HTTP request or upgrade.";
         hello_timeouts: "tessera_hello_timeouts_total", "WebSocket connections closed for sending no HELLO within hello_timeout_ms.";
+        idle_timeouts: "tessera_idle_timeouts_total", "Established connections closed for sending nothing (not even a pong) within idle_timeout_ms.";
+        connections_per_ip_refused: "tessera_connections_per_ip_refused_total", "Sockets closed at accept: their source address already held connections_per_ip_max (or connections_per_loopback_max) sockets.";
+        fd_reserve_refused: "tessera_fd_reserve_refused_total", "Sockets closed at accept to keep the file descriptors the log needs (RLIMIT_NOFILE minus the reserve reached).";
+        http_timeouts: "tessera_http_timeouts_total", "HTTP exchanges or WebSocket upgrades cut at http_timeout_ms (request head not read or response not written in time).";
+        reply_backpressure: "tessera_reply_backpressure_total", "Times the relay stopped reading a connection because its queued replies (ACK, ERROR, ...) reached the reply backlog limit.";
         http_requests: "tessera_http_requests_total", "Plain HTTP requests (metrics, health, others).";
         messages_in: "tessera_messages_in_total", "WebSocket messages received.";
         messages_out: "tessera_messages_out_total", "WebSocket messages sent.";

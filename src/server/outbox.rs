@@ -6,8 +6,16 @@
 //! queued, further deliveries are refused (the caller keeps them for FETCH or counts them). The writer's
 //! progress is the stall signal: when something is waiting — queued, or taken by the writer and not yet
 //! written to the socket — and the writer has made no progress for the grace period, the peer is not reading
-//! (its writer is blocked on a full socket), and the shard's tick closes that connection. Control frames are
-//! bounded by bytes for the same reason.
+//! (its writer is blocked on a full socket), and the shard's tick closes that connection.
+//!
+//! Control frames (the replies: HELLO_REPLY, ACK, ERROR, SUBSCRIBED, FETCH_REPLY) are bounded by bytes. A
+//! client that pipelines requests and never reads its replies is held back before the bound ([`reply_room`]):
+//! while `REPLY_BACKLOG_PAUSE_BYTES` or more wait here, or `PUBLISHES_IN_PROGRESS_MAX` of its PUBLISHes are
+//! still unanswered, the driver stops reading that connection (backpressure, as for a full log staging). What
+//! can still arrive is then bounded: the replies to those PUBLISHes and to the one message read last
+//! (`CONTROL_BYTES_MAX` holds them). If replies reach `CONTROL_BYTES_MAX` anyway (e.g. dozens of FETCHes
+//! pipelined in one message), the connection is closed as a slow consumer at once; otherwise the stall rule
+//! above applies, with its grace period, as for a subscriber.
 
 use std::collections::VecDeque;
 
@@ -16,8 +24,23 @@ use bytes::{Bytes, BytesMut};
 use crate::proto::codec::encode_deliver;
 use crate::proto::{Frame, SubscriberId};
 
-/// Most bytes of control frames queued on one connection (e.g. ERRORs for a publisher that never reads).
-pub const CONTROL_BYTES_MAX: usize = 1 << 20;
+/// Most bytes of control frames queued on one connection: the pause threshold below plus what may still
+/// arrive once reading stopped — the replies to `PUBLISHES_IN_PROGRESS_MAX` PUBLISHes and to the last message
+/// read: at most (8 × 1,024 + 1,860) proofs refused one ERROR each (≤ 110 B with the relay's texts) ≈ 1.1 MB,
+/// or a couple of full FETCH_REPLY pages (577,551 B each).
+pub const CONTROL_BYTES_MAX: usize = 2 << 20;
+/// While this many bytes of control frames wait, the driver does not read the connection's next message.
+pub const REPLY_BACKLOG_PAUSE_BYTES: usize = 256 * 1024;
+/// While this many PUBLISH frames of a connection are unanswered (neither ACKed nor refused), the driver does
+/// not read its next message: each may still bring an ERROR per proof, and they must fit `CONTROL_BYTES_MAX`.
+/// 8 batches of up to 1,024 proofs keep a publisher busy across a group commit (the load generator pipelines 8).
+pub const PUBLISHES_IN_PROGRESS_MAX: usize = 8;
+
+/// Whether a connection with `backlog_bytes` of control frames queued and `publishes_in_progress` unanswered
+/// PUBLISHes may have its next message read.
+pub fn reply_room(backlog_bytes: usize, publishes_in_progress: usize) -> bool {
+    backlog_bytes < REPLY_BACKLOG_PAUSE_BYTES && publishes_in_progress < PUBLISHES_IN_PROGRESS_MAX
+}
 /// A message is closed once it holds this many bytes (then flushed); keeps write latency bounded.
 pub const MESSAGE_TARGET_BYTES: usize = 256 * 1024;
 
@@ -110,6 +133,11 @@ impl Outbox {
         self.proofs += 1;
         self.items.push_back(Item::Proof(subscriber, proof));
         Ok(())
+    }
+
+    /// Bytes of control frames queued (not yet taken by the writer).
+    pub fn control_bytes(&self) -> usize {
+        self.control_bytes
     }
 
     /// Proofs queued.
@@ -235,6 +263,33 @@ mod tests {
         assert!(q.stalled(15_300, 5_000));
         q.close();
         assert_eq!(q.push_proof(s, proof(5)), Err(Refused::Closing));
+    }
+
+    #[test]
+    fn reading_pauses_on_a_reply_backlog_or_too_many_publishes_in_progress() {
+        assert!(reply_room(0, 0));
+        assert!(reply_room(REPLY_BACKLOG_PAUSE_BYTES - 1, PUBLISHES_IN_PROGRESS_MAX - 1));
+        assert!(!reply_room(REPLY_BACKLOG_PAUSE_BYTES, 0));
+        assert!(!reply_room(0, PUBLISHES_IN_PROGRESS_MAX));
+        // What may still arrive once reading paused fits the hard bound: the unanswered PUBLISHes and the last
+        // message read, each proof refused with an ERROR (the longest text the relay writes for a proof).
+        let text = "proof 1023 rejected: fingerprint is not the one derived from the commit and window";
+        let error = crate::proto::frame::ErrorFrame {
+            code: crate::proto::ErrorCode::PROOF_BAD_FINGERPRINT,
+            ref_seq: u64::MAX,
+            detail: 1023,
+            text: text.into(),
+        };
+        let mut encoded = BytesMut::new();
+        crate::proto::encode_frame(&Frame::Error(error), &mut encoded);
+        assert!(encoded.len() <= 110, "{} bytes", encoded.len());
+        let in_flight_proofs = PUBLISHES_IN_PROGRESS_MAX * 1024 + (1 << 20) / crate::proto::PROOF_LEN;
+        assert!(REPLY_BACKLOG_PAUSE_BYTES + in_flight_proofs * 110 <= CONTROL_BYTES_MAX);
+        let mut q = Outbox::new(1, 64, 1024, 0);
+        q.push_frame(&Frame::Ack { seq: 1 }).unwrap();
+        assert_eq!(q.control_bytes(), 13);
+        q.next_message(0);
+        assert_eq!(q.control_bytes(), 0);
     }
 
     #[test]

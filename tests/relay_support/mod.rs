@@ -30,6 +30,12 @@ pub struct Relay {
     pub start_line: String,
 }
 
+/// The relay binary: this build's, or `TESSERA_RELAY_BIN` (to run a test against another build, e.g. the one
+/// before a fix).
+pub fn relay_bin() -> std::path::PathBuf {
+    std::env::var_os("TESSERA_RELAY_BIN").map_or_else(|| env!("CARGO_BIN_EXE_tessera").into(), Into::into)
+}
+
 impl Relay {
     /// Starts `tessera relay --port 0 --storage <temp>` plus `args`, and waits for its start line.
     pub fn start(args: &[&str]) -> Relay {
@@ -40,7 +46,7 @@ impl Relay {
     /// Starts `tessera relay --port 0` plus `args` with `cwd` as its working directory and no `--storage`:
     /// the embedded default `./tessera-data` (what the README's first command does).
     pub fn start_with_default_storage(cwd: tempfile::TempDir, args: &[&str]) -> Relay {
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        let child = Command::new(relay_bin())
             .current_dir(cwd.path())
             .args(["relay", "--port", "0", "--cover-traffic-epsilon", "4"])
             .args(args)
@@ -57,12 +63,33 @@ impl Relay {
     /// Cover traffic stays on, at ε = 4 (t = 4: about 26 dummies/s per relay) unless `args` set ε: the default
     /// ε = 0.1 (845 dummies/s) would make every debug-build test relay busy, and tests run many at once.
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Relay {
+        Self::start_limited(dir, args, None)
+    }
+
+    /// Starts like [`start`](Self::start) under RLIMIT_NOFILE = `nofile` (soft and hard).
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Relay {
+        Self::start_limited(tempfile::tempdir().expect("temp dir"), args, Some(nofile))
+    }
+
+    fn start_limited(dir: tempfile::TempDir, args: &[&str], nofile: Option<u64>) -> Relay {
+        use std::os::unix::process::CommandExt as _;
         let light_cover: &[&str] = if args.iter().any(|a| a.starts_with("--cover-traffic-epsilon")) {
             &[]
         } else {
             &["--cover-traffic-epsilon", "4"]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        let mut command = Command::new(relay_bin());
+        if let Some(n) = nofile {
+            let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = command
             .arg("relay")
             .args(["--port", "0", "--storage"])
             .arg(dir.path())
@@ -129,6 +156,23 @@ impl Relay {
     /// The process id.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Its resident memory (VmRSS), KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("relay status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
+    }
+
+    /// File descriptors it has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("relay fd dir").count()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
@@ -206,6 +250,26 @@ impl Client {
         Self::hello_on(Self::connect(relay))
     }
 
+    /// Connects and completes HELLO, each step within `timeout`; `None` when the relay refuses the connection
+    /// (closes it or never answers).
+    pub fn try_hello(relay: &Relay, timeout: Duration) -> Option<Client> {
+        let stream = TcpStream::connect(&relay.addr).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        let (ws, _) = tungstenite::client(relay.url(), stream).ok()?;
+        let mut client = Client { ws, codec: Codec::default(), next_seq: 1 };
+        let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
+        let bytes = tessera::proto::encode_message(&[hello]).to_vec();
+        client.ws.send(Message::binary(bytes)).ok()?;
+        match client.try_recv_frames()?.first() {
+            Some(Frame::HelloReply(_)) => {
+                client.ws.get_ref().set_read_timeout(Some(WAIT)).ok()?;
+                Some(client)
+            }
+            _ => None,
+        }
+    }
+
     /// Completes HELLO on a connected client.
     pub fn hello_on(mut client: Client) -> (Client, RelayParams) {
         client.send(&[Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] })]);
@@ -218,6 +282,11 @@ impl Client {
     /// The underlying socket (to change timeouts or buffer sizes).
     pub fn socket(&self) -> &TcpStream {
         self.ws.get_ref()
+    }
+
+    /// The WebSocket itself (raw messages, pings).
+    pub fn ws_mut(&mut self) -> &mut WebSocket<TcpStream> {
+        &mut self.ws
     }
 
     /// Sends frames as one message.

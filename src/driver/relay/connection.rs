@@ -1,20 +1,28 @@
 //! One accepted TCP connection: HTTP request head → `/metrics`, `/healthz`, or a WebSocket session.
 //!
 //! ```text
-//! accept ─▶ read head (≤ 8 KiB, 10 s) ─┬─ GET /metrics | /healthz ─▶ response, close
-//!                                      └─ Upgrade: websocket ─▶ 101 ─▶ reader loop ──handle_message──▶ ShardServer
-//!                                                                      writer task ◀──poll_message─── ShardServer
+//! accept ─▶ read head (≤ 8 KiB) ─┬─ GET /metrics | /healthz ─▶ response, close      (all within http_timeout_ms)
+//!                                └─ Upgrade: websocket ─▶ 101 ──────────────────────┘
+//!          ─▶ FrameGate (large frames whole) ─▶ reader loop (ReadDeadline: HELLO, idle) ──handle_message──▶ ShardServer
+//!             writer task ◀──poll_message─── ShardServer
 //! ```
 //! The reader feeds each binary message to the shard and then waits for the cross-shard sends it produced
-//! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). A text message — UTF-8
-//! or not — is never decoded: the shard answers `ERROR(BINARY_REQUIRED)` and the connection closes with 1003
-//! (docs/PROTOCOL.md §2). The writer sleeps on a [`WakeFlag`] until the shard queues something for this
-//! connection, then writes whole messages. When the shard closes the connection (protocol errors, slow
-//! consumer, shutdown) the writer drains, sends a close frame and stops the reader; a writer stuck on a peer
-//! that never reads is cancelled after a grace period.
+//! (so a publisher faster than the owner shards is slowed down by TCP, nobody else). Before reading the next
+//! message it waits while the connection's replies queued in the shard, or its PUBLISHes in progress, are at
+//! their limits (`server::outbox::reply_room`): a client that pipelines requests and never reads its replies
+//! is stopped by TCP, not buffered for. A text
+//! message — UTF-8 or not — is never decoded: the shard answers `ERROR(BINARY_REQUIRED)` and the connection
+//! closes with 1003 (docs/PROTOCOL.md §2). The writer sleeps on a [`WakeFlag`] until the shard queues
+//! something for this connection (or the idle deadline asks for a ping), then writes whole messages. When the
+//! shard closes the connection (protocol errors, slow consumer, shutdown) the writer drains, sends a close
+//! frame and stops the reader; a writer stuck on a peer that never reads is cancelled after a grace period.
+//! Plain HTTP answers are bounded the same way: a client that never reads its `/metrics` response holds the
+//! task and the descriptor for `http_timeout_ms` at most.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
@@ -24,6 +32,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::{SinkExt, StreamExt};
 use glommio::net::TcpStream;
 
+use super::frame_gate::FrameGate;
 use super::shard_ctx::ShardCtx;
 use crate::driver::wake_flag::WakeFlag;
 use crate::proto::frame::ErrorFrame;
@@ -32,84 +41,129 @@ use crate::server::http::{self, Request as HttpRequest};
 use crate::server::metrics::ShardMetrics;
 use crate::server::msg::ConnId;
 
-/// How long a client may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes one WebSocket read takes from the socket. tungstenite zero-fills this much of its read buffer
 /// before every read and the buffer stays allocated (and touched) for the life of the connection, so with
 /// thousands of mostly idle subscriber connections it is resident memory: 64 KiB × 4,800 = 300 MiB. A
 /// 147 KB PUBLISH takes 9 reads at 16 KiB instead of 3 at 64 KiB (the message buffer itself grows to the
 /// announced message length either way).
 const WS_READ_BYTES: usize = 16 * 1024;
+/// The socket as the WebSocket layer sees it (large frames are handed over whole: frame_gate.rs).
+type WsSocket = FrameGate<TcpStream>;
+
 /// How long a closing connection's writer may take to drain and send its close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+/// Kernel send buffer of a plain HTTP answer (Linux doubles it): without it the buffer autotunes up to
+/// megabytes, so a client that never reads would pin that much kernel memory per socket; with it the rest of a
+/// large `/metrics` waits in the task, which `http_timeout_ms` ends.
+const HTTP_SEND_BUFFER_BYTES: usize = 32 * 1024;
+/// How long the `400` answering a request head that did not arrive within `http_timeout_ms` may take.
+const LATE_ANSWER: Duration = Duration::from_secs(1);
 
 /// Per-connection signals shared by the reader, the writer and the shard's wake-up loop.
 #[derive(Default)]
 pub struct ConnSignals {
-    /// Something was queued for this connection (or it is closing).
+    /// Something was queued for this connection (or it is closing, or a ping is due).
     pub wake: WakeFlag,
     /// The reader must stop (the writer closed, or the close drain expired).
     pub stop_reader: WakeFlag,
+    /// The writer handed a message to the socket: a reader paused on the reply backlog looks again.
+    pub written: WakeFlag,
+    /// The idle deadline wants a WebSocket ping sent (`hello_deadline::ReadDeadline`).
+    pub ping: Cell<bool>,
+}
+
+/// Runs `work` until `deadline`; `None` when the deadline came first (the work is then dropped, cancelled).
+async fn before<T>(deadline: Instant, work: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(work.await) }, async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    })
+    .await
+}
+
+/// Writes a whole HTTP response and closes, within `deadline`; counts a cut (`tessera_http_timeouts_total`).
+async fn answer(ctx: &ShardCtx, stream: &mut TcpStream, deadline: Instant, response: &str) {
+    let _ = socket2::SockRef::from(&*stream).set_send_buffer_size(HTTP_SEND_BUFFER_BYTES);
+    let written = before(deadline, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.close().await
+    })
+    .await;
+    if written.is_none() {
+        ShardMetrics::add(&ctx.metrics().http_timeouts, 1);
+    }
 }
 
 /// Serves one accepted TCP connection to the end.
 pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + ctx.http_timeout();
     let mut buf = Vec::with_capacity(1024);
-    let head = futures_lite::future::or(read_head(&mut stream, &mut buf), async {
-        glommio::timer::sleep(HEAD_TIMEOUT).await;
-        None
-    })
-    .await;
-    let Some(head_len) = head else {
-        let _ =
-            stream.write_all(http::response("400 Bad Request", "text/plain", "bad request head\n").as_bytes()).await;
-        return;
+    let head_len = match before(deadline, read_head(&mut stream, &mut buf)).await {
+        Some(Some(len)) => len,
+        Some(None) => return answer(&ctx, &mut stream, deadline, &bad_head()).await,
+        None => {
+            ShardMetrics::add(&ctx.metrics().http_timeouts, 1);
+            return answer(&ctx, &mut stream, Instant::now() + LATE_ANSWER, &bad_head()).await;
+        }
     };
     let request = http::parse_request_head(&buf[..head_len]);
     let leftover = buf.split_off(head_len);
     match request {
         Ok(HttpRequest::WebSocket { key, .. }) => {
-            if stream.write_all(http::websocket_accept_response(&key).as_bytes()).await.is_err() {
-                return;
+            let accept = http::websocket_accept_response(&key);
+            match before(deadline, stream.write_all(accept.as_bytes())).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) => return,
+                None => {
+                    ShardMetrics::add(&ctx.metrics().http_timeouts, 1);
+                    return;
+                }
             }
             let config = websocket_config(&ctx.limits);
-            let ws = WebSocketStream::from_partially_read(stream, leftover, WsRole::Server, Some(config)).await;
+            let gate = FrameGate::new(stream, leftover, ctx.limits.message_bytes_max.into());
+            let ws = WebSocketStream::from_raw_socket(gate, WsRole::Server, Some(config)).await;
             session(ctx, ws).await;
         }
         Ok(HttpRequest::Get { path }) => {
             ShardMetrics::add(&ctx.metrics().http_requests, 1);
             let response = ctx.http_response(&path);
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.close().await;
+            answer(&ctx, &mut stream, deadline, &response).await;
         }
         Err(e) => {
             let status = match e {
                 http::HttpError::MethodNotAllowed => "405 Method Not Allowed",
                 _ => "400 Bad Request",
             };
-            let _ = stream.write_all(http::response(status, "text/plain", &format!("{e}\n")).as_bytes()).await;
+            answer(&ctx, &mut stream, deadline, &http::response(status, "text/plain", &format!("{e}\n"))).await;
         }
     }
 }
 
-/// Serves plain HTTP only (the `--metrics-port` listener): `/metrics`, `/healthz`, 404 otherwise.
+fn bad_head() -> String {
+    http::response("400 Bad Request", "text/plain", "bad request head\n")
+}
+
+/// Serves plain HTTP only (the `--metrics-port` listener): `/metrics`, `/healthz`, 404 otherwise; the whole
+/// exchange within `http_timeout_ms`.
 pub async fn serve_http_only(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    let deadline = Instant::now() + ctx.http_timeout();
     let mut buf = Vec::with_capacity(512);
-    let head = futures_lite::future::or(read_head(&mut stream, &mut buf), async {
-        glommio::timer::sleep(HEAD_TIMEOUT).await;
-        None
-    })
-    .await;
-    let response = match head.map(|len| http::parse_request_head(&buf[..len])) {
+    let head = before(deadline, read_head(&mut stream, &mut buf)).await;
+    let response = match head.flatten().map(|len| http::parse_request_head(&buf[..len])) {
         Some(Ok(HttpRequest::Get { path })) => {
             ShardMetrics::add(&ctx.metrics().http_requests, 1);
             ctx.http_response(&path)
         }
         _ => http::response("400 Bad Request", "text/plain", "this port serves GET /metrics and /healthz\n"),
     };
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.close().await;
+    let deadline = if head.is_none() {
+        ShardMetrics::add(&ctx.metrics().http_timeouts, 1);
+        Instant::now() + LATE_ANSWER
+    } else {
+        deadline
+    };
+    answer(&ctx, &mut stream, deadline, &response).await;
 }
 
 /// Reads until the end of the request head; `None` on EOF, error or an oversized head.
@@ -130,28 +184,67 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
-/// WebSocket limits: a message or frame over `message_bytes_max` is refused from its header, before its
-/// body is buffered (tungstenite checks the declared length first), and the connection is closed (1009).
+/// WebSocket limits. A message or frame over `message_bytes_max` is refused from its header, before its
+/// body is buffered (tungstenite checks the declared length first), and the connection is closed (1009). A
+/// frame within the limit would make tungstenite reserve its declared length at once; the `FrameGate` under
+/// it hands a large frame over only once it is complete, so memory follows the bytes received, and a frame
+/// that never completes is ended by the HELLO or idle deadline (tests/relay_exhaustion.rs measures both).
+/// Writes go out message by message (`write_buffer_size` 0, the writer waits for each), so the write buffer
+/// holds at most one outgoing message and a control frame; `max_write_buffer_size` only states that bound.
 fn websocket_config(limits: &Limits) -> WebSocketConfig {
     let max = limits.message_bytes_max as usize;
     WebSocketConfig::default()
         .read_buffer_size(WS_READ_BYTES)
         .write_buffer_size(0)
+        .max_write_buffer_size(2 * max)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
 }
 
+/// Waits until the replies queued for `conn` and its PUBLISHes in progress are below their limits
+/// (`server::outbox::reply_room`; counted once per pause); `false` when the reader must stop instead. Woken
+/// when the writer hands a message to the socket and when the shard queues something for `conn` (an ACK
+/// ends a PUBLISH in progress).
+async fn wait_reply_room(ctx: &ShardCtx, conn: ConnId, signals: &ConnSignals) -> bool {
+    let mut paused = false;
+    while !ctx.server.borrow().reply_room(conn) {
+        if !paused {
+            paused = true;
+            ShardMetrics::add(&ctx.metrics().reply_backpressure, 1);
+        }
+        let stop = futures_lite::future::or(
+            async {
+                signals.written.wait().await;
+                false
+            },
+            async {
+                signals.stop_reader.wait().await;
+                true
+            },
+        )
+        .await;
+        if stop {
+            return false;
+        }
+    }
+    true
+}
+
 /// Runs a WebSocket session until either side closes.
-async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<TcpStream>) {
+async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<WsSocket>) {
     let Some(conn) = ctx.admit() else {
         refuse(ws, ctx.limits.connections_max).await;
         return;
     };
     let signals = ctx.register(conn);
     let (sink, stream) = ws.split();
-    let mut stream = super::hello_deadline::HelloDeadline::new(&ctx, stream);
+    let mut stream = super::hello_deadline::ReadDeadline::new(&ctx, signals.clone(), stream);
     let writer = glommio::spawn_local(writer(ctx.clone(), conn, signals.clone(), sink));
     loop {
+        // Backpressure on a client that does not read its replies: stop reading it (TCP then stops it).
+        if !wait_reply_room(&ctx, conn, &signals).await {
+            break;
+        }
         let next = futures_lite::future::or(async { stream.next().await.map(Some) }, async {
             signals.stop_reader.wait().await;
             None
@@ -209,15 +302,19 @@ async fn writer(
     ctx: Rc<ShardCtx>,
     conn: ConnId,
     signals: Rc<ConnSignals>,
-    mut sink: async_tungstenite::WebSocketSender<TcpStream>,
+    mut sink: async_tungstenite::WebSocketSender<WsSocket>,
 ) {
     loop {
+        if signals.ping.replace(false) && sink.send(Message::Ping(Default::default())).await.is_err() {
+            break;
+        }
         let next = ctx.server.borrow_mut().poll_message(conn, ctx.clock());
         match next {
             Some(message) => {
                 if sink.feed(Message::Binary(message)).await.is_err() {
                     break;
                 }
+                signals.written.notify();
                 // Flush once nothing more is immediately queued: one syscall per burst, not per message.
                 if ctx.server.borrow().has_outgoing(conn) {
                     continue;
@@ -242,7 +339,7 @@ async fn writer(
 }
 
 /// Tells a client over `connections_max` why, then closes.
-async fn refuse(mut ws: WebSocketStream<TcpStream>, connections_max: u32) {
+async fn refuse(mut ws: WebSocketStream<WsSocket>, connections_max: u32) {
     let frame = Frame::Error(ErrorFrame {
         code: ErrorCode::TOO_MANY_CONNECTIONS,
         ref_seq: 0,

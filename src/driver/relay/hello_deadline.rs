@@ -1,58 +1,133 @@
-//! The HELLO deadline of an upgraded WebSocket connection: the reader's message stream ends (as if the peer
-//! had gone) when no message starting with HELLO arrives within `hello_timeout_ms` of the upgrade.
+//! The read deadlines of an upgraded WebSocket connection: the reader's message stream ends (as if the peer
+//! had gone) when no message starting with HELLO arrives within `hello_timeout_ms` of the upgrade, and, once
+//! HELLO arrived, when nothing at all arrives for `idle_timeout_ms`.
 //!
 //! ```text
-//! connection::session: ws.split() ─▶ HelloDeadline::new(ctx, receiver) ─▶ reader loop
-//!   message whose first frame type is HELLO ─▶ deadline disarmed, passed on
-//!   other messages, pings ─▶ passed on (the server answers HELLO_REQUIRED and keeps waiting)
-//!   timer first ─▶ counted (tessera_hello_timeouts_total) ─▶ end of stream ─▶ the reader's peer-closed path:
-//!                  the writer drains, sends close 1000 and the connection gives its place back
+//! connection::session: ws.split() ─▶ ReadDeadline::new(ctx, signals, receiver) ─▶ reader loop
+//!   awaiting HELLO: a message whose first frame type is HELLO ─▶ idle phase, passed on
+//!                   other messages, pings ─▶ passed on (the server answers HELLO_REQUIRED and keeps waiting)
+//!                   timer first ─▶ counted (tessera_hello_timeouts_total) ─▶ end of stream
+//!   idle phase:     anything received (message, ping, pong) ─▶ last activity = now, passed on
+//!                   half the idle timeout quiet ─▶ ask the writer for a WebSocket ping (ConnSignals::ping)
+//!                   the whole idle timeout quiet ─▶ counted (tessera_idle_timeouts_total) ─▶ end of stream
+//!   end of stream ─▶ the reader's peer-closed path: the writer drains, sends close 1000, the place is given back
 //! ```
-//! Without it a client could upgrade and stay silent, holding a place among `connections_max` (200 such
-//! connections were still open after 125 s). The timer lives here, not in the server, because the server
-//! sees only whole messages, and a silent client sends none: the deadline must run on the driver's clock.
+//! Without them a client could upgrade and stay silent, holding a place among `connections_max` (200 such
+//! connections were still open after 125 s), or say HELLO and then hold its place forever. The ping lets a
+//! live client that only listens stay connected without doing anything: its WebSocket library answers with a
+//! pong, which counts as activity. The timers live here, not in the server, because the server sees only whole
+//! messages, and a silent client sends none: the deadline must run on the driver's clock. A message is only
+//! timestamped (no timer is re-armed per message); the timer re-arms itself when it fires early.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::Stream;
 use glommio::timer::Timer;
 
+use super::connection::ConnSignals;
 use super::shard_ctx::ShardCtx;
 use crate::proto::frame::frame_type as ft;
 use crate::server::metrics::ShardMetrics;
 
-/// A WebSocket message stream that ends if no HELLO arrives in time (see the module docs).
-pub struct HelloDeadline<S> {
-    inner: S,
-    /// Running until a message starting with HELLO arrives; `None` afterwards.
-    timer: Option<Timer>,
-    expired: bool,
-    ctx: Rc<ShardCtx>,
+/// Where a connection stands with respect to its deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No HELLO yet: the timer is the HELLO deadline.
+    AwaitHello,
+    /// HELLO arrived: the timer checks for silence; `pinged_at` when the writer was last asked for a ping.
+    Idle { pinged_at: Option<Instant> },
+    /// A deadline passed: the stream has ended.
+    Expired,
 }
 
-impl<S> HelloDeadline<S> {
-    /// Arms the deadline (`ShardCtx::hello_timeout` from now) over the connection's incoming messages.
-    pub fn new(ctx: &Rc<ShardCtx>, inner: S) -> Self {
-        Self { inner, timer: Some(Timer::new(ctx.hello_timeout())), expired: false, ctx: ctx.clone() }
+/// A WebSocket message stream that ends at the HELLO or the idle deadline (see the module docs).
+pub struct ReadDeadline<S> {
+    inner: S,
+    timer: Timer,
+    phase: Phase,
+    /// When something was last received (idle phase).
+    last_activity: Instant,
+    ctx: Rc<ShardCtx>,
+    signals: Rc<ConnSignals>,
+}
+
+impl<S> ReadDeadline<S> {
+    /// Arms the HELLO deadline (`ShardCtx::hello_timeout` from now) over the connection's incoming messages.
+    pub fn new(ctx: &Rc<ShardCtx>, signals: Rc<ConnSignals>, inner: S) -> Self {
+        Self {
+            inner,
+            timer: Timer::new(ctx.hello_timeout()),
+            phase: Phase::AwaitHello,
+            last_activity: Instant::now(),
+            ctx: ctx.clone(),
+            signals,
+        }
+    }
+
+    /// Counts a received item: the first HELLO starts the idle phase, anything later is activity.
+    fn received(&mut self, message: &Message) {
+        match self.phase {
+            Phase::AwaitHello if starts_with_hello(message) => {
+                self.phase = Phase::Idle { pinged_at: None };
+                self.last_activity = Instant::now();
+                self.timer.reset(self.ctx.idle_timeout() / 2);
+            }
+            Phase::Idle { .. } => self.last_activity = Instant::now(),
+            _ => {}
+        }
+    }
+
+    /// The timer fired: decides what it means; `true` when the stream must end now.
+    fn timer_fired(&mut self) -> bool {
+        let idle = self.ctx.idle_timeout();
+        match self.phase {
+            Phase::AwaitHello => {
+                ShardMetrics::add(&self.ctx.metrics().hello_timeouts, 1);
+                tracing::debug!(shard = self.ctx.id, "no HELLO within hello_timeout_ms: connection closed");
+                true
+            }
+            Phase::Idle { pinged_at } => {
+                let quiet = self.last_activity.elapsed();
+                if quiet >= idle {
+                    ShardMetrics::add(&self.ctx.metrics().idle_timeouts, 1);
+                    tracing::debug!(shard = self.ctx.id, "nothing received within idle_timeout_ms: connection closed");
+                    return true;
+                }
+                if quiet < idle / 2 {
+                    // Something arrived since the timer was armed: look again once half the timeout has passed.
+                    self.timer.reset(idle / 2 - quiet);
+                    return false;
+                }
+                // Quiet for half the timeout: ping, unless a ping is already out since the last activity.
+                let answered = pinged_at.is_none_or(|sent| sent < self.last_activity);
+                if answered {
+                    self.phase = Phase::Idle { pinged_at: Some(Instant::now()) };
+                    self.signals.ping.set(true);
+                    self.signals.wake.notify();
+                }
+                self.timer.reset((idle - quiet).max(Duration::from_millis(1)));
+                false
+            }
+            Phase::Expired => true,
+        }
     }
 }
 
 /// Whether a message's first frame is a HELLO (by its type byte; the server decodes and checks the rest). A
-/// text message counts too: the server decodes it like a binary one.
+/// text message never counts: it is refused without being decoded.
 fn starts_with_hello(message: &Message) -> bool {
-    let bytes: &[u8] = match message {
-        Message::Binary(bytes) => bytes,
-        Message::Text(text) => text.as_bytes(),
-        _ => return false,
-    };
-    bytes.first() == Some(&ft::HELLO)
+    match message {
+        Message::Binary(bytes) => bytes.first() == Some(&ft::HELLO),
+        _ => false,
+    }
 }
 
-impl<S> Stream for HelloDeadline<S>
+impl<S> Stream for ReadDeadline<S>
 where
     S: Stream<Item = Result<Message, WsError>> + Unpin,
 {
@@ -60,27 +135,24 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.expired {
+        if this.phase == Phase::Expired {
             return Poll::Ready(None);
         }
         // Messages first: one that arrived together with the deadline still counts.
         if let Poll::Ready(item) = Pin::new(&mut this.inner).poll_next(cx) {
             if let Some(Ok(message)) = &item {
-                if starts_with_hello(message) {
-                    this.timer = None;
-                }
+                this.received(message);
             }
             return Poll::Ready(item);
         }
-        let due = this.timer.as_mut().is_some_and(|timer| Pin::new(timer).poll(cx).is_ready());
-        if !due {
-            return Poll::Pending;
+        // A re-armed timer must be polled again to register its waker.
+        while Pin::new(&mut this.timer).poll(cx).is_ready() {
+            if this.timer_fired() {
+                this.phase = Phase::Expired;
+                return Poll::Ready(None);
+            }
         }
-        this.expired = true;
-        this.timer = None;
-        ShardMetrics::add(&this.ctx.metrics().hello_timeouts, 1);
-        tracing::debug!(shard = this.ctx.id, "no HELLO within hello_timeout_ms: connection closed");
-        Poll::Ready(None)
+        Poll::Pending
     }
 }
 
@@ -100,5 +172,6 @@ mod tests {
         assert!(!starts_with_hello(&Message::Binary(bytes::Bytes::new())));
         assert!(!starts_with_hello(&Message::Ping(hello)));
         assert!(!starts_with_hello(&Message::Text("{}".into())));
+        assert!(!starts_with_hello(&Message::Text("\u{1}hello".into())), "a text message is never a HELLO");
     }
 }

@@ -2,17 +2,21 @@
 //! around the sans-IO `server` core.
 //!
 //! ```text
-//! run_relay: shards ≤ cores, lock storage (startup), node id, reserve port ─▶ one executor per shard (pinned)
+//! run_relay: shards ≤ cores, lock storage (startup), node id, reserve port, raise RLIMIT_NOFILE (admission)
+//!   ─▶ one executor per shard (pinned)
 //!   shard_main::run: open the log (log_io::open_parts ◀─ log_open, log_files) ─▶ ShardServer owns its LogState
 //!                    ─▶ ShardCtx (shard_ctx: the drain step) + committer (log_commit over log_exec's files)
 //!                    ─▶ accept loop ─▶ connection::serve (WebSocket, /metrics) ─▶ cover and retention tasks
 //! ─▶ wait ready (startup::wait_ready: joined within 10 s, then listening; SIGINT/SIGTERM end the wait)
+//! ─▶ measure the descriptors open (admission::FdBudget: sockets are refused before the log's reserve)
 //! ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
 //! ```
 //! `log_io::ShardLog` is the standalone durable log (tests, tools) on the same committer and files.
 
+pub mod admission;
 pub mod connection;
 pub mod epoch_signal;
+pub mod frame_gate;
 pub mod hello_deadline;
 pub mod log_commit;
 pub mod log_exec;
@@ -88,6 +92,7 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         );
     }
     let shards = config.shards;
+    let nofile = admission::raise_nofile_limit();
     let mut resolved = config.clone();
     resolved.port = addr.port();
     resolved.storage = storage;
@@ -102,6 +107,8 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         metrics,
         connections: AtomicU32::new(0),
         sockets_serving: AtomicU32::new(0),
+        sources: admission::SourceCounts::new(config.connections_per_ip_max, config.connections_per_loopback_max),
+        fds: admission::FdBudget::new(nofile, shards),
         shutdown,
     });
     let requests = MeshBuilder::full(shards, REQUEST_CHANNEL_MESSAGES);
@@ -134,6 +141,15 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         }
     };
     drop(reservation);
+    // Every shard has opened its log and listens: what is open now besides sockets and log files stays.
+    if let Some(open) = admission::open_fds() {
+        shared.fds.calibrate(open);
+    }
+    tracing::info!(
+        nofile,
+        sockets_max = shared.fds.sockets_max(),
+        "file descriptors: sockets beyond these are refused"
+    );
     println!("{}", start_line(&shared.config, addr, metrics_addr));
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

@@ -9,7 +9,7 @@
 //!   FETCH reads ─▶ LogFiles::read_records ─▶ server.handle_fetch_read ─▶ take_work again
 //!   wake-ups ─▶ connection writers (WakeFlag), closing connections get a watchdog
 //!   commit kick ─▶ Committer::kick;  late scans pending ─▶ the late-matching task (shard_main.rs)
-//! accept ─▶ accept_socket: a place among `handshakes_max` (else closed at once) ─▶ HTTP head / upgrade
+//! accept ─▶ accept_socket: fd reserve, source address, `handshakes_max` (else closed at once) ─▶ HTTP head / upgrade
 //!   ─▶ admit (`connections_max`): the WebSocket session no longer counts as a handshake
 //! committer (log_commit.rs) ─▶ RelayHost: server.poll_commit_job / handle_commit_written / handle_commit_done
 //!   (+ drain: the replies it released go out)
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use crossbeam::utils::CachePadded;
 use glommio::channels::channel_mesh::Senders;
 
+use super::admission::{BurstLog, FdBudget, SourceCounts, SourceKey};
 use super::connection::ConnSignals;
 use super::log_commit::{Committer, LogHost};
 use crate::driver::clock::unix_now_s;
@@ -58,6 +59,10 @@ pub struct Shared {
     /// Sockets accepted on the main port whose task still runs, all shards together: those in their handshake
     /// (HTTP head, upgrade, a plain HTTP response) and the `connections` they became.
     pub sockets_serving: AtomicU32,
+    /// Sockets per source address (`connections_per_ip_max`), main port only.
+    pub sources: SourceCounts,
+    /// File descriptors: accepted sockets are refused before they eat the log's reserve.
+    pub fds: FdBudget,
     /// Set by SIGINT/SIGTERM.
     pub shutdown: Arc<AtomicBool>,
 }
@@ -94,6 +99,8 @@ pub struct ShardCtx {
     watchdogs: RefCell<HashMap<ConnId, Cell<bool>>>,
     /// Sockets accepted on `--metrics-port` (only shard 0 has it) whose task still runs.
     metrics_sockets: Cell<u32>,
+    /// Refusals at accept (descriptor reserve, source limit) and accept errors, each logged once per burst.
+    refusal_logs: [BurstLog; 3],
     /// State shared with the other shards.
     pub shared: Arc<Shared>,
 }
@@ -112,17 +119,40 @@ pub enum Listener {
 pub struct SocketPlace {
     ctx: Rc<ShardCtx>,
     listener: Listener,
+    /// Its place among its source address's sockets, once taken.
+    source: Option<SourceKey>,
+    /// Whether it was counted among the sockets in their handshake.
+    counted: bool,
 }
 
 impl Drop for SocketPlace {
     fn drop(&mut self) {
+        let shared = &self.ctx.shared;
+        shared.fds.give_back();
+        if let Some(key) = self.source {
+            shared.sources.give_back(key);
+        }
+        if !self.counted {
+            return;
+        }
         match self.listener {
             Listener::Main => {
-                self.ctx.shared.sockets_serving.fetch_sub(1, Ordering::Relaxed);
+                shared.sockets_serving.fetch_sub(1, Ordering::Relaxed);
             }
             Listener::Metrics => self.ctx.metrics_sockets.set(self.ctx.metrics_sockets.get() - 1),
         }
     }
+}
+
+/// Which burst log a refusal goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Refused {
+    /// The descriptor reserve of the log.
+    FdReserve = 0,
+    /// The source address's limit.
+    Source = 1,
+    /// `accept` itself failed (typically EMFILE).
+    AcceptError = 2,
 }
 
 /// Everything one `handle_*` call queued, taken out of the server in the same borrow.
@@ -155,6 +185,7 @@ impl ShardCtx {
             conns: RefCell::new(HashMap::new()),
             watchdogs: RefCell::new(HashMap::new()),
             metrics_sockets: Cell::new(0),
+            refusal_logs: Default::default(),
             shared,
         })
     }
@@ -176,6 +207,13 @@ impl ShardCtx {
         c
     }
 
+    /// Reports what this shard's log holds open (segments and their mailboxes, the journal) to the descriptor
+    /// budget; called at start and every tick.
+    pub fn report_log_files(&self) {
+        let segments = self.server.borrow().log().counters().segments;
+        self.shared.fds.set_log_files(self.id, 2 * segments + 1);
+    }
+
     /// Admits a WebSocket connection if the relay is below `connections_max`.
     pub fn admit(&self) -> Option<ConnId> {
         let max = self.limits.connections_max;
@@ -188,30 +226,83 @@ impl ShardCtx {
         Some(self.server.borrow_mut().handle_conn_open(self.clock()))
     }
 
-    /// Takes a place for a socket just accepted on `listener`, or `None` (counted) when `handshakes_max`
-    /// sockets accepted there are still in their handshake: the caller then closes it at once. Such a socket
-    /// runs a task and holds a descriptor outside `connections_max` until its request head is read (10 s at
-    /// most) and its response written. On the main port the sockets in their handshake are those serving
-    /// minus the WebSocket sessions admitted (`admit` counts them); relaxed counters: the cap may be passed by
-    /// a few sockets when shards accept at the same instant.
-    pub fn accept_socket(self: &Rc<Self>, listener: Listener) -> Option<SocketPlace> {
-        let max = self.shared.config.handshakes_max;
+    /// Takes a place for a socket just accepted on `listener` from `peer`, or `None` (counted, logged once per
+    /// burst): the caller then closes it at once, before reading a byte. In this order:
+    /// - the file descriptors the log needs stay free (`admission::FdBudget`);
+    /// - on the main port, `peer`'s source address holds fewer than `connections_per_ip_max` sockets
+    ///   (`connections_per_loopback_max` for loopback), handshakes and upgraded connections together;
+    /// - fewer than `handshakes_max` sockets accepted there are still in their handshake. Such a socket runs a
+    ///   task and holds a descriptor outside `connections_max` until its request head is read and its response
+    ///   written (`http_timeout_ms` at most). On the main port the sockets in their handshake are those serving
+    ///   minus the WebSocket sessions admitted (`admit` counts them).
+    ///
+    /// Relaxed counters: a cap may be passed by a few sockets when shards accept at the same instant.
+    pub fn accept_socket(self: &Rc<Self>, listener: Listener, peer: Option<std::net::IpAddr>) -> Option<SocketPlace> {
+        let shared = &self.shared;
+        if !shared.fds.try_take() {
+            ShardMetrics::add(&self.metrics().fd_reserve_refused, 1);
+            self.log_refusal(Refused::FdReserve, "");
+            return None;
+        }
+        // From here on dropping the place gives back everything it took.
+        let mut place = SocketPlace { ctx: self.clone(), listener, source: None, counted: false };
+        if let (Listener::Main, Some(ip)) = (listener, peer) {
+            let key = SourceKey::of(ip);
+            if !shared.sources.try_take(key) {
+                ShardMetrics::add(&self.metrics().connections_per_ip_refused, 1);
+                self.log_refusal(Refused::Source, &ip.to_string());
+                return None;
+            }
+            place.source = Some(key);
+        }
         let in_handshake = match listener {
             Listener::Main => {
-                let serving = self.shared.sockets_serving.fetch_add(1, Ordering::Relaxed) + 1;
-                serving.saturating_sub(self.shared.connections.load(Ordering::Relaxed))
+                let serving = shared.sockets_serving.fetch_add(1, Ordering::Relaxed) + 1;
+                serving.saturating_sub(shared.connections.load(Ordering::Relaxed))
             }
             Listener::Metrics => {
                 self.metrics_sockets.set(self.metrics_sockets.get() + 1);
                 self.metrics_sockets.get()
             }
         };
-        let place = SocketPlace { ctx: self.clone(), listener };
-        if in_handshake > max {
+        place.counted = true;
+        if in_handshake > shared.config.handshakes_max {
             ShardMetrics::add(&self.metrics().handshakes_refused, 1);
-            return None; // dropping the place gives it back
+            return None;
         }
         Some(place)
+    }
+
+    /// Logs a refusal at accept, once per burst (`admission::BurstLog`).
+    pub fn log_refusal(&self, kind: Refused, detail: &str) {
+        let Some(count) = self.refusal_logs[kind as usize].event(Instant::now()) else { return };
+        let (shard, fds) = (self.id, &self.shared.fds);
+        match kind {
+            Refused::FdReserve => tracing::warn!(
+                shard,
+                refused = count,
+                nofile = fds.nofile(),
+                sockets_max = fds.sockets_max(),
+                "sockets closed at accept to keep the file descriptors the log needs (raise RLIMIT_NOFILE)"
+            ),
+            Refused::Source => tracing::warn!(
+                shard,
+                refused = count,
+                source = detail,
+                "sockets closed at accept: their source address holds connections_per_ip_max sockets"
+            ),
+            Refused::AcceptError => tracing::warn!(shard, errors = count, error = detail, "accept failed"),
+        }
+    }
+
+    /// How long an established connection may stay silent.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.config.idle_timeout_ms)
+    }
+
+    /// Deadline of a plain HTTP exchange or of the WebSocket upgrade.
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.config.http_timeout_ms)
     }
 
     /// How long an upgraded connection may take to send HELLO.

@@ -119,6 +119,7 @@ pub async fn run(
     server.restore_retained(&report.retained);
     let ctx = ShardCtx::new(id, server, files, (req_tx, resp_tx), shared.clone());
     ctx.metrics().log.store(&ctx.log_counters());
+    ctx.report_log_files();
     let committer = ctx.committer.clone();
     glommio::spawn_local(async move {
         if let Err(e) = committer.run().await {
@@ -159,6 +160,7 @@ pub async fn run(
         ctx.server.borrow_mut().handle_tick(clock);
         ctx.drain().await;
         ctx.metrics().log.store(&ctx.log_counters());
+        ctx.report_log_files();
     }
     // Shutdown: stop accepting, close every connection (writers drain and send 1001), wait for them.
     stop_accepting.notify();
@@ -347,8 +349,9 @@ fn spawn_receivers(ctx: &Rc<ShardCtx>, mut req_rx: Receivers<Request>, mut resp_
     }
 }
 
-/// Accepts connections until `stop`, serving each on its own task with `serve` while it holds a place among
-/// `handshakes_max`; a socket accepted beyond them is closed at once (dropped), before any byte is read.
+/// Accepts connections until `stop`, serving each on its own task with `serve` while it holds a place
+/// (`ShardCtx::accept_socket`: descriptor reserve, source address, `handshakes_max`); a socket refused a place
+/// is closed at once (dropped), before any byte is read.
 async fn accept_loop<F, Fut>(ctx: Rc<ShardCtx>, listener: (TcpListener, Listener), stop: Rc<WakeFlag>, serve: F)
 where
     F: Fn(Rc<ShardCtx>, glommio::net::TcpStream) -> Fut,
@@ -364,7 +367,8 @@ where
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let Some(place) = ctx.accept_socket(kind) else { continue };
+                let peer = stream.peer_addr().ok().map(|a| a.ip());
+                let Some(place) = ctx.accept_socket(kind, peer) else { continue };
                 let task = serve(ctx.clone(), stream);
                 glommio::spawn_local(async move {
                     task.await;
@@ -373,8 +377,9 @@ where
                 .detach();
             }
             Some(Err(e)) => {
-                // Typically EMFILE: back off briefly instead of spinning.
-                tracing::warn!(shard = ctx.id, error = %e, "accept failed");
+                // Typically EMFILE (descriptors used outside the budget): back off briefly instead of spinning,
+                // and log once per burst, not every 50 ms.
+                ctx.log_refusal(super::shard_ctx::Refused::AcceptError, &e.to_string());
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -426,6 +426,12 @@ impl ShardServer {
         self.conns.get(&conn).is_some_and(|c| !c.outbox.is_empty())
     }
 
+    /// Whether the driver may read `conn`'s next message: its queued replies and its PUBLISHes still in
+    /// progress are below their limits (`outbox::reply_room`).
+    pub fn reply_room(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| super::outbox::reply_room(c.outbox.control_bytes(), c.state.unacked()))
+    }
+
     /// Why `conn` is closing, once set; the writer closes after draining the outbox.
     pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
         self.conns.get(&conn).and_then(|c| c.close)
