@@ -30,6 +30,8 @@ fn hello_reply_announces_the_relays_configured_policy() {
         "1500",
         "--hello-timeout-ms",
         "4000",
+        "--idle-timeout-ms",
+        "45000",
     ]);
     let (client, params) = Client::hello(&relay);
     assert_eq!(params.version, PROTOCOL_VERSION);
@@ -41,7 +43,7 @@ fn hello_reply_announces_the_relays_configured_policy() {
     assert_eq!(p.hello_timeout_ms, 4000);
     assert_eq!(p.filter_fingerprints_max, FILTER_FINGERPRINTS_MAX);
     assert_eq!(p.protocol_errors_max, 8);
-    assert_eq!(p.idle_timeout_ms, 0, "this relay closes no connection for being idle");
+    assert_eq!(p.idle_timeout_ms, 45_000);
     client.close();
 }
 

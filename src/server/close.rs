@@ -22,6 +22,9 @@ pub enum CloseReason {
     MessageTooBig,
     /// A WebSocket text message: the protocol is binary only (1003, unsupported data).
     TextMessage,
+    /// A frame that breaks RFC 6455 (unmasked, RSV bit, reserved opcode, bad control frame, stray
+    /// continuation): the stream cannot be trusted to carry an ERROR frame (1002, protocol error).
+    BadFraming,
 }
 
 impl CloseReason {
@@ -29,7 +32,7 @@ impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
             CloseReason::ProtocolErrors | CloseReason::SlowConsumer => 1008,
-            CloseReason::UnsupportedVersion => 1002,
+            CloseReason::UnsupportedVersion | CloseReason::BadFraming => 1002,
             CloseReason::Shutdown => 1001,
             CloseReason::PeerClosed => 1000,
             CloseReason::MessageTooBig => 1009,
@@ -47,6 +50,7 @@ impl CloseReason {
             CloseReason::PeerClosed => "closed",
             CloseReason::MessageTooBig => "message over message_bytes_max",
             CloseReason::TextMessage => "binary messages only",
+            CloseReason::BadFraming => "invalid WebSocket framing",
         }
     }
 }

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::proto::codec::encode_deliver;
-use crate::proto::{Frame, SubscriberId};
+use crate::proto::{Frame, SubscriberId, PROOF_LEN};
 
 /// Most bytes of control frames queued on one connection: the pause threshold below plus what may still
 /// arrive once reading stopped — the replies to `PUBLISHES_IN_PROGRESS_MAX` PUBLISHes and to the last message
@@ -41,6 +41,9 @@ pub const PUBLISHES_IN_PROGRESS_MAX: usize = 8;
 pub fn reply_room(backlog_bytes: usize, publishes_in_progress: usize) -> bool {
     backlog_bytes < REPLY_BACKLOG_PAUSE_BYTES && publishes_in_progress < PUBLISHES_IN_PROGRESS_MAX
 }
+/// Bytes of a DELIVER frame besides its proofs: the frame header, the subscriber id and the count.
+const DELIVER_OVERHEAD_BYTES: usize = crate::proto::codec::FRAME_HEADER_LEN + 16 + 2;
+
 /// A message is closed once it holds this many bytes (then flushed); keeps write latency bounded.
 pub const MESSAGE_TARGET_BYTES: usize = 256 * 1024;
 
@@ -78,6 +81,9 @@ pub struct Outbox {
     frames_max: usize,
     /// Limit on proofs per DELIVER frame.
     batch_max: usize,
+    /// Hard limit on one outgoing message's bytes (`Limits::message_bytes_max`: the client decodes within
+    /// it); `MESSAGE_TARGET_BYTES` is only the size at which a message is closed early.
+    message_bytes_max: usize,
     /// Monotonic ms of the writer's last progress: a message taken or written (or the queue's creation).
     last_progress_ms: u64,
     /// The writer took a message and has not yet reported it written.
@@ -96,10 +102,19 @@ impl Outbox {
             proofs_max,
             frames_max: frames_max.max(1),
             batch_max: batch_max.max(1),
+            message_bytes_max: usize::MAX,
             last_progress_ms: now_ms,
             write_in_flight: false,
             closing: false,
         }
+    }
+
+    /// Caps every message [`next_message`](Self::next_message) builds at `bytes` (the relay's announced
+    /// `message_bytes_max`). A single frame larger than that is never queued: FETCH pages and DELIVERs are
+    /// bounded by `proofs_per_batch_max`, which the configuration keeps within a message.
+    pub fn with_message_bytes_max(mut self, bytes: usize) -> Self {
+        self.message_bytes_max = bytes;
+        self
     }
 
     /// Queues a control frame.
@@ -185,7 +200,10 @@ impl Outbox {
         while frames < self.frames_max && out.len() < MESSAGE_TARGET_BYTES {
             match self.items.front() {
                 None => break,
-                Some(Item::Frame(_)) => {
+                Some(Item::Frame(frame)) => {
+                    if !out.is_empty() && out.len() + frame.len() > self.message_bytes_max {
+                        break;
+                    }
                     if let Some(Item::Frame(frame)) = self.items.pop_front() {
                         self.control_bytes -= frame.len();
                         out.extend_from_slice(&frame);
@@ -193,10 +211,16 @@ impl Outbox {
                 }
                 Some(Item::Proof(subscriber, _)) => {
                     let subscriber = *subscriber;
+                    let room_bytes = self.message_bytes_max.saturating_sub(out.len() + DELIVER_OVERHEAD_BYTES);
+                    let room = match room_bytes / PROOF_LEN {
+                        0 if !out.is_empty() => break,
+                        // An empty message always takes one proof (a relay's limits always fit one DELIVER).
+                        room => room.max(1),
+                    };
                     let run = self
                         .items
                         .iter()
-                        .take(self.batch_max)
+                        .take(self.batch_max.min(room))
                         .take_while(|item| matches!(item, Item::Proof(s, _) if *s == subscriber))
                         .count();
                     let drained = self.items.drain(..run).map(|item| match item {
@@ -242,6 +266,27 @@ mod tests {
             matches!(&frames[2], Frame::Deliver { subscriber, proofs } if *subscriber == b && proofs.get(0).bucket() == 3)
         );
         assert!(q.next_message(2).is_none());
+    }
+
+    #[test]
+    fn messages_stay_within_message_bytes_max() {
+        let s = SubscriberId([4; 16]);
+        let max = 4096;
+        let mut q = Outbox::new(100, 64, 1024, 0).with_message_bytes_max(max);
+        for n in 0..20 {
+            q.push_proof(s, proof(n)).unwrap();
+            if n % 5 == 0 {
+                q.push_frame(&Frame::Ack { seq: u64::from(n) }).unwrap();
+            }
+        }
+        let (mut proofs, mut acks) = (0, 0);
+        while let Some((msg, n)) = q.next_message(1) {
+            assert!(msg.len() <= max, "a message of {} bytes over {max}", msg.len());
+            let frames = Codec::default().decode_message(&msg).unwrap();
+            acks += frames.iter().filter(|f| matches!(f, Frame::Ack { .. })).count();
+            proofs += n;
+        }
+        assert_eq!((proofs, acks), (20, 4), "everything is sent, split over messages");
     }
 
     #[test]

@@ -259,6 +259,8 @@ async fn session(ctx: Rc<ShardCtx>, ws: WebSocketStream<WsSocket>) {
                     // A text message that is not UTF-8 (the WebSocket layer checks before we see it): the
                     // same answer as any text message, so a client cannot tell the two apart.
                     WsError::Utf8(_) => ctx.server.borrow_mut().handle_text_message(conn, 0),
+                    WsError::Protocol(_) => ctx.server.borrow_mut().handle_bad_framing(conn),
+                    // I/O errors and a peer that went away: nothing can be sent any more.
                     _ => {}
                 }
                 ctx.drain().await;

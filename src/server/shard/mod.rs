@@ -180,8 +180,7 @@ impl ShardServer {
                 clock_skew_s: config.clock_skew_s.min(u32::MAX.into()) as u32,
                 slow_consumer_grace_ms: config.slow_consumer_grace_ms.min(u32::MAX.into()) as u32,
                 hello_timeout_ms: config.hello_timeout_ms.min(u32::MAX.into()) as u32,
-                // This relay closes no connection for being idle (0 = never).
-                idle_timeout_ms: 0,
+                idle_timeout_ms: config.idle_timeout_ms.min(u32::MAX.into()) as u32,
                 protocol_errors_max: crate::server::conn::PROTOCOL_ERRORS_MAX.min(u16::MAX.into()) as u16,
             },
         };
@@ -247,7 +246,8 @@ impl ShardServer {
             self.limits.frames_per_message_max as usize,
             self.limits.proofs_per_batch_max as usize,
             clock.mono_us / 1000,
-        );
+        )
+        .with_message_bytes_max(self.limits.message_bytes_max as usize);
         self.conns.insert(id, Conn { state: ConnState::default(), outbox, close: None, wake_queued: false });
         ShardMetrics::add(&self.m().connections_accepted, 1);
         ShardMetrics::set(&self.m().connections_open, self.conns.len() as u64);
@@ -358,6 +358,12 @@ impl ShardServer {
     pub fn handle_message_too_big(&mut self, conn: ConnId) {
         ShardMetrics::add(&self.m().limit_message_size, 1);
         self.close(conn, CloseReason::MessageTooBig);
+    }
+
+    /// `conn` sent a WebSocket frame that breaks RFC 6455 (docs/PROTOCOL.md §2 "Invalid WebSocket framing"):
+    /// closed with 1002 and no ERROR frame; not a protocol error of §5.7 (the stream itself is unusable).
+    pub fn handle_bad_framing(&mut self, conn: ConnId) {
+        self.close(conn, CloseReason::BadFraming);
     }
 
     /// `conn` sent a WebSocket text message of `len_bytes` (0 when the WebSocket layer refused it as not
