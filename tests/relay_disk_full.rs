@@ -30,9 +30,8 @@ impl Tmpfs {
         let target = CString::new(dir.path().as_os_str().as_bytes()).map_err(|e| e.to_string())?;
         let options = CString::new(format!("size={size_mib}m")).expect("no NUL");
         // SAFETY: valid NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, options.as_ptr().cast())
-        };
+        let rc =
+            unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, options.as_ptr().cast()) };
         if rc != 0 {
             return Err(format!("mount -t tmpfs on {}: {}", dir.path().display(), std::io::Error::last_os_error()));
         }
@@ -139,14 +138,13 @@ fn a_full_disk_stops_acks_keeps_fetch_answering_and_resumes_when_space_returns()
     let mut acked = vec![0usize];
     let mut pending = None; // (seq, watched index) of the batch whose commit stalled
     let mut refused = None;
-    for k in 1..=12 {
+    for (k, commit) in watched.iter().enumerate().skip(1).take(12) {
         let w = current_window();
-        let mut batch = vec![proof(&watched[k], w, 2)];
+        let mut batch = vec![proof(commit, w, 2)];
         batch.extend(noise(k as u32, 1023, w));
         let seq = publisher.publish(&batch);
-        let frames = frames_until(&mut publisher, Duration::from_secs(3), |f| {
-            matches!(f, Frame::Ack { .. } | Frame::Error(_))
-        });
+        let frames =
+            frames_until(&mut publisher, Duration::from_secs(3), |f| matches!(f, Frame::Ack { .. } | Frame::Error(_)));
         match frames.iter().find(|f| matches!(f, Frame::Ack { .. } | Frame::Error(_))) {
             Some(Frame::Ack { seq: s }) => {
                 assert_eq!(*s, seq);

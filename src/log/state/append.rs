@@ -9,6 +9,7 @@
 //! driver: job_written(id) ─▶ the next job may be taken (at most COMMITS_IN_FLIGHT_MAX in flight)
 //!         complete_job(id) ─▶ durable_through advances in job order ─▶ tickets durable
 //!         fail_job(id) ─────▶ poisoned: nothing more is accepted or written
+//!         stall_job(id) ────▶ parked until a retry succeeds (storage full: stall.rs)
 //! ```
 
 use super::{mailbox_header, InFlight, LogError, LogState, SegmentState, COMMITS_IN_FLIGHT_MAX};
@@ -176,6 +177,9 @@ impl LogState {
         if self.poisoned {
             return CommitDecision::Idle;
         }
+        if let Some(stalled) = self.stall_decision(now_us) {
+            return stalled;
+        }
         if !self.can_take_job() {
             return CommitDecision::InFlight;
         }
@@ -194,6 +198,7 @@ impl LogState {
     /// earlier commit's writes completed, and no journal rewrite pending.
     fn can_take_job(&self) -> bool {
         !self.poisoned
+            && self.stall.is_none()
             && self.in_flight.len() < COMMITS_IN_FLIGHT_MAX
             && self.in_flight.iter().all(|j| j.written && !j.barrier)
     }
@@ -242,7 +247,7 @@ impl LogState {
         if job.records > 0 {
             job.through = Some(RecordSeq(self.next_seq - 1));
         }
-        self.taken_seq = self.next_seq;
+        let from = std::mem::replace(&mut self.taken_seq, self.next_seq);
         job.matches = std::mem::take(&mut self.matches_staged);
         self.take_journal(&mut job, now_s);
         self.collect_segment_writes(&mut job);
@@ -256,7 +261,16 @@ impl LogState {
         self.commit.start(self.commit.staged(), now_us);
         self.next_job_id += 1;
         let barrier = job.journal_rewrite.is_some();
-        self.in_flight.push_back(InFlight { id, through: job.through, written: false, durable: false, barrier });
+        let through = job.through;
+        self.in_flight.push_back(InFlight {
+            id,
+            from,
+            through,
+            written: false,
+            durable: false,
+            barrier,
+            parked: false,
+        });
         Some(job)
     }
 
@@ -362,6 +376,9 @@ impl LogState {
     /// The job `id` is durable. Seqs become durable in job order: a job that finishes before an earlier one
     /// is reported when the earlier one finishes too.
     pub fn complete_job(&mut self, id: u64, job_bytes: u64) {
+        if self.park_if_behind_parked(id) {
+            return;
+        }
         let j = self.in_flight.iter_mut().find(|j| j.id == id).expect("complete_job for a job in flight");
         j.written = true;
         j.durable = true;
@@ -375,6 +392,7 @@ impl LogState {
             self.counters.commits += 1;
         }
         self.counters.bytes_written += job_bytes;
+        self.end_stall_if_clear();
     }
 
     /// The job `id` failed: nothing more is written; the shard must be reopened (recovery decides what
