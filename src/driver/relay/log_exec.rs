@@ -21,7 +21,7 @@ use std::rc::Rc;
 use futures_util::future::try_join_all;
 use glommio::io::DmaFile;
 
-use super::log_files::{self as files, ctx};
+use super::log_files::{self as files, ctx, FileError};
 use super::log_io::LogIoError;
 use super::log_open::TMP_SUFFIX;
 use crate::log::job::{CommitJob, FileId, JournalRewrite};
@@ -64,12 +64,16 @@ impl LogFiles {
     }
 
     /// The open file `id`. A first attempt of a job names only files that an earlier job created or that
-    /// recovery opened; a retry may name one that retention deleted while the job was parked (`None`: its
-    /// writes are moot, the segment expired).
-    fn file_for(&self, id: &FileId, retry: bool) -> Option<Rc<DmaFile>> {
+    /// recovery opened (anything else is a bug: an error, and fail-stop); a retry may name one that retention
+    /// deleted while the job was parked (`Ok(None)`: its writes are moot, the segment expired).
+    fn file_for(&self, id: &FileId, retry: bool) -> Result<Option<Rc<DmaFile>>, FileError> {
         let file = self.files.borrow().get(id).cloned();
-        debug_assert!(retry || file.is_some(), "a job only names files it created or that were opened");
-        file
+        if file.is_none() && !retry {
+            debug_assert!(false, "a job only names files it created or that were opened: {id:?}");
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "a job names a file that is not open");
+            return Err(FileError { op: "find", path: self.path(id), source });
+        }
+        Ok(file)
     }
 
     /// Closes and unlinks what a failed attempt of a job may have left of a file the job creates.
@@ -95,7 +99,7 @@ impl LogFiles {
         }
         for p in &job.preallocs {
             let path = self.path(&p.file);
-            if let Some(file) = self.file_for(&p.file, retry) {
+            if let Some(file) = self.file_for(&p.file, retry)? {
                 ctx(file.pre_allocate(p.len, false).await, "fallocate", &path)?;
             }
         }
@@ -104,7 +108,7 @@ impl LogFiles {
         }
         try_join_all(job.writes.iter().map(|w| async move {
             let path = self.path(&w.file);
-            match self.file_for(&w.file, retry) {
+            match self.file_for(&w.file, retry)? {
                 Some(file) => files::write_at(&file, &path, w.write.offset, &w.write.bytes).await,
                 None => Ok(()),
             }
@@ -120,7 +124,7 @@ impl LogFiles {
             let synced = job.files_to_sync();
             try_join_all(synced.iter().map(|id| async move {
                 let path = self.path(id);
-                match self.file_for(id, retry) {
+                match self.file_for(id, retry)? {
                     Some(file) => ctx(file.fdatasync().await, "fdatasync", &path),
                     None => Ok(()),
                 }
@@ -214,7 +218,7 @@ impl LogFiles {
         let mut out = Vec::new();
         for (file_seq, first, end) in ranges {
             let id = FileId { kind: FileKind::Segment, file_seq };
-            let Some(file) = self.file_for(&id, false) else { continue };
+            let Some(file) = self.file_for(&id, false)? else { continue }; // not a retry: never `None`
             let path = self.path(&id);
             let end = end.0.min(durable_end);
             let len = layout.file_len_for(end.saturating_sub(first.0));
