@@ -142,6 +142,52 @@ fn a_failed_commit_never_releases_an_ack() {
 }
 
 #[test]
+fn a_stalled_commit_holds_its_ack_refuses_new_publishes_and_releases_on_retry() {
+    use tessera::proto::ErrorCode;
+    let mut s = server();
+    let conn = s.handle_conn_open(clock(0));
+    let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
+    let publish = |seq, n| Frame::Publish(Publish { seq, proofs: ProofBatch::from_proofs([proof(n).view()]) });
+    s.handle_message(conn, &encode_message(&[hello, publish(7, 3)]), clock(1));
+    drain(&mut s);
+    frames(&mut s, conn);
+    // The commit of seq 7 finds the disk full: parked, its ACK held.
+    let job = s.poll_commit_job(W + 5, 2_000).expect("the proof is staged");
+    s.handle_commit_stalled(job.id, clock(2));
+    assert!(s.is_storage_stalled() && s.can_accept(1_024), "a stalled shard takes PUBLISH at once, to refuse it");
+    // A new PUBLISH is refused at once: one ERROR(STORAGE) with the retry hint, nothing staged.
+    let staged = s.log().counters().records_appended;
+    s.handle_message(conn, &encode_message(&[publish(8, 4)]), clock(3));
+    drain(&mut s);
+    match &frames(&mut s, conn)[..] {
+        [Frame::Error(e)] => assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::STORAGE, 8, 1_000)),
+        other => panic!("expected one ERROR(STORAGE), got {other:?}"),
+    }
+    assert_eq!(s.log().counters().records_appended, staged, "a refused proof is not appended (nor deduplicated)");
+    s.handle_cover(&ProofBatch::from_proofs([proof(5).view()]), clock(3));
+    assert_eq!(s.log().counters().records_appended, staged, "cover traffic pauses");
+    assert_eq!(s.metrics()[0].cover_skipped_storage.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(s.poll_commit_job(W + 5, 4_000).is_none(), "no new commit while stalled");
+    assert_eq!(s.poll_commit_retry(2_000 + 99_999), None, "the first retry is 100 ms after the failure");
+    // Still full at the first retry; room at the second (200 ms later): the ACK covers 7 and the refused 8.
+    assert_eq!(s.poll_commit_retry(2_000 + 100_000), Some(job.id));
+    s.handle_commit_stalled(job.id, clock(102));
+    assert_eq!(s.poll_commit_retry(102_000 + 199_999), None);
+    assert_eq!(s.poll_commit_retry(102_000 + 200_000), Some(job.id));
+    s.handle_commit_written(job.id);
+    s.handle_commit_done(job.id, job.bytes(), clock(302));
+    drain(&mut s);
+    assert_eq!(frames(&mut s, conn), vec![Frame::Ack { seq: 8 }]);
+    assert!(!s.is_storage_stalled() && !s.log().is_poisoned());
+    // Accepted again.
+    s.handle_message(conn, &encode_message(&[publish(9, 4)]), clock(303));
+    drain(&mut s);
+    commit_all(&mut s, 304);
+    drain(&mut s);
+    assert_eq!(frames(&mut s, conn), vec![Frame::Ack { seq: 9 }]);
+}
+
+#[test]
 fn a_late_subscribe_is_matched_against_retained_proofs() {
     let mut s = server();
     // Alice publishes before anyone subscribed: the proof is stored, nobody matches it.

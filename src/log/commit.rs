@@ -61,6 +61,8 @@ pub enum CommitDecision {
     CommitNow,
     /// Sleep until this time (µs) unless more items arrive first.
     WaitUntil(u64),
+    /// Storage was full: execute the oldest parked commit again (`crate::log::stall`).
+    Retry,
 }
 
 /// Group-commit state of one shard's log.

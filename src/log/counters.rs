@@ -17,6 +17,14 @@ pub struct LogCounters {
     pub commits: u64,
     /// Failed commits (the log is then poisoned).
     pub commits_failed: u64,
+    /// Storage stalls begun: a commit failed for want of space or descriptors and was parked (docs/STORAGE.md §2).
+    pub storage_stalls: u64,
+    /// Commit attempts that failed for want of space or descriptors (the first of each stall included).
+    pub storage_stall_failures: u64,
+    /// Parked commits executed again.
+    pub storage_retries: u64,
+    /// Gauge: 1 while the log is stalled (PUBLISH refused with ERROR(STORAGE)), else 0.
+    pub storage_stalled: u64,
     /// fdatasync calls issued (files × commits, plus directory syncs).
     pub fdatasyncs: u64,
     /// Bytes written by commits.
@@ -79,7 +87,7 @@ pub struct LogCounters {
 
 impl LogCounters {
     /// `(metric name, value)` pairs in a stable order, for the metrics endpoint.
-    pub fn fields(&self) -> [(&'static str, u64); 35] {
+    pub fn fields(&self) -> [(&'static str, u64); 39] {
         [
             ("records_appended", self.records_appended),
             ("records_durable", self.records_durable),
@@ -87,6 +95,10 @@ impl LogCounters {
             ("matches_late", self.matches_late),
             ("commits", self.commits),
             ("commits_failed", self.commits_failed),
+            ("storage_stalls", self.storage_stalls),
+            ("storage_stall_failures", self.storage_stall_failures),
+            ("storage_retries", self.storage_retries),
+            ("storage_stalled", self.storage_stalled),
             ("fdatasyncs", self.fdatasyncs),
             ("bytes_written", self.bytes_written),
             ("segments_created", self.segments_created),

@@ -23,6 +23,7 @@
 //! - [`mailbox`]: match records, per-subscriber index, FETCH cursors.
 //! - [`subscriptions`]: the subscription journal.
 //! - [`retention`]: which segments go, when the active one rolls.
+//! - [`stall`]: a commit that failed for want of space: parked, retried with backoff, never acknowledged early.
 //! - [`state`]: [`LogState`], the state machine tying these together.
 //! - [`recovery`]: from scanned files back to a [`LogState`].
 //! - [`config`], [`counters`]: knobs and metrics.
@@ -38,6 +39,7 @@ pub mod record;
 pub mod recovery;
 pub mod retention;
 pub mod scan;
+pub mod stall;
 pub mod state;
 pub mod subscriptions;
 

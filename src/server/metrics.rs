@@ -117,7 +117,7 @@ impl LogGauges {
     /// Whether a log counter is a level (gauge) rather than a running total.
     fn is_gauge(name: &str) -> bool {
         name.starts_with("recovery_")
-            || matches!(name, "segments" | "mailbox_entries" | "subscribers" | "staged_records")
+            || matches!(name, "segments" | "mailbox_entries" | "subscribers" | "staged_records" | "storage_stalled")
     }
 }
 
@@ -178,6 +178,8 @@ shard_metrics! {
         late_scans_refused: "tessera_late_scans_refused_total", "SUBSCRIBE parts refused (OVERLOADED): too many late scans pending on the connection.";
         late_proofs_examined: "tessera_late_proofs_examined_total", "Retained proofs examined by late scans.";
         late_matches: "tessera_late_matches_total", "New matches recorded by late scans (FETCHable; delivered if connected).";
+        storage_refused_proofs: "tessera_storage_refused_proofs_total", "Proofs of PUBLISH batches refused with ERROR(STORAGE) while the log was stalled (storage full).";
+        cover_skipped_storage: "tessera_cover_skipped_storage_total", "Dummy proofs not emitted while the log was stalled (storage full).";
     }
     gauges {
         connections_open: "tessera_connections_open", "Open WebSocket connections.";

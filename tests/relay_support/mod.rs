@@ -103,6 +103,28 @@ impl Relay {
         Self::from_child(child, dir)
     }
 
+    /// Starts `tessera relay --port 0 --storage <storage>` plus `args` on a storage directory the caller owns
+    /// (a mounted file system, say); `dir` is then an unrelated empty temp dir.
+    pub fn start_at(storage: &std::path::Path, args: &[&str]) -> Relay {
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("relay")
+            .args(["--port", "0", "--storage"])
+            .arg(storage)
+            .args(["--cover-traffic-epsilon", "4"])
+            .args(args)
+            .env("RUST_LOG", std::env::var("TEST_RELAY_LOG").unwrap_or("warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tessera relay");
+        Self::from_child(child, tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// The exit status if the process has exited (`None` while it runs).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
     /// Reads a started relay's start line.
     fn from_child(mut child: Child, dir: tempfile::TempDir) -> Relay {
         let stdout = child.stdout.take().expect("piped stdout");
@@ -147,6 +169,18 @@ impl Relay {
         loop {
             let value = self.metric(name, label);
             if value >= at_least || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `metric` (all shards) drops below `below`; returns its last value.
+    pub fn wait_metric_below(&self, name: &str, below: u64) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.metric(name, "");
+            if value < below || Instant::now() > deadline {
                 return value;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -372,6 +406,29 @@ impl Client {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// Receives one message's frames if one arrives within `timeout` (`None`: nothing arrived); fails the test
+    /// if the connection closed. The read timeout is `WAIT` again afterwards.
+    pub fn recv_within(&mut self, timeout: Duration) -> Option<Vec<Frame>> {
+        self.socket().set_read_timeout(Some(timeout)).unwrap();
+        let got = loop {
+            match self.ws.read() {
+                Ok(Message::Binary(bytes)) => {
+                    break Some(self.codec.decode_message(&bytes).expect("relay sent a valid message"))
+                }
+                Ok(Message::Close(_)) => panic!("the relay closed the connection"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    break None
+                }
+                Err(e) => panic!("receive failed (did the relay exit?): {e}"),
+            }
+        };
+        self.socket().set_read_timeout(Some(WAIT)).unwrap();
+        got
     }
 
     /// Receives exactly one frame (asserts the message held one).

@@ -4,19 +4,26 @@
 //! ```text
 //! host stages ─▶ kick() ─▶ committer task (run): decide(now): N records or D µs ─▶ take_job ─▶ job task:
 //!     LogFiles::write_phase ─▶ host.job_written (the next job may now be written) ─▶ LogFiles::sync_phase
-//!     ─▶ host.job_finished(Ok(bytes)) (durable: the host releases what waited) ─▶ progress.notify()
-//!     └▶ host.job_finished(Err) (poisoned: fail-stop) ─▶ run() returns the error
+//!     ─▶ host.job_finished(Durable) (the host releases what waited) ─▶ progress.notify()
+//!     └▶ host.job_finished(Stalled) (ENOSPC & co.: parked; the committer keeps the job) ─▶ decide: Retry
+//!        when due ─▶ take_retry ─▶ the same job again (write_phase/sync_phase with retry) ─▶ …
+//!     └▶ host.job_finished(Failed) (poisoned: fail-stop) ─▶ run() returns the error
 //! retention: pause() takes every commit slot ─▶ delete files ─▶ resume()
 //! ```
 //! Up to `COMMITS_IN_FLIGHT_MAX` jobs are in flight: the next one is written as soon as the previous one's
 //! writes complete (it rewrites the block that one ended in), so its write overlaps the previous fdatasync;
 //! jobs become durable in job order.
 //!
-//! Failure is fail-stop: if a write or fdatasync fails, the job's outcome on disk is unknown (Linux may drop
-//! the dirty state after a failed fsync), so the host's log is poisoned: nothing more becomes durable, waiters
-//! get an error, and the shard must restart — recovery then decides what survived.
+//! A failure for want of space or descriptors (`FileError::is_recoverable`: ENOSPC, EDQUOT, EMFILE, ENFILE)
+//! stalls the log instead (`crate::log::stall`): the job is parked with every later one, nothing of theirs is
+//! acknowledged, and they run again in order with backoff (100 ms doubling to 1 s) until they succeed; the
+//! host meanwhile refuses new work. Any other failure is fail-stop: if a write or fdatasync fails, the job's
+//! outcome on disk is unknown (Linux may drop the dirty state after a failed fsync), so the host's log is
+//! poisoned: nothing more becomes durable, waiters get an error, and the shard must restart — recovery then
+//! decides what survived.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -32,6 +39,20 @@ use crate::log::commit::CommitDecision;
 use crate::log::job::CommitJob;
 use crate::log::state::{LogError, COMMITS_IN_FLIGHT_MAX};
 
+/// How a commit job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Written and fdatasync'ed: durable.
+    Durable {
+        /// Bytes it wrote.
+        bytes: u64,
+    },
+    /// It failed for want of space or descriptors: park it until a retry (`crate::log::stall`).
+    Stalled,
+    /// It failed otherwise: the log is poisoned (fail-stop).
+    Failed,
+}
+
 /// The owner of a log state, as the committer sees it.
 pub trait LogHost: 'static {
     /// Monotonic µs on the clock the host stages with (group commit's delay is measured on it).
@@ -42,13 +63,18 @@ pub trait LogHost: 'static {
     fn take_job(&self, now_s: u64, now_us: u64) -> Option<CommitJob>;
     /// Job `id`'s writes completed.
     fn job_written(&self, id: u64);
-    /// Job `id` finished: durable with `Ok(bytes)`, or failed. The host updates its state and releases (or
-    /// fails) whatever waited for it.
-    fn job_finished(&self, id: u64, outcome: Result<u64, ()>) -> impl Future<Output = ()>;
+    /// Job `id` finished. The host updates its state and releases (or fails) whatever waited for it.
+    fn job_finished(&self, id: u64, outcome: JobOutcome) -> impl Future<Output = ()>;
     /// Jobs handed out and not finished.
     fn commits_in_flight(&self) -> usize;
-    /// Whether a job failed.
+    /// Whether a job failed fatally.
     fn is_poisoned(&self) -> bool;
+    /// Whether commits are parked for want of storage.
+    fn is_stalled(&self) -> bool;
+    /// Whether job `id` is parked (after it finished: the committer then keeps it to run again).
+    fn is_parked(&self, id: u64) -> bool;
+    /// The parked job to execute again now, if its retry is due.
+    fn take_retry(&self, now_us: u64) -> Option<u64>;
 }
 
 /// Outcome of trying to start a commit.
@@ -72,6 +98,8 @@ struct Inner<H> {
     /// One permit per commit in flight (`COMMITS_IN_FLIGHT_MAX`); retention takes them all.
     slots: Rc<Semaphore>,
     closing: Cell<bool>,
+    /// Jobs parked by a storage stall, by id, until they run again.
+    parked: RefCell<BTreeMap<u64, CommitJob>>,
 }
 
 /// See the module docs. Cheap to clone (an `Rc`); `!Send`: it lives on its shard's executor.
@@ -96,6 +124,7 @@ impl<H: LogHost> Committer<H> {
                 progress: EpochSignal::default(),
                 slots: Rc::new(Semaphore::new(COMMITS_IN_FLIGHT_MAX as u64)),
                 closing: Cell::new(false),
+                parked: RefCell::new(BTreeMap::new()),
             }),
         }
     }
@@ -116,7 +145,7 @@ impl<H: LogHost> Committer<H> {
     }
 
     /// Completes once `done` holds for the host (checked after each commit's progress); fails if the log is
-    /// poisoned first.
+    /// poisoned first. A storage stall is not a failure: it waits on (until space returns).
     pub async fn wait_until(&self, done: impl Fn(&H) -> bool) -> Result<(), LogIoError> {
         loop {
             let seen = self.inner.progress.epoch();
@@ -151,6 +180,11 @@ impl<H: LogHost> Committer<H> {
                         news.await; // not committable after all, or retention holds the slots
                     }
                 }
+                CommitDecision::Retry => {
+                    if !self.start_retry() {
+                        news.await; // retention holds the slots
+                    }
+                }
                 CommitDecision::WaitUntil(t) => {
                     let wait = Duration::from_micros(t.saturating_sub(inner.host.now_us()));
                     futures_lite::future::or(glommio::timer::sleep(wait), news).await;
@@ -160,10 +194,15 @@ impl<H: LogHost> Committer<H> {
         }
     }
 
-    /// Commits until nothing is staged or in flight (tests, shutdown, retention's roll).
+    /// Commits until nothing is staged or in flight (tests, shutdown, retention's roll). Fails with
+    /// `LogError::StorageStalled` as soon as the log stalls for want of storage: the committer task keeps
+    /// retrying, and waiting for that here could wait for as long as the disk stays full.
     pub async fn flush(&self) -> Result<(), LogIoError> {
         loop {
             let seen = self.inner.progress.epoch();
+            if self.inner.host.is_stalled() {
+                return Err(LogError::StorageStalled.into());
+            }
             let started = self.start_commit();
             if self.inner.host.is_poisoned() {
                 return Err(LogError::Poisoned.into());
@@ -186,30 +225,59 @@ impl<H: LogHost> Committer<H> {
         };
         let this = self.clone();
         glommio::spawn_local(async move {
-            this.run_job(job).await;
+            this.run_job(job, false).await;
             drop(permit); // after the host knows the outcome: retention may then run
         })
         .detach();
         Start::Started
     }
 
-    /// Executes one job and reports its outcome to the host and the waiters.
-    async fn run_job(&self, job: CommitJob) {
+    /// Runs the parked job whose retry is due, in its own task; `false` when none may run now (retention holds
+    /// the slots, or the host has nothing due).
+    fn start_retry(&self) -> bool {
+        let Ok(permit) = self.inner.slots.try_acquire_static_permit(1) else { return false };
+        let Some(id) = self.inner.host.take_retry(self.inner.host.now_us()) else { return false };
+        // The host parks a job only after it finished here, and run_job keeps every job the host parked.
+        let job = self.inner.parked.borrow_mut().remove(&id).expect("a parked job is kept by the committer");
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            this.run_job(job, true).await;
+            drop(permit);
+        })
+        .detach();
+        true
+    }
+
+    /// Executes one job (`retry`: again, after a storage stall) and reports its outcome to the host and the
+    /// waiters; keeps it if the host parked it.
+    async fn run_job(&self, job: CommitJob, retry: bool) {
         let inner = &self.inner;
-        let mut result = inner.files.write_phase(&job).await;
+        let mut result = inner.files.write_phase(&job, retry).await;
         if result.is_ok() {
             inner.host.job_written(job.id);
             inner.progress.notify();
-            result = inner.files.sync_phase(&job).await;
+            result = inner.files.sync_phase(&job, retry).await;
         }
         let outcome = match &result {
-            Ok(()) => Ok(job.bytes()),
+            Ok(()) => JobOutcome::Durable { bytes: job.bytes() },
+            Err(e) if e.is_recoverable() => {
+                // The first failure of a stall is worth a warning; its retries (one a second) only a debug line.
+                if retry {
+                    tracing::debug!(error = %e, job = job.id, "log commit retry failed: storage still full");
+                } else {
+                    tracing::warn!(error = %e, job = job.id, "log commit parked: storage full; retrying until space returns");
+                }
+                JobOutcome::Stalled
+            }
             Err(e) => {
                 tracing::error!(error = %e, job = job.id, "log commit failed; the shard must restart");
-                Err(())
+                JobOutcome::Failed
             }
         };
         inner.host.job_finished(job.id, outcome).await;
+        if inner.host.is_parked(job.id) {
+            inner.parked.borrow_mut().insert(job.id, job);
+        }
         inner.progress.notify();
     }
 

@@ -8,7 +8,10 @@
 //! RecordLocation[] ─▶ read_records: read + verify each slot (CRC, structure, seq) ─▶ records, skipped
 //! FileId[] ─▶ delete: unlink (a missing mailbox is fine) ─▶ directory sync
 //! ```
-//! Every error names the operation and the file; the caller treats a failed commit as fail-stop.
+//! Every error names the operation and the file. The caller treats a failed commit as fail-stop unless the
+//! error is a want of space or descriptors (`FileError::is_recoverable`): then it executes the same job again
+//! later with `retry` set, which creates the job's files afresh (a failed attempt may have left one, complete
+//! or not; nothing in it was acknowledged) and skips files that retention deleted meanwhile.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,7 +21,7 @@ use std::rc::Rc;
 use futures_util::future::try_join_all;
 use glommio::io::DmaFile;
 
-use super::log_files::{self as files, ctx};
+use super::log_files::{self as files, ctx, FileError};
 use super::log_io::LogIoError;
 use super::log_open::TMP_SUFFIX;
 use crate::log::job::{CommitJob, FileId, JournalRewrite};
@@ -60,46 +63,77 @@ impl LogFiles {
         self.dir.join(id.file_name())
     }
 
-    fn file(&self, id: &FileId) -> Rc<DmaFile> {
-        // A job names only files that an earlier job created or that recovery opened.
-        self.files.borrow().get(id).cloned().expect("a job only names files it created or that were opened")
+    /// The open file `id`. A first attempt of a job names only files that an earlier job created or that
+    /// recovery opened (anything else is a bug: an error, and fail-stop); a retry may name one that retention
+    /// deleted while the job was parked (`Ok(None)`: its writes are moot, the segment expired).
+    fn file_for(&self, id: &FileId, retry: bool) -> Result<Option<Rc<DmaFile>>, FileError> {
+        let file = self.files.borrow().get(id).cloned();
+        if file.is_none() && !retry {
+            debug_assert!(false, "a job only names files it created or that were opened: {id:?}");
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "a job names a file that is not open");
+            return Err(FileError { op: "find", path: self.path(id), source });
+        }
+        Ok(file)
     }
 
-    /// Creates, allocations, pair-checked writes. The next job may be written once this returns.
-    pub async fn write_phase(&self, job: &CommitJob) -> Result<(), LogIoError> {
+    /// Closes and unlinks what a failed attempt of a job may have left of a file the job creates.
+    async fn discard(&self, id: &FileId, path: &Path) -> Result<(), LogIoError> {
+        let file = self.files.borrow_mut().remove(id);
+        if let Some(f) = file {
+            let _ = f.close_rc().await; // about to be unlinked; closing is best effort
+        }
+        files::remove_if_present(path).await?;
+        Ok(())
+    }
+
+    /// Creates, allocations, pair-checked writes. The next job may be written once this returns. `retry`:
+    /// an earlier attempt of this job failed recoverably (see the module docs).
+    pub async fn write_phase(&self, job: &CommitJob, retry: bool) -> Result<(), LogIoError> {
         for c in &job.creates {
             let path = self.path(&c.file);
+            if retry {
+                self.discard(&c.file, &path).await?;
+            }
             let file = files::create_with_header(&path, &c.header[..]).await?;
             self.files.borrow_mut().insert(c.file, Rc::new(file));
         }
         for p in &job.preallocs {
             let path = self.path(&p.file);
-            ctx(self.file(&p.file).pre_allocate(p.len, false).await, "fallocate", &path)?;
+            if let Some(file) = self.file_for(&p.file, retry)? {
+                ctx(file.pre_allocate(p.len, false).await, "fallocate", &path)?;
+            }
         }
         for w in &job.writes {
             pair_check(w.file, &w.write.bytes)?;
         }
         try_join_all(job.writes.iter().map(|w| async move {
             let path = self.path(&w.file);
-            files::write_at(&self.file(&w.file), &path, w.write.offset, &w.write.bytes).await
+            match self.file_for(&w.file, retry)? {
+                Some(file) => files::write_at(&file, &path, w.write.offset, &w.write.bytes).await,
+                None => Ok(()),
+            }
         }))
         .await?;
         Ok(())
     }
 
-    /// fdatasync of every touched file, the journal rewrite, the directory sync.
-    pub async fn sync_phase(&self, job: &CommitJob) -> Result<(), LogIoError> {
+    /// fdatasync of every touched file, the journal rewrite, the directory sync. `retry` as for
+    /// [`LogFiles::write_phase`].
+    pub async fn sync_phase(&self, job: &CommitJob, retry: bool) -> Result<(), LogIoError> {
         if !self.skip_fdatasync {
             let synced = job.files_to_sync();
             try_join_all(synced.iter().map(|id| async move {
                 let path = self.path(id);
-                ctx(self.file(id).fdatasync().await, "fdatasync", &path)
+                match self.file_for(id, retry)? {
+                    Some(file) => ctx(file.fdatasync().await, "fdatasync", &path),
+                    None => Ok(()),
+                }
             }))
             .await?;
             self.count_syncs(synced.len() as u64);
         }
         if let Some(rw) = &job.journal_rewrite {
-            self.rewrite_journal(rw).await?;
+            self.rewrite_journal(rw, retry).await?;
         }
         if job.needs_dir_sync() {
             files::sync_dir(&self.dir).await?;
@@ -107,7 +141,8 @@ impl LogFiles {
         }
         if let Some(old) = job.journal_rewrite.as_ref().and_then(|r| r.replaces) {
             let file = self.files.borrow_mut().remove(&old);
-            files::remove(&self.path(&old)).await?;
+            // A failed attempt may have removed it already.
+            files::remove_if_present(&self.path(&old)).await?;
             if let Some(f) = file {
                 let _ = f.close_rc().await; // the name is gone; closing is best effort
             }
@@ -116,11 +151,14 @@ impl LogFiles {
     }
 
     /// Compaction: the new journal is complete and durable under a temporary name before it replaces the old.
-    async fn rewrite_journal(&self, rw: &JournalRewrite) -> Result<(), LogIoError> {
+    async fn rewrite_journal(&self, rw: &JournalRewrite, retry: bool) -> Result<(), LogIoError> {
         let path = self.path(&rw.file);
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(TMP_SUFFIX);
         let tmp = PathBuf::from(tmp);
+        if retry {
+            files::remove_if_present(&tmp).await?; // what a failed attempt left (recovery would remove it too)
+        }
         let file = files::create_with_header(&tmp, &rw.header[..]).await?;
         for w in &rw.writes {
             files::write_at(&file, &tmp, w.offset, &w.bytes).await?;
@@ -180,7 +218,8 @@ impl LogFiles {
         let mut out = Vec::new();
         for (file_seq, first, end) in ranges {
             let id = FileId { kind: FileKind::Segment, file_seq };
-            let (file, path) = (self.file(&id), self.path(&id));
+            let Some(file) = self.file_for(&id, false)? else { continue }; // not a retry: never `None`
+            let path = self.path(&id);
             let end = end.0.min(durable_end);
             let len = layout.file_len_for(end.saturating_sub(first.0));
             let mut slot = 0u64;

@@ -31,9 +31,28 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
-/// Maps a glommio result to a [`FileError`].
+impl FileError {
+    /// Whether the failure is a want of space or of file descriptors, which a later retry of the same
+    /// operation may overcome (ENOSPC, EDQUOT, EMFILE, ENFILE, or a direct-I/O write cut short, which only a
+    /// full device does), rather than a failure that leaves the file's state unknown (EIO and the rest: the
+    /// log is then fail-stop). See `crate::log::stall`.
+    pub fn is_recoverable(&self) -> bool {
+        use std::io::ErrorKind;
+        matches!(self.source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EMFILE | libc::ENFILE))
+            || matches!(self.source.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::WriteZero)
+    }
+}
+
+/// Maps a glommio result to a [`FileError`], keeping the OS error (its errno decides whether a failure is
+/// recoverable; glommio's own conversion keeps only the kind of its enhanced errors).
 pub fn ctx<T>(r: glommio::Result<T, ()>, op: &'static str, path: &Path) -> Result<T, FileError> {
-    r.map_err(|e| FileError { op, path: path.to_path_buf(), source: e.into() })
+    r.map_err(|e| {
+        let source = match e {
+            glommio::GlommioError::EnhancedIoError { source, .. } => source,
+            other => other.into(),
+        };
+        FileError { op, path: path.to_path_buf(), source }
+    })
 }
 
 /// Maps a std result to a [`FileError`].
@@ -132,6 +151,14 @@ pub async fn sync_dir(dir: &Path) -> Result<(), FileError> {
 /// Removes a file.
 pub async fn remove(path: &Path) -> Result<(), FileError> {
     ctx(glommio::io::remove(path).await, "remove", path)
+}
+
+/// Removes a file if it exists.
+pub async fn remove_if_present(path: &Path) -> Result<(), FileError> {
+    match remove(path).await {
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Renames a file.

@@ -10,14 +10,16 @@
 //!  apply_retention(now_s) ─▶ roll + flush if needed ─▶ pause commits ─▶ delete whole segments + .mbx ─▶ resume
 //! ```
 //! Failure is fail-stop (log_commit.rs): after a failed commit nothing more becomes durable and waiters get
-//! an error; recovery at the next open decides what survived.
+//! an error; recovery at the next open decides what survived. A commit that failed for want of space or
+//! descriptors stalls the log instead (`crate::log::stall`): it is retried until it succeeds, waiters keep
+//! waiting, and [`ShardLog::is_stalled`] says so (callers should stop appending meanwhile).
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::log_commit::{Committer, LogHost};
+use super::log_commit::{Committer, JobOutcome, LogHost};
 use super::log_exec::LogFiles;
 use super::log_files::FileError;
 use super::log_open;
@@ -54,6 +56,18 @@ pub enum LogIoError {
         /// What failed.
         detail: String,
     },
+}
+
+impl LogIoError {
+    /// Whether this is a want of space or descriptors (the log stalls and retries) rather than a failure
+    /// that makes it fail-stop.
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            LogIoError::File(e) => e.is_recoverable(),
+            LogIoError::Log(e) => *e == LogError::StorageStalled,
+            _ => false,
+        }
+    }
 }
 
 /// One FETCH page as read from disk.
@@ -148,10 +162,12 @@ impl LogHost for Standalone {
         self.state.borrow_mut().job_written(id);
     }
 
-    fn job_finished(&self, id: u64, outcome: Result<u64, ()>) -> impl Future<Output = ()> {
+    fn job_finished(&self, id: u64, outcome: JobOutcome) -> impl Future<Output = ()> {
+        let mut st = self.state.borrow_mut();
         match outcome {
-            Ok(bytes) => self.state.borrow_mut().complete_job(id, bytes),
-            Err(()) => self.state.borrow_mut().fail_job(id),
+            JobOutcome::Durable { bytes } => st.complete_job(id, bytes),
+            JobOutcome::Stalled => st.stall_job(id, self.now_us()),
+            JobOutcome::Failed => st.fail_job(id),
         }
         std::future::ready(())
     }
@@ -162,6 +178,18 @@ impl LogHost for Standalone {
 
     fn is_poisoned(&self) -> bool {
         self.state.borrow().is_poisoned()
+    }
+
+    fn is_stalled(&self) -> bool {
+        self.state.borrow().is_storage_stalled()
+    }
+
+    fn is_parked(&self, id: u64) -> bool {
+        self.state.borrow().is_parked(id)
+    }
+
+    fn take_retry(&self, now_us: u64) -> Option<u64> {
+        self.state.borrow_mut().take_retry(now_us)
     }
 }
 
@@ -204,6 +232,11 @@ impl ShardLog {
     /// Whether `n` more proofs can be staged now (backpressure: stop reading PUBLISH until a commit drains).
     pub fn can_accept(&self, n: u64) -> bool {
         self.host().state.borrow().can_accept(n)
+    }
+
+    /// Whether commits are parked for want of storage (the relay refuses PUBLISH meanwhile).
+    pub fn is_stalled(&self) -> bool {
+        self.host().state.borrow().is_storage_stalled()
     }
 
     /// Stages a proof accepted at `received_at_s` and returns its seq. Durable once
@@ -308,13 +341,28 @@ impl ShardLog {
     /// Deletes whole segments (with their match records) past the retention horizon at `now_s`, rolling
     /// the active segment first when all of it has expired; expires subscription entries that can no longer
     /// match. Call periodically (every window is plenty).
+    /// While the log is stalled for want of storage, only the expired segments before the active one go
+    /// (a roll needs a commit, which waits for space): that is what frees space.
     pub async fn apply_retention(&self, now_s: u64) -> Result<RetentionOutcome, LogIoError> {
-        let mut out = RetentionOutcome::default();
-        if self.host().state.borrow().plan_retention(now_s).roll_active {
+        let mut out = self.delete_expired(now_s).await?;
+        if self.host().state.borrow().plan_retention(now_s).roll_active && !self.is_stalled() {
             self.host().state.borrow_mut().request_roll();
-            self.flush().await?;
+            match self.flush().await {
+                Err(e) if e.is_recoverable() => return Ok(out), // stalled by the roll itself: next time
+                other => other?,
+            }
+            let after = self.delete_expired(now_s).await?;
             out.rolled = true;
+            out.segments_deleted += after.segments_deleted;
+            out.subscription_entries_expired += after.subscription_entries_expired;
+            out.oldest_retained_seq = after.oldest_retained_seq;
         }
+        Ok(out)
+    }
+
+    /// Deletes the expired segments before the active one (no commit needed).
+    async fn delete_expired(&self, now_s: u64) -> Result<RetentionOutcome, LogIoError> {
+        let mut out = RetentionOutcome::default();
         self.committer.pause().await?;
         let doomed = {
             let mut st = self.host().state.borrow_mut();

@@ -28,7 +28,7 @@ use glommio::channels::channel_mesh::Senders;
 
 use super::admission::{BurstLog, FdBudget, SourceCounts, SourceKey};
 use super::connection::ConnSignals;
-use super::log_commit::{Committer, LogHost};
+use super::log_commit::{Committer, JobOutcome, LogHost};
 use crate::driver::clock::unix_now_s;
 use crate::driver::wake_flag::{Latch, WakeFlag};
 use crate::log::commit::CommitDecision;
@@ -457,17 +457,21 @@ impl LogHost for RelayHost {
         self.with_server((), |s| s.handle_commit_written(id));
     }
 
-    fn job_finished(&self, id: u64, outcome: Result<u64, ()>) -> impl Future<Output = ()> {
+    fn job_finished(&self, id: u64, outcome: JobOutcome) -> impl Future<Output = ()> {
         let ctx = self.ctx.upgrade();
         async move {
             let Some(ctx) = ctx else { return };
             match outcome {
-                Ok(bytes) => {
+                JobOutcome::Durable { bytes } => {
                     let clock = ctx.clock();
                     ctx.server.borrow_mut().handle_commit_done(id, bytes, clock);
                     ctx.drain().await; // the replies it released
                 }
-                Err(()) => ctx.server.borrow_mut().handle_commit_failed(id),
+                JobOutcome::Stalled => {
+                    let clock = ctx.clock();
+                    ctx.server.borrow_mut().handle_commit_stalled(id, clock);
+                }
+                JobOutcome::Failed => ctx.server.borrow_mut().handle_commit_failed(id),
             }
         }
     }
@@ -478,5 +482,17 @@ impl LogHost for RelayHost {
 
     fn is_poisoned(&self) -> bool {
         self.with_server(true, |s| s.log().is_poisoned())
+    }
+
+    fn is_stalled(&self) -> bool {
+        self.with_server(false, |s| s.is_storage_stalled())
+    }
+
+    fn is_parked(&self, id: u64) -> bool {
+        self.with_server(false, |s| s.log().is_parked(id))
+    }
+
+    fn take_retry(&self, now_us: u64) -> Option<u64> {
+        self.with_server(None, |s| s.poll_commit_retry(now_us))
     }
 }

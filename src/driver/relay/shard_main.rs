@@ -8,7 +8,8 @@
 //! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, flush, return
 //! log: open + recover ─▶ the ShardServer takes the log state (restores subscriptions and dedup);
 //!      committer task (group commit, log_commit.rs) executes the server's commit jobs and releases held
-//!      ACK / SUBSCRIBED; retention every 10 s; FETCH pages read from disk in the drain step (shard_ctx.rs);
+//!      ACK / SUBSCRIBED; retention once before anything is appended, then every 10 s (every second while
+//!      storage is full); FETCH pages read from disk in the drain step (shard_ctx.rs);
 //!      late matching of SUBSCRIBEs that reach into the past, in bounded steps (server/shard/late.rs)
 //! cover: each round, a CSPRNG schedule of min(cap, max(0, t + Z)) dummies per owned bucket at uniform times
 //!        ─▶ at each due time, build the dummies for the current window ─▶ handle_cover (same path as real
@@ -17,7 +18,9 @@
 //! Every task follows the server's contract: call a `handle_*` method, then `ShardCtx::drain` before the next
 //! await.
 //! A failed commit is fail-stop: the relay exits (status 1) without acknowledging anything that was not
-//! durable, and recovery at the next start decides what survived.
+//! durable, and recovery at the next start decides what survived — except a want of space or descriptors
+//! (ENOSPC, EDQUOT, EMFILE, ENFILE): the log stalls, refuses PUBLISH with ERROR(STORAGE), keeps serving FETCH,
+//! retries, and resumes when space returns (`crate::log::stall`).
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -49,6 +52,9 @@ const TICK: Duration = Duration::from_millis(100);
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// How often retention runs (deleting whole expired segments); a window is plenty.
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
+/// How often retention runs while storage is full: it is what frees space, and the parked commit is retried
+/// at least this often (`crate::log::stall::STALL_RETRY_US_MAX`).
+const RETENTION_EVERY_STALLED: Duration = Duration::from_secs(1);
 /// Windows of extra clock skew whose commitments recovery feeds back into dedup.
 const DEDUP_SKEW_WINDOWS: u64 = 1;
 
@@ -118,12 +124,18 @@ pub async fn run(
     }
     server.restore_retained(&report.retained);
     let ctx = ShardCtx::new(id, server, files, (req_tx, resp_tx), shared.clone());
+    // Retention before anything is appended (cover traffic included): a disk full of expired data is freed
+    // before the first commit needs room, instead of that commit failing at every start.
+    retention_pass(&ctx).await;
     ctx.metrics().log.store(&ctx.log_counters());
     ctx.report_log_files();
     let committer = ctx.committer.clone();
     glommio::spawn_local(async move {
-        if let Err(e) = committer.run().await {
-            fail_stop(id, &e);
+        match committer.run().await {
+            // Closing while storage is full: what was parked was never acknowledged; recovery sorts it out.
+            Err(e) if e.is_recoverable() => tracing::warn!(shard = id, error = %e, "log closed with commits parked"),
+            Err(e) => fail_stop(id, &e),
+            Ok(()) => {}
         }
     })
     .detach();
@@ -288,26 +300,46 @@ async fn late_match_loop(ctx: Rc<ShardCtx>) {
 }
 
 async fn retention_loop(ctx: Rc<ShardCtx>) {
+    let mut last = Instant::now();
     loop {
-        futures_lite::future::or(glommio::timer::sleep(RETENTION_EVERY), ctx.stopping.wait()).await;
+        futures_lite::future::or(glommio::timer::sleep(RETENTION_EVERY_STALLED), ctx.stopping.wait()).await;
         if ctx.stopping.is_set() {
             return;
         }
-        match apply_retention(&ctx, unix_now_s()).await {
-            Ok(segments) if segments > 0 => tracing::info!(shard = ctx.id, segments, "retention deleted segments"),
-            Ok(_) => {}
-            Err(e) => fail_stop(ctx.id, &e),
+        if last.elapsed() >= RETENTION_EVERY || ctx.server.borrow().is_storage_stalled() {
+            last = Instant::now();
+            retention_pass(&ctx).await;
         }
     }
 }
 
-/// One retention pass at `now_s`: roll the active segment if all of it expired (and commit that), then with
-/// no commit in flight let the server drop what expired and delete its files. Returns the segments deleted.
-async fn apply_retention(ctx: &ShardCtx, now_s: u64) -> Result<u64, LogIoError> {
-    if ctx.server.borrow().plan_retention(now_s).roll_active {
-        ctx.server.borrow_mut().request_log_roll();
-        ctx.committer.flush().await?;
+/// One retention pass now; a failure for want of space or descriptors is retried at the next pass, any other
+/// is fail-stop.
+async fn retention_pass(ctx: &ShardCtx) {
+    match apply_retention(ctx, unix_now_s()).await {
+        Ok(segments) if segments > 0 => tracing::info!(shard = ctx.id, segments, "retention deleted segments"),
+        Ok(_) => {}
+        Err(e) if e.is_recoverable() => tracing::warn!(shard = ctx.id, error = %e, "retention pass deferred"),
+        Err(e) => fail_stop(ctx.id, &e),
     }
+}
+
+/// One retention pass at `now_s`: with no commit running, let the server drop what expired before the active
+/// segment and delete its files (no commit needed: this is what frees space when storage is full); then, if
+/// all of the active segment expired too and storage is not stalled, roll it (one commit) and delete it.
+/// Returns the segments deleted.
+async fn apply_retention(ctx: &ShardCtx, now_s: u64) -> Result<u64, LogIoError> {
+    let mut deleted = delete_expired(ctx, now_s).await?;
+    if ctx.server.borrow().plan_retention(now_s).roll_active && !ctx.server.borrow().is_storage_stalled() {
+        ctx.server.borrow_mut().request_log_roll();
+        ctx.committer.flush().await?; // fails fast (recoverable) if the roll's commit stalls
+        deleted += delete_expired(ctx, now_s).await?;
+    }
+    Ok(deleted)
+}
+
+/// Deletes the expired segments before the active one; returns how many.
+async fn delete_expired(ctx: &ShardCtx, now_s: u64) -> Result<u64, LogIoError> {
     ctx.committer.pause().await?;
     let applied = ctx.server.borrow_mut().handle_retention(now_s, ctx.clock());
     ctx.drain().await;

@@ -9,6 +9,7 @@
 //! driver: job_written(id) ─▶ the next job may be taken (at most COMMITS_IN_FLIGHT_MAX in flight)
 //!         complete_job(id) ─▶ durable_through advances in job order ─▶ tickets durable
 //!         fail_job(id) ─────▶ poisoned: nothing more is accepted or written
+//!         stall_job(id) ────▶ parked until a retry succeeds (storage full: stall.rs)
 //! ```
 
 use super::{
@@ -189,6 +190,9 @@ impl LogState {
         if self.poisoned {
             return CommitDecision::Idle;
         }
+        if let Some(stalled) = self.stall_decision(now_us) {
+            return stalled;
+        }
         if !self.can_take_job() {
             return CommitDecision::InFlight;
         }
@@ -207,6 +211,7 @@ impl LogState {
     /// earlier commit's writes completed, and no journal rewrite pending.
     fn can_take_job(&self) -> bool {
         !self.poisoned
+            && self.stall.is_none()
             && self.in_flight.len() < COMMITS_IN_FLIGHT_MAX
             && self.in_flight.iter().all(|j| j.written && !j.barrier)
     }
@@ -255,7 +260,7 @@ impl LogState {
         if job.records > 0 {
             job.through = Some(RecordSeq(self.next_seq - 1));
         }
-        self.taken_seq = self.next_seq;
+        let from = std::mem::replace(&mut self.taken_seq, self.next_seq);
         job.matches = std::mem::take(&mut self.matches_staged);
         self.take_journal(&mut job, now_s);
         self.collect_segment_writes(&mut job);
@@ -269,14 +274,17 @@ impl LogState {
         self.commit.start(self.commit.staged(), now_us);
         self.next_job_id += 1;
         let barrier = job.journal_rewrite.is_some();
+        let through = job.through;
         let matches = job.matches;
         self.in_flight.push_back(InFlight {
             id,
-            through: job.through,
+            from,
+            through,
             written: false,
             durable: false,
             barrier,
             matches,
+            parked: false,
         });
         Some(job)
     }
@@ -383,6 +391,9 @@ impl LogState {
     /// The job `id` is durable. Seqs become durable in job order: a job that finishes before an earlier one
     /// is reported when the earlier one finishes too.
     pub fn complete_job(&mut self, id: u64, job_bytes: u64) {
+        if self.park_if_behind_parked(id) {
+            return;
+        }
         let j = self.in_flight.iter_mut().find(|j| j.id == id).expect("complete_job for a job in flight");
         j.written = true;
         j.durable = true;
@@ -396,6 +407,7 @@ impl LogState {
             self.counters.commits += 1;
         }
         self.counters.bytes_written += job_bytes;
+        self.end_stall_if_clear();
     }
 
     /// The job `id` failed: nothing more is written; the shard must be reopened (recovery decides what

@@ -19,18 +19,22 @@
 //! once every earlier job's writes completed (it may rewrite the block the previous one ended in) and no
 //! journal rewrite is pending, and seqs become durable in job order (a job whose fdatasync returns first is
 //! reported with the earlier one); after a failed job nothing more is written (an fdatasync error leaves the
-//! page cache state unknown, so the shard must restart and recover).
+//! page cache state unknown, so the shard must restart and recover) — unless the failure was a want of
+//! space or descriptors (`stall.rs`): then the job and every later one are parked and run again, in order,
+//! until they succeed, and nothing they carry is reported durable before that.
 //!
 //! The state is one struct with its `impl` split by concern, each file a block of methods on [`LogState`]:
 //! - `mod.rs` (this file): the struct, its construction, the shared types and constants;
 //! - `append.rs`: appends, matches, subscriptions, staging, tickets and the commit jobs (`decide`, `take_job`,
 //!   `job_written`, `complete_job`, `fail_job`);
 //! - `fetch.rs`: locating records and planning FETCH pages (cursors);
-//! - `retention.rs`: planning and applying retention, rolling the active segment, expiring subscriptions.
+//! - `retention.rs`: planning and applying retention, rolling the active segment, expiring subscriptions;
+//! - `stall.rs`: storage stalls (ENOSPC and kin): parking failed jobs, retrying them, resuming.
 
 mod append;
 mod fetch;
 mod retention;
+mod stall;
 
 use std::collections::VecDeque;
 
@@ -42,6 +46,7 @@ use super::layout::BlockAppender;
 use super::mailbox::{Mailbox, MATCH_RECORD_LEN};
 use super::record::RecordSeq;
 use super::retention::SegmentSummary;
+use super::stall::StorageStall;
 use super::subscriptions::{SubscriptionError, SubscriptionTable};
 
 /// Match slots a mailbox header declares as one commit's in-flight window (recovery's torn-vs-corrupt line for
@@ -109,6 +114,8 @@ pub const COMMITS_IN_FLIGHT_MAX: usize = 2;
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
     id: u64,
+    /// First record seq it carries (records `from..=through`; retention keeps their segments while parked).
+    from: u64,
     through: Option<RecordSeq>,
     /// Its writes completed (the next commit may be written).
     written: bool,
@@ -118,6 +125,17 @@ struct InFlight {
     barrier: bool,
     /// Match records it carries (they count toward `STAGED_MATCHES_MAX` until it is durable).
     matches: u64,
+    /// It failed for want of space (or ran after one that did) and waits to run again (`stall.rs`).
+    parked: bool,
+}
+
+impl InFlight {
+    /// Waits to run again (storage stall): neither written nor durable any more.
+    fn park(&mut self) {
+        self.parked = true;
+        self.written = false;
+        self.durable = false;
+    }
 }
 
 /// Where a stored record is.
@@ -152,6 +170,9 @@ pub enum LogError {
     /// A match names a seq that was never assigned.
     #[error("match for seq {0}, which was never appended")]
     UnknownSeq(u64),
+    /// Storage is full: commits are parked until space returns (nothing is lost; retry later).
+    #[error("storage full: commits are parked until space returns")]
+    StorageStalled,
 }
 
 /// One shard's log state.
@@ -178,6 +199,8 @@ pub struct LogState {
     /// Commits handed out and not yet durable, oldest first.
     in_flight: VecDeque<InFlight>,
     poisoned: bool,
+    /// A commit failed for want of space and waits to be retried (`stall.rs`).
+    stall: Option<StorageStall>,
     pub(super) counters: LogCounters,
 }
 
@@ -217,6 +240,7 @@ impl LogState {
             durable_job: 0,
             in_flight: VecDeque::new(),
             poisoned: false,
+            stall: None,
             counters: LogCounters::default(),
         }
     }
@@ -233,6 +257,7 @@ impl LogState {
         c.segments = self.segments.len() as u64;
         c.subscribers = self.subs.len() as u64;
         c.staged_records = self.next_seq - self.taken_seq;
+        c.storage_stalled = self.stall.is_some().into();
         c
     }
 

@@ -33,11 +33,16 @@ impl LogState {
     }
 
     /// Drops the planned segments from the state and trims the mailboxes; returns the files to delete.
-    /// Call between commits (no job in flight), after `plan_retention` at the same state.
+    /// Call between commits (no job running; parked ones may wait), after `plan_retention` at the same state.
+    /// While storage is stalled this is what frees space, but a segment holding records of a parked job is
+    /// kept (they are not durable yet, and a retry writes them).
     pub fn apply_retention(&mut self, plan: &RetentionPlan) -> Vec<FileId> {
-        assert!(self.in_flight.is_empty(), "retention runs between commits");
+        assert_eq!(self.commits_running(), 0, "retention runs between commits");
         let mut files = Vec::new();
-        let n = plan.delete.len().min(self.segments.len().saturating_sub(1));
+        let mut n = plan.delete.len().min(self.segments.len().saturating_sub(1));
+        if let Some(from) = self.parked_records_from() {
+            n = n.min(self.segments.iter().take_while(|s| s.end_seq() <= from).count());
+        }
         for seg in self.segments.drain(..n) {
             debug_assert!(plan.delete.contains(&seg.header.file_seq));
             self.counters.segments_deleted += 1;

@@ -6,19 +6,24 @@
 //! driver committer: commit_decision(now) ─▶ poll_commit_job ─▶ write ─▶ handle_commit_written
 //!                   ─▶ fdatasync ─▶ handle_commit_done ─▶ release_durable: held replies whose ticket is durable
 //!                                  └▶ handle_commit_failed: poisoned (fail-stop: nothing more is acknowledged)
+//!                                  └▶ handle_commit_stalled: storage full — the job is parked; until a retry
+//!                                     (poll_commit_retry) succeeds, PUBLISH parts are refused with
+//!                                     ERROR(STORAGE) (refuse_stalled), cover is skipped, held replies wait
 //! driver retention: plan_retention ─(roll, flush)─▶ handle_retention ─▶ files to delete
 //! handle_tick(clock) ─▶ engine tick, slow-consumer closes, gauges, release_durable
 //! ```
 
 use super::{Clock, Held, ShardServer};
+use crate::engine::Rejection;
 use crate::log::commit::CommitDecision;
 use crate::log::job::{CommitJob, FileId};
 use crate::log::retention::RetentionPlan;
+use crate::log::stall::STORAGE_RETRY_AFTER_MS;
 use crate::log::state::LogState;
-use crate::proto::ErrorCode;
+use crate::proto::{ErrorCode, Frame};
 use crate::server::close::CloseReason;
 use crate::server::metrics::ShardMetrics;
-use crate::server::msg::{ConnId, Response};
+use crate::server::msg::{ConnAddr, ConnId, Response};
 use crate::server::refusal::error_frame;
 
 /// What one retention pass changed in the log state.
@@ -82,8 +87,47 @@ impl ShardServer {
     /// Job `id` is durable (`bytes` written): release the replies that waited for it.
     pub fn handle_commit_done(&mut self, id: u64, bytes: u64, clock: Clock) {
         self.begin(clock);
+        let stalled_since_us = self.log().storage_stall().map(|s| s.since_us);
         self.engine.log_mut().state_mut().complete_job(id, bytes);
+        if let (Some(since_us), false) = (stalled_since_us, self.log().is_storage_stalled()) {
+            let stalled_ms = clock.mono_us.saturating_sub(since_us) / 1000;
+            tracing::warn!(shard = self.id, stalled_ms, "storage has room again: the log resumed");
+        }
         self.release_durable(clock);
+    }
+
+    /// Job `id` failed for want of space or descriptors: it is parked and retried (`crate::log::stall`);
+    /// meanwhile nothing it carries is acknowledged, and new PUBLISH parts are refused with ERROR(STORAGE).
+    pub fn handle_commit_stalled(&mut self, id: u64, clock: Clock) {
+        if !self.log().is_storage_stalled() {
+            tracing::warn!(
+                shard = self.id,
+                "storage full: PUBLISH refused with ERROR(STORAGE) and cover traffic paused until space returns"
+            );
+        }
+        self.engine.log_mut().state_mut().stall_job(id, clock.mono_us);
+    }
+
+    /// The parked job to execute again at `now_us`, if its retry is due (see `handle_commit_stalled`).
+    pub fn poll_commit_retry(&mut self, now_us: u64) -> Option<u64> {
+        self.engine.log_mut().state_mut().take_retry(now_us)
+    }
+
+    /// Refuses one owner shard's part of PUBLISH `seq` because the log is stalled: nothing is appended (so
+    /// nothing is deduplicated: a retry is not mistaken for a duplicate), and the answer is not held behind
+    /// the replies that wait for the parked commit. The publisher gets one ERROR(STORAGE) naming `seq`.
+    pub(super) fn refuse_stalled(
+        &mut self,
+        origin: ConnAddr,
+        seq: u64,
+        indices: &[u16],
+        received_us: u64,
+        clock: Clock,
+    ) {
+        ShardMetrics::add(&self.m().storage_refused_proofs, indices.len() as u64);
+        let rejected = indices.iter().map(|&i| (i, Rejection::LogFailed)).collect();
+        let response = Response::Published { conn: origin.conn, seq, rejected, received_us };
+        self.send_response(origin.shard as usize, response, clock);
     }
 
     /// Job `id` failed: its outcome on disk is unknown, so the log is poisoned and nothing held is ever
@@ -92,9 +136,11 @@ impl ShardServer {
         self.engine.log_mut().state_mut().fail_job(id);
     }
 
-    /// Whether `proofs` more proofs can be staged now (the driver stops reading PUBLISHes otherwise).
+    /// Whether `proofs` more proofs can be offered now (the driver stops reading PUBLISHes otherwise). A
+    /// stalled log takes them at once — to refuse them (`refuse_stalled`), not to wait for room that may not
+    /// come back for hours, and so that FETCH requests queued behind them keep moving.
     pub fn can_accept(&self, proofs: u64) -> bool {
-        self.engine.log().can_accept(proofs)
+        self.log().is_storage_stalled() || self.engine.log().can_accept(proofs)
     }
 
     /// This shard's log state (counters, subscriptions, durability).
@@ -116,7 +162,7 @@ impl ShardServer {
     /// the files to delete.
     pub fn handle_retention(&mut self, now_s: u64, clock: Clock) -> RetentionApplied {
         self.begin(clock);
-        debug_assert_eq!(self.log().commits_in_flight(), 0, "retention runs between commits");
+        debug_assert_eq!(self.log().commits_running(), 0, "retention runs between commits (parked ones aside)");
         let state = self.engine.log_mut().state_mut();
         let plan = state.plan_retention(now_s);
         let subscription_entries_expired = state.expire_subscriptions(now_s);
@@ -124,6 +170,11 @@ impl ShardServer {
         // Matches of deleted segments vanish from the staging: a reply may be releasable now.
         self.release_durable(clock);
         RetentionApplied { files, subscription_entries_expired }
+    }
+
+    /// Whether the log is stalled for want of storage (PUBLISH refused, cover skipped, retention frees space).
+    pub fn is_storage_stalled(&self) -> bool {
+        self.log().is_storage_stalled()
     }
 
     /// Remembers a commitment accepted before a restart (dedup rebuilt from storage).
@@ -153,4 +204,11 @@ impl ShardServer {
         self.update_subscription_gauges();
         ShardMetrics::set(&self.m().retained_proofs, self.engine.retained_proofs());
     }
+}
+
+/// `ERROR(STORAGE)` for PUBLISH `seq` refused while storage is full: `detail` is how long to wait before
+/// publishing again, in ms (docs/PROTOCOL.md §7).
+pub(super) fn storage_refusal(seq: u64) -> Frame {
+    let text = format!("storage full: not stored, not acknowledged; publish again after {STORAGE_RETRY_AFTER_MS} ms");
+    error_frame(ErrorCode::STORAGE, seq, STORAGE_RETRY_AFTER_MS, &text)
 }

@@ -71,6 +71,10 @@ impl ShardServer {
         clock: Clock,
     ) {
         debug_assert_eq!(proofs.len(), indices.len(), "one batch index per proof of the part");
+        if self.is_storage_stalled() {
+            self.refuse_stalled(origin, seq, indices, received_us, clock);
+            return;
+        }
         self.rejected.clear();
         let summary = self.engine.handle_publish(clock.unix_s, Origin::Client, proofs, &mut self.rejected);
         let m = &self.metrics[self.id as usize];
@@ -90,6 +94,11 @@ impl ShardServer {
     /// logged, matched, delivered — with no publisher to answer.
     pub fn handle_cover(&mut self, proofs: &ProofBatch, clock: Clock) {
         self.begin(clock);
+        if self.is_storage_stalled() {
+            // Not emitted (storage full): real PUBLISHes are refused meanwhile too, so no count needs hiding.
+            ShardMetrics::add(&self.m().cover_skipped_storage, proofs.len() as u64);
+            return;
+        }
         self.rejected.clear();
         let summary = self.engine.handle_publish(clock.unix_s, Origin::Cover, proofs, &mut self.rejected);
         let m = &self.metrics[self.id as usize];
@@ -181,9 +190,17 @@ impl ShardServer {
         received_us: u64,
         clock: Clock,
     ) {
+        let mut storage = false;
         for (index, reason) in rejected {
+            if reason == Rejection::LogFailed {
+                storage = true; // one ERROR(STORAGE) for the PUBLISH, not one per proof
+                continue;
+            }
             let text = format!("proof {index} rejected: {reason}");
             self.push_frame(conn, &error_frame(reason.error_code(), seq, index.into(), &text));
+        }
+        if storage {
+            self.push_frame(conn, &super::durability::storage_refusal(seq));
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if let Some((ack_seq, _)) = c.state.complete_part(seq) {
