@@ -22,6 +22,8 @@ fn perf_hostile_reports_the_pair_and_what_the_attackers_saw() {
             "2",
             "--flooders",
             "1",
+            "--latency-rate",
+            "2000",
             "--json",
         ])
         .env("RUST_LOG", "error")
@@ -42,5 +44,6 @@ fn perf_hostile_reports_the_pair_and_what_the_attackers_saw() {
     assert!(a["silent_ws_open"].as_u64().unwrap() >= 9, "{report}");
     assert!(a["idle_open"].as_u64().unwrap() >= 36, "{report}");
     assert!(a["flood_publishes"].as_u64().unwrap() > 0, "{report}");
-    assert!(report["relay_peak_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["rss"]["peak_under_attack_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["idle"]["latency_rate_per_s"], 2000, "{report}");
 }

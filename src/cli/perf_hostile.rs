@@ -33,12 +33,18 @@ pub struct HostileArgs {
     /// Loopback source addresses (127.0.1.1 onwards) the attackers spread over.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=254))]
     pub sources: u64,
-    /// Bound on the relay's peak RSS, MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Bound on the relay's peak RSS while the attack runs, MiB.
+    #[arg(long, default_value_t = 512)]
     pub rss_bound_mib: u64,
+    /// Fixed rate of the latency runs (idle and under attack), proofs/s.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub latency_rate: u64,
     /// Shards of the relay started here [default: available cores].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub shards: Option<u64>,
+    /// Subscribers on the healthy side, one connection each.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4800))]
+    pub subscribers: u64,
     /// Load generator executors for the healthy pair [default: 1].
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: u64,
@@ -55,12 +61,14 @@ impl HostileArgs {
             seconds: self.seconds,
             shards: self.shards.map_or(cores, |s| s as usize),
             threads: self.threads as usize,
+            subscribers: self.subscribers as usize,
             idle_tcp: self.idle_tcp,
             silent_ws: self.silent_ws,
             saturating: self.saturating,
             flooders: self.flooders,
             sources: self.sources as usize,
             rss_bound_bytes: self.rss_bound_mib << 20,
+            latency_rate: self.latency_rate,
         }
     }
 }

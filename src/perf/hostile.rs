@@ -2,9 +2,9 @@
 //! while hostile clients load it, what the attackers saw, and the verdict against the targets.
 //!
 //! ```text
-//! W-e2e report (idle) ──┐
-//! W-e2e report (attack) ┼─▶ HostileReport::new ─▶ failures() (targets) ─▶ to_text | to_json
-//! AttackCounts, relay peak RSS
+//! W-e2e reports (idle: saturated + fixed rate) ──┐
+//! W-e2e reports (attacked: the same two) ────────┼─▶ HostileReport::new ─▶ failures() (targets) ─▶ text | JSON
+//! AttackCounts, relay RSS before / peak under attack
 //! ```
 //! Pure: the runner (`driver::loadgen::hostile`) gathers the numbers; the targets and their thresholds live here,
 //! next to the figures they judge (docs/PERFORMANCE.md §Hostile load).
@@ -51,31 +51,52 @@ pub struct AttackCounts {
     pub flood_closed_by_relay: u64,
 }
 
-/// The healthy pair's figures in one run.
+/// The two W-e2e runs of the healthy pair under one condition (idle or attacked).
+#[derive(Clone, Copy, Debug)]
+pub struct Runs<'a> {
+    /// Saturated: the pair's throughput.
+    pub saturate: &'a Report,
+    /// At a fixed rate: the pair's publish→deliver latency.
+    pub fixed: &'a Report,
+}
+
+/// The relay's memory around the attack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rss {
+    /// Peak resident set of the idle relay over the healthy runs alone (the baseline), bytes.
+    pub idle_peak_bytes: Option<u64>,
+    /// Resident set of the fresh relay when the attack started, bytes.
+    pub before_attack_bytes: Option<u64>,
+    /// Peak resident set from the attack's start to its end (healthy runs included), bytes.
+    pub peak_under_attack_bytes: Option<u64>,
+    /// The bound that peak must stay under, bytes.
+    pub bound_bytes: u64,
+}
+
+/// The healthy pair's figures under one condition.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct PairFigures {
     /// Saturated routed proofs/s.
     pub routed_per_s: f64,
-    /// Rate of the latency phase (half the saturated rate), proofs/s.
+    /// Rate of the latency run, proofs/s.
     pub latency_rate_per_s: Option<u64>,
     /// p99 publish→deliver at that rate, µs.
     pub p99_us: Option<f64>,
     /// p50 publish→deliver at that rate, µs.
     pub p50_us: Option<f64>,
-    /// Addressed proofs the pair missed, rejected or refused, and connections it lost.
+    /// Addressed proofs the pair missed, rejected or refused, and connections it lost, over both runs.
     pub defects: usize,
 }
 
 impl PairFigures {
-    /// The figures of one W-e2e report (saturate phase, then the half-rate phase).
-    pub fn of(report: &Report) -> Self {
-        let half = report.phases.last();
+    /// The figures of one condition's two runs.
+    pub fn of(runs: Runs<'_>) -> Self {
         Self {
-            routed_per_s: report.routed_per_s,
-            latency_rate_per_s: half.and_then(|p| p.target_per_s),
-            p99_us: report.latency_us.map(|l| l.p99),
-            p50_us: report.latency_us.map(|l| l.p50),
-            defects: report.defects().len(),
+            routed_per_s: runs.saturate.routed_per_s,
+            latency_rate_per_s: runs.fixed.phases.last().and_then(|p| p.target_per_s),
+            p99_us: runs.fixed.latency_us.map(|l| l.p99),
+            p50_us: runs.fixed.latency_us.map(|l| l.p50),
+            defects: runs.saturate.defects().len() + runs.fixed.defects().len(),
         }
     }
 }
@@ -93,33 +114,22 @@ pub struct HostileReport {
     pub p99_ratio: Option<f64>,
     /// What the attackers saw.
     pub attack: AttackCounts,
-    /// The relay's peak resident set over the whole run, bytes.
-    pub relay_peak_rss_bytes: Option<u64>,
-    /// The bound the peak must stay under, bytes.
-    pub relay_rss_bound_bytes: u64,
+    /// The relay's memory.
+    pub rss: Rss,
     /// Seconds each W-e2e phase was measured.
     pub seconds_per_phase: u64,
 }
 
 impl HostileReport {
     /// Puts the figures together and computes the ratios.
-    pub fn new(idle: &Report, attacked: &Report, attack: AttackCounts, rss: Option<u64>, bound: u64) -> Self {
+    pub fn new(idle: Runs<'_>, attacked: Runs<'_>, attack: AttackCounts, rss: Rss) -> Self {
         let (idle, attacked) = (PairFigures::of(idle), PairFigures::of(attacked));
         let throughput_ratio = if idle.routed_per_s > 0.0 { attacked.routed_per_s / idle.routed_per_s } else { 0.0 };
         let p99_ratio = match (idle.p99_us, attacked.p99_us) {
             (Some(i), Some(a)) if i > 0.0 => Some(a / i),
             _ => None,
         };
-        Self {
-            idle,
-            attacked,
-            throughput_ratio,
-            p99_ratio,
-            attack,
-            relay_peak_rss_bytes: rss,
-            relay_rss_bound_bytes: bound,
-            seconds_per_phase: 0,
-        }
+        Self { idle, attacked, throughput_ratio, p99_ratio, attack, rss, seconds_per_phase: 0 }
     }
 
     /// Every target the run missed (empty: all met).
@@ -139,13 +149,13 @@ impl HostileReport {
             None => out.push("no p99 publish->deliver was measured".into()),
             _ => {}
         }
-        match self.relay_peak_rss_bytes {
-            Some(rss) if rss > self.relay_rss_bound_bytes => out.push(format!(
-                "relay peak RSS {} MiB is over the bound of {} MiB",
+        match self.rss.peak_under_attack_bytes {
+            Some(rss) if rss > self.rss.bound_bytes => out.push(format!(
+                "relay peak RSS under attack {} MiB is over the bound of {} MiB",
                 rss >> 20,
-                self.relay_rss_bound_bytes >> 20
+                self.rss.bound_bytes >> 20
             )),
-            None => out.push("the relay's peak RSS could not be read".into()),
+            None => out.push("the relay's peak RSS under attack could not be read".into()),
             _ => {}
         }
         if self.attack.saturating_accepted > 0 {
@@ -170,27 +180,33 @@ impl HostileReport {
     /// A few lines for a terminal.
     pub fn to_text(&self) -> String {
         let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} µs"));
+        let rate = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+        let mib = |v: Option<u64>| v.map_or("-".into(), |b| format!("{} MiB", b >> 20));
         let a = &self.attack;
         format!(
-            "healthy pair   idle: {:.0} routed/s, p99 {} (p50 {})\n\
-             healthy pair attack: {:.0} routed/s, p99 {} (p50 {})\n\
+            "healthy pair   idle: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
+             healthy pair attack: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
              ratios: throughput {:.1}% (target >= {:.0}%), p99 {} (target <= {P99_RATIO_MAX}x)\n\
-             relay peak RSS: {} (bound {} MiB)\n\
+             relay RSS: idle peak {}; under attack {} at the start, peak {} (bound {} MiB)\n\
              idle TCP: {} open at the end, {} closed by the relay, {} connects failed\n\
              silent WebSockets: {} open at the end, {} closed by the relay, {} connects failed\n\
              saturating SUBSCRIBEs: {} sent, {} refused, {} accepted, {} connections ended otherwise\n\
              flooder: {} PUBLISHes ({} MiB) written, longest blocked write {} ms, {} closed by the relay\n",
             self.idle.routed_per_s,
+            rate(self.idle.latency_rate_per_s),
             us(self.idle.p99_us),
             us(self.idle.p50_us),
             self.attacked.routed_per_s,
+            rate(self.attacked.latency_rate_per_s),
             us(self.attacked.p99_us),
             us(self.attacked.p50_us),
             self.throughput_ratio * 100.0,
             THROUGHPUT_RATIO_MIN * 100.0,
             self.p99_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
-            self.relay_peak_rss_bytes.map_or("-".into(), |b| format!("{} MiB", b >> 20)),
-            self.relay_rss_bound_bytes >> 20,
+            mib(self.rss.idle_peak_bytes),
+            mib(self.rss.before_attack_bytes),
+            mib(self.rss.peak_under_attack_bytes),
+            self.rss.bound_bytes >> 20,
             a.idle_open,
             a.idle_hung_up,
             a.idle_connect_failed,
@@ -214,16 +230,22 @@ mod tests {
     use super::*;
     use crate::perf::report::{Latency, PhaseReport};
 
-    fn report(routed: f64, p99: f64) -> Report {
+    fn saturate(routed: f64) -> Report {
+        Report { routed_per_s: routed, phases: vec![PhaseReport::default(); 2], ..Default::default() }
+    }
+
+    fn fixed(p99: f64) -> Report {
         let latency = Latency { p50: p99 / 4.0, p99, p999: p99, max: p99, mean: p99 / 3.0, samples: 100 };
-        Report {
-            routed_per_s: routed,
-            latency_us: Some(latency),
-            phases: vec![
-                PhaseReport { name: "saturate".into(), ..Default::default() },
-                PhaseReport { name: "half".into(), target_per_s: Some((routed / 2.0) as u64), ..Default::default() },
-            ],
-            ..Default::default()
+        let phase = PhaseReport { name: "fixed".into(), target_per_s: Some(20_000), ..Default::default() };
+        Report { latency_us: Some(latency), phases: vec![phase], ..Default::default() }
+    }
+
+    fn rss(peak_mib: u64) -> Rss {
+        Rss {
+            idle_peak_bytes: Some(200 << 20),
+            before_attack_bytes: Some(40 << 20),
+            peak_under_attack_bytes: Some(peak_mib << 20),
+            bound_bytes: 256 << 20,
         }
     }
 
@@ -233,9 +255,16 @@ mod tests {
 
     #[test]
     fn targets_met_give_no_failures() {
-        let r = HostileReport::new(&report(1000.0, 400.0), &report(950.0, 700.0), attack(), Some(50 << 20), 256 << 20);
+        let (s0, f0, s1, f1) = (saturate(1000.0), fixed(400.0), saturate(950.0), fixed(700.0));
+        let r = HostileReport::new(
+            Runs { saturate: &s0, fixed: &f0 },
+            Runs { saturate: &s1, fixed: &f1 },
+            attack(),
+            rss(50),
+        );
         assert!((r.throughput_ratio - 0.95).abs() < 1e-9);
         assert_eq!(r.p99_ratio, Some(1.75));
+        assert_eq!(r.idle.latency_rate_per_s, Some(20_000));
         assert!(r.failures().is_empty(), "{:?}", r.failures());
     }
 
@@ -243,7 +272,13 @@ mod tests {
     fn each_missed_target_is_named() {
         let mut counts = attack();
         counts.saturating_accepted = 3;
-        let r = HostileReport::new(&report(1000.0, 400.0), &report(800.0, 900.0), counts, Some(300 << 20), 256 << 20);
+        let (s0, f0, s1, f1) = (saturate(1000.0), fixed(400.0), saturate(800.0), fixed(900.0));
+        let r = HostileReport::new(
+            Runs { saturate: &s0, fixed: &f0 },
+            Runs { saturate: &s1, fixed: &f1 },
+            counts,
+            rss(300),
+        );
         let failures = r.failures().join("\n");
         for needle in ["80.0% of idle", "2.25x idle", "300 MiB", "3 saturating SUBSCRIBEs were accepted"] {
             assert!(failures.contains(needle), "{needle} missing from {failures}");

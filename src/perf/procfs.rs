@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! /proc/PID/stat   ─cpu_ticks─▶   utime + stime (clock ticks)
-//! /proc/PID/status ─vm_hwm_kib─▶  peak resident set (KiB)
+//! /proc/PID/status ─vm_hwm_kib─▶  peak resident set (KiB); ─vm_rss_kib─▶ current resident set (KiB)
 //! /proc/cpuinfo    ─cpu_model─▶   "model name"
 //! start line       ─start_line_url─▶ ws://host:port/
 //! /proc/stat       ─machine_ticks─▶ busy and total CPU ticks of the whole machine
@@ -24,7 +24,16 @@ pub fn cpu_ticks(stat: &str) -> Option<u64> {
 
 /// `VmHWM` (peak resident set) in KiB from the text of `/proc/PID/status`.
 pub fn vm_hwm_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    status_kib(status, "VmHWM:")
+}
+
+/// `VmRSS` (current resident set) in KiB from the text of `/proc/PID/status`.
+pub fn vm_rss_kib(status: &str) -> Option<u64> {
+    status_kib(status, "VmRSS:")
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -108,6 +117,7 @@ mod tests {
         let status = "Name:\ttessera\nVmPeak:\t  900000 kB\nVmHWM:\t  123456 kB\nVmRSS:\t  100000 kB\n";
         assert_eq!(vm_hwm_kib(status), Some(123_456));
         assert_eq!(vm_hwm_kib("Name: x\n"), None);
+        assert_eq!(vm_rss_kib("VmHWM:\t  9 kB\nVmRSS:\t  7 kB\n"), Some(7));
     }
 
     #[test]

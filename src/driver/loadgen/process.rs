@@ -67,6 +67,19 @@ impl ProcSample {
     }
 }
 
+/// The current resident set of `pid` (VmRSS), bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(crate::perf::procfs::vm_rss_kib(&status)? * 1024)
+}
+
+/// Resets `pid`'s peak resident set (VmHWM) to its current one (`/proc/PID/clear_refs`, value 5, Linux ≥ 4.0),
+/// so a later [`ProcSample`] reports the peak of what came after. Needs the right to write that file (our own
+/// child, or root).
+pub fn reset_peak_rss(pid: u32) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
 /// (busy, total) CPU ticks of the whole machine since boot (`/proc/stat`), to see what else used the CPUs.
 pub fn machine_ticks() -> Option<(u64, u64)> {
     crate::perf::procfs::machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)

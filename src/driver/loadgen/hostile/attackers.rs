@@ -6,7 +6,8 @@
 //!   idle TCP   : N sockets that connect and send nothing          ─▶ reopened when the relay hangs up
 //!   silent WS  : N sockets that finish the upgrade, never HELLO    ─▶ reopened when the relay hangs up
 //!   saturating : N connections × 64 subscriber ids, each SUBSCRIBE with all-ones filters over the longest
-//!                window range, one entry per bucket ─▶ SUBSCRIBED (accepted: a defect) | ERROR (refused)
+//!                window range, one entry per bucket ─▶ SUBSCRIBED (accepted: a defect) | ERROR (refused);
+//!                then 5 s connected, then a new connection and a new round
 //!   flooder    : PUBLISHes of refused proofs, pipelined, replies never read ─▶ blocked (backpressure) | closed
 //! Attack::stop() ─▶ AttackCounters (what each saw)
 //! ```
@@ -35,6 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How long a saturating connection waits for the answer to one SUBSCRIBE.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a saturating connection stays open after its round of SUBSCRIBEs before it reconnects and tries
+/// again: the attack of the issue (64 ids per connection, then disconnect), repeated, not a CPU-bound loop
+/// (on one machine a tight loop would measure the attacker's CPU, not the relay's defences).
+const SATURATING_ROUND_PAUSE: Duration = Duration::from_secs(5);
 /// Subscriber ids per saturating connection (the relay's default per-connection cap).
 const IDS_PER_CONNECTION: usize = 64;
 /// Proofs per flooding PUBLISH: each is refused, so each earns the flooder one ERROR frame.
@@ -257,6 +262,10 @@ fn saturating(plan: &AttackPlan, index: usize, stop: &AtomicBool, c: &Counters) 
                     break;
                 }
             };
+        }
+        let round_end = Instant::now() + SATURATING_ROUND_PAUSE;
+        while Instant::now() < round_end && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(POLL_EVERY);
         }
     }
 }

@@ -2,12 +2,18 @@
 //! clients load the relay? (docs/PERFORMANCE.md §Hostile load)
 //!
 //! ```text
-//! raise RLIMIT_NOFILE ─▶ start our relay child (--shards S)
-//!   ─▶ W-e2e with the healthy pair (1 publisher connection, 1 subscriber connection) ─▶ idle figures
+//! raise RLIMIT_NOFILE ─▶ start a relay child (--shards S)
+//!   ─▶ the healthy side (1 publisher connection, `--subscribers` subscriber connections, 64 by default):
+//!      W-e2e at a fixed rate (publish→deliver latency), then W-e2e saturated (throughput) ─▶ idle figures
+//!   ─▶ stop it; start a fresh relay; its RSS now; reset its peak (clear_refs)
 //!   ─▶ Attack::start: idle TCP, silent WebSockets, saturating subscribers, reply flooders (attackers.rs)
-//!   ─▶ wait until the attack is established ─▶ the same W-e2e again ─▶ attacked figures
-//!   ─▶ Attack::stop ─▶ relay peak RSS, SIGTERM ─▶ HostileReport (perf::hostile: ratios, targets)
+//!   ─▶ wait until the attack is established ─▶ the same two runs again ─▶ attacked figures
+//!   ─▶ relay peak RSS under attack ─▶ Attack::stop ─▶ SIGTERM ─▶ HostileReport (perf::hostile: ratios, targets)
 //! ```
+//! Latency is compared at one fixed rate well below saturation, and first on a fresh relay, so it measures how
+//! long the relay takes to route a proof — not the saturated run's queue, nor late matches of proofs an earlier
+//! run published to the same (repeating) subscriber ids. With a single subscriber the load generator's commit
+//! book runs dry and rotates several times a second, so the healthy side has 64 subscribers by default.
 //! The pair connects from 127.0.0.1, the attackers from other loopback addresses (127.0.1.x), so limits per
 //! source address apply to the attackers and never to the pair.
 
@@ -19,9 +25,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use super::e2e::{self, E2eConfig, E2eError};
-use super::process::{raise_nofile_limit, ProcSample, RelayProcess, RelayProcessError};
+use super::process::{raise_nofile_limit, reset_peak_rss, rss_bytes, ProcSample, RelayProcess, RelayProcessError};
 use crate::driver::client::conn::resolve;
-use crate::perf::hostile::HostileReport;
+use crate::perf::hostile::{AttackCounts, HostileReport, Rss, Runs};
+use crate::perf::report::Report;
 pub use attackers::{Attack, AttackPlan};
 
 /// File descriptors needed beyond the attack's and the pair's sockets.
@@ -38,6 +45,8 @@ pub struct HostileConfig {
     pub shards: usize,
     /// Load generator executors for the healthy pair.
     pub threads: usize,
+    /// Subscribers of the healthy side, one connection each (their publisher is one connection).
+    pub subscribers: usize,
     /// TCP connections that send nothing.
     pub idle_tcp: usize,
     /// Upgraded WebSockets that never send HELLO.
@@ -48,44 +57,69 @@ pub struct HostileConfig {
     pub flooders: usize,
     /// Loopback source addresses the attackers spread over (127.0.1.1 onwards).
     pub sources: usize,
-    /// The bound the relay's peak RSS must stay under, bytes.
+    /// The bound the relay's peak RSS under attack must stay under, bytes.
     pub rss_bound_bytes: u64,
+    /// Fixed rate of the latency runs, proofs/s.
+    pub latency_rate: u64,
 }
 
 /// Runs the benchmark; progress goes to `progress`.
 pub fn run(config: &HostileConfig, progress: &mut dyn Write) -> Result<HostileReport, E2eError> {
     let have = raise_nofile_limit().map_err(E2eError::Rlimit)?;
-    let sockets = config.idle_tcp + config.silent_ws + config.saturating + config.flooders + 2;
+    let sockets = config.idle_tcp + config.silent_ws + config.saturating + config.flooders + config.subscribers + 1;
     let need = sockets as u64 + FD_MARGIN;
     if have < need {
         return Err(E2eError::FileLimit { need, have });
     }
-    let exe = std::env::current_exe().map_err(|e| E2eError::Relay(RelayProcessError::Spawn(e)))?;
-    let mut relay = RelayProcess::start(&exe, config.shards)?;
-    let _ = writeln!(progress, "perf hostile: started relay pid {}: {}", relay.pid(), relay.start_line);
-    let result = measure(config, &relay, progress);
-    let peak_rss = ProcSample::read(relay.pid()).map(|s| s.peak_rss_bytes);
-    if !relay.stop() {
-        let _ = writeln!(progress, "perf hostile: the relay did not exit cleanly after SIGTERM");
-    }
-    let (idle, attacked, counts) = result?;
-    let mut report = HostileReport::new(&idle, &attacked, counts, peak_rss, config.rss_bound_bytes);
+    let _ = writeln!(progress, "perf hostile: the healthy side on an idle relay");
+    let idle = with_relay(config, progress, |relay, progress| {
+        let runs = pair_runs(config, relay, progress)?;
+        Ok((runs, ProcSample::read(relay.pid()).map(|s| s.peak_rss_bytes)))
+    })?;
+    let (idle, idle_peak_bytes) = idle;
+    let _ = writeln!(progress, "perf hostile: the healthy side on a fresh relay under attack");
+    let (attacked, counts, mut rss) =
+        with_relay(config, progress, |relay, progress| attacked(config, relay, progress))?;
+    rss.idle_peak_bytes = idle_peak_bytes;
+    let mut report = HostileReport::new(
+        Runs { saturate: &idle.1, fixed: &idle.0 },
+        Runs { saturate: &attacked.1, fixed: &attacked.0 },
+        counts,
+        rss,
+    );
     report.seconds_per_phase = config.seconds;
     Ok(report)
 }
 
-/// The two runs of the pair around the attack.
-fn measure(
+/// Runs `f` against a relay of our own, started fresh (so no run sees the proofs, subscriptions or late
+/// matches of another: the load generator's subscriber ids repeat between runs) and stopped afterwards.
+fn with_relay<T>(
+    config: &HostileConfig,
+    progress: &mut dyn Write,
+    f: impl FnOnce(&RelayProcess, &mut dyn Write) -> Result<T, E2eError>,
+) -> Result<T, E2eError> {
+    let exe = std::env::current_exe().map_err(|e| E2eError::Relay(RelayProcessError::Spawn(e)))?;
+    let mut relay = RelayProcess::start(&exe, config.shards)?;
+    let _ = writeln!(progress, "perf hostile: started relay pid {}: {}", relay.pid(), relay.start_line);
+    let result = f(&relay, progress);
+    if !relay.stop() {
+        let _ = writeln!(progress, "perf hostile: the relay did not exit cleanly after SIGTERM");
+    }
+    result
+}
+
+/// The healthy side's two runs: first at the fixed rate (latency), then saturated (throughput).
+fn pair_runs(
     config: &HostileConfig,
     relay: &RelayProcess,
     progress: &mut dyn Write,
-) -> Result<(crate::perf::report::Report, crate::perf::report::Report, crate::perf::hostile::AttackCounts), E2eError> {
-    let pair = E2eConfig {
+) -> Result<(Report, Report), E2eError> {
+    let saturate = E2eConfig {
         relay: Some(relay.url.clone()),
         relay_pid: Some(relay.pid()),
         seconds: config.seconds,
         publishers: 1,
-        subscribers: 1,
+        subscribers: config.subscribers,
         subscribers_per_conn: 1,
         batch: 256,
         rate: None,
@@ -93,8 +127,19 @@ fn measure(
         threads: config.threads,
         inflight_batches: 8,
     };
-    let _ = writeln!(progress, "perf hostile: the healthy pair on the idle relay");
-    let idle = e2e::run(&pair, progress)?;
+    let fixed = E2eConfig { rate: Some(config.latency_rate), ..saturate.clone() };
+    Ok((e2e::run(&fixed, progress)?, e2e::run(&saturate, progress)?))
+}
+
+/// The attack, established first, then the healthy side's runs while it goes on.
+fn attacked(
+    config: &HostileConfig,
+    relay: &RelayProcess,
+    progress: &mut dyn Write,
+) -> Result<((Report, Report), AttackCounts, Rss), E2eError> {
+    let before_attack_bytes = rss_bytes(relay.pid());
+    // Peak from here on: the attack and the healthy runs beside it (start-up excluded).
+    let peak_reset = reset_peak_rss(relay.pid()).is_ok();
     let plan = AttackPlan {
         relay: resolve(&relay.url)?,
         sources: (0..config.sources.max(1)).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + i as u8))).collect(),
@@ -104,6 +149,21 @@ fn measure(
         flooders: config.flooders,
     };
     let attack = Attack::start(&plan);
+    wait_established(config, &attack, progress);
+    let runs = pair_runs(config, relay, progress);
+    let peak_under_attack_bytes = ProcSample::read(relay.pid()).map(|s| s.peak_rss_bytes).filter(|_| peak_reset);
+    let counts = attack.stop();
+    let rss = Rss {
+        idle_peak_bytes: None,
+        before_attack_bytes,
+        peak_under_attack_bytes,
+        bound_bytes: config.rss_bound_bytes,
+    };
+    Ok((runs?, counts, rss))
+}
+
+/// Waits until every attacker has reached (about) its full size, or `ESTABLISH_TIMEOUT`.
+fn wait_established(config: &HostileConfig, attack: &Attack, progress: &mut dyn Write) {
     let started = Instant::now();
     loop {
         let c = attack.counts();
@@ -124,12 +184,8 @@ fn measure(
                 c.saturating_refused,
                 c.flood_publishes
             );
-            break;
+            return;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    let _ = writeln!(progress, "perf hostile: the healthy pair under attack");
-    let attacked = e2e::run(&pair, progress);
-    let counts = attack.stop();
-    Ok((idle, attacked?, counts))
 }
