@@ -33,9 +33,9 @@ pub struct HostileArgs {
     /// Loopback source addresses (127.0.1.1 onwards) the attackers spread over.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=254))]
     pub sources: u64,
-    /// Bound on the relay's peak RSS while the attack runs, MiB.
-    #[arg(long, default_value_t = 512)]
-    pub rss_bound_mib: u64,
+    /// What the attack may add to the relay's peak RSS over the idle relay's peak on the same healthy runs, MiB.
+    #[arg(long, default_value_t = 128)]
+    pub rss_margin_mib: u64,
     /// Fixed rate of the latency runs (idle and under attack), proofs/s.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub latency_rate: u64,
@@ -67,7 +67,7 @@ impl HostileArgs {
             saturating: self.saturating,
             flooders: self.flooders,
             sources: self.sources as usize,
-            rss_bound_bytes: self.rss_bound_mib << 20,
+            rss_margin_bytes: self.rss_margin_mib << 20,
             latency_rate: self.latency_rate,
         }
     }

@@ -69,7 +69,7 @@ pub struct Rss {
     pub before_attack_bytes: Option<u64>,
     /// Peak resident set from the attack's start to its end (healthy runs included), bytes.
     pub peak_under_attack_bytes: Option<u64>,
-    /// The bound that peak must stay under, bytes.
+    /// The bound that peak must stay under: the idle peak plus the allowed margin, bytes.
     pub bound_bytes: u64,
 }
 
