@@ -74,8 +74,6 @@ pub fn http_request_head(data: &[u8]) {
 pub const SESSION_WINDOW_S: u64 = 1_700_000_000 - 1_700_000_000 % WINDOW_SECONDS;
 /// Shards in the `shard_session` target (two: SUBSCRIBE, FETCH and deliveries cross shards).
 pub const SESSION_SHARDS: usize = 2;
-/// Proofs published and made durable before the input runs (so late matching has something to scan).
-pub const SESSION_RETAINED_PROOFS: u8 = 6;
 /// Most late-match steps one op runs.
 const LATE_STEPS_MAX: usize = 64;
 
@@ -91,16 +89,16 @@ pub mod op {
     pub const TICK: u8 = 3;
     /// Connection `arg % 2` closes (its subscribers are detached) and a new one takes its place, past HELLO.
     pub const RECONNECT: u8 = 4;
-    /// Connection `arg % 2` publishes retained proof `arg / 2 % SESSION_RETAINED_PROOFS` again (a duplicate),
-    /// with sequence number 1 + the PUBLISHes this op and the session's setup sent on that side.
-    pub const REPUBLISH: u8 = 5;
+    /// Connection `arg % 2` publishes [`session_proof`]`(arg / 2)` (a valid proof; again: a duplicate), with
+    /// sequence number 1 + the PUBLISHes this op sent on that connection before.
+    pub const PUBLISH: u8 = 5;
     /// The client of connection `arg % 2` stops reading, or reads again (what was queued meanwhile is read).
     pub const STALL: u8 = 6;
     /// Retention runs on both shards at the current clock (between commits, as the driver runs it).
     pub const RETENTION: u8 = 7;
 }
 
-/// A valid proof of the session's first window, numbered `n` (the retained proofs are `0..SESSION_RETAINED_PROOFS`).
+/// A valid proof of the session's first window, numbered `n`.
 pub fn session_proof(n: u8) -> Proof {
     let commit = [n; 32];
     let w = SESSION_WINDOW_S;
@@ -152,10 +150,7 @@ pub fn shard_session(data: &[u8]) -> SessionSummary {
                 s.close(side);
                 s.connect(side);
             }
-            op::REPUBLISH => {
-                let n = (arg / 2) % SESSION_RETAINED_PROOFS;
-                s.publish(side, n);
-            }
+            op::PUBLISH => s.publish(side, arg / 2),
             op::STALL => {
                 s.stalled[side] = !s.stalled[side];
                 s.drain(side);
@@ -174,7 +169,7 @@ pub fn shard_session(data: &[u8]) -> SessionSummary {
     s.summary
 }
 
-/// What the clients of a `shard_session` received, after the session's own HELLOs and publishes.
+/// What the clients of a `shard_session` received, after the HELLO_REPLYs of the first two connections.
 #[derive(Debug, Clone, Default)]
 pub struct SessionSummary {
     /// Frames received, by frame type byte (`proto::frame::frame_type`).
@@ -222,7 +217,7 @@ struct Session {
     conns: [Option<ConnId>; SESSION_SHARDS],
     /// Whether the client on shard `i` has stopped reading (its send queue fills; ticks may close it).
     stalled: [bool; SESSION_SHARDS],
-    /// PUBLISHes the session itself sent on each side (their sequence numbers are 1, 2, …).
+    /// PUBLISH ops run on each side's connection (their sequence numbers are 1, 2, …).
     publishes: [u64; SESSION_SHARDS],
     clock: Clock,
     /// The client's decoder: the limits and Bloom parameters the relay announces.
@@ -263,10 +258,6 @@ impl Session {
         for side in 0..SESSION_SHARDS {
             s.connect(side);
         }
-        for n in 0..SESSION_RETAINED_PROOFS {
-            s.publish(usize::from(n) % SESSION_SHARDS, n);
-        }
-        s.commit();
         s.summary = SessionSummary::default();
         s
     }
