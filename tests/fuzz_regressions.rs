@@ -21,7 +21,10 @@ use tessera::proto::{
     PROTOCOL_VERSION,
 };
 
-const TARGETS: [(&str, fn(&[u8])); 3] = [
+/// A target's body: arbitrary bytes in, a panic on a finding.
+type Body = fn(&[u8]);
+
+const TARGETS: [(&str, Body); 3] = [
     ("decode_message", fuzzing::decode_message),
     ("http_request_head", fuzzing::http_request_head),
     ("shard_session", |data| drop(fuzzing::shard_session(data))),
