@@ -40,6 +40,7 @@ pub mod client;
 pub mod dp;
 pub mod driver;
 pub mod engine;
+pub mod fuzzing;
 pub mod index;
 pub mod log;
 pub mod perf;

@@ -1,3 +1,3 @@
+//! The frame decoder on one WebSocket message (body: `tessera::fuzzing::decode_message`, docs/FUZZING.md).
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-fuzz_target!(|data: &[u8]| drop(tessera::proto::Codec::default().decode_message(&bytes::Bytes::copy_from_slice(data))));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tessera::fuzzing::decode_message(data));
