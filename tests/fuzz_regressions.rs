@@ -83,9 +83,9 @@ fn the_session_seeds_reach_what_they_were_built_for() {
             "duplicate-publish" => got.frames(ft::ACK) >= 1 && errors.is_empty(),
             "publish-and-subscribe-batch" => got.frames(ft::FETCH_REPLY) == 2 && got.frames(ft::DELIVER) == 2,
             "ticks-and-retention" => got.frames(ft::SUBSCRIBED) == 1,
-            // An all-ones filter: accepted today; refused with a typed ERROR once saturated filters are (issue
-            // 13 item 1). Either way the session must only run clean.
-            "saturated-filter" => true,
+            // An all-ones filter: refused with FILTER_SATURATED (docs/PROTOCOL.md §5.6); the PUBLISH after it
+            // is acknowledged as usual.
+            "saturated-filter" => only(E::FILTER_SATURATED, 1) && got.frames(ft::ACK) >= 1,
             other => panic!("no expectation for seed {other}"),
         };
         assert!(ok, "{name} did not reach what it was built for: {got:?}");
@@ -173,12 +173,17 @@ fn session_seeds() -> Vec<(String, Vec<u8>)> {
     let params = BloomParams::default();
     let full = BloomFilter::from_bytes(params, &vec![0xff; params.m_bits as usize / 8]).unwrap();
     let saturated = SubscribeEntry { bucket: 0, window_from_s: now, window_to_s: now + 3_540, filter: full };
-    // A saturated filter on the bucket of each of proofs 100..120 (several share a bucket: one entry each).
+    // One legitimate entry per bucket of proofs 100..120, its filter holding the fingerprints of those proofs.
     let mut buckets: Vec<u16> = (100..120).map(|n| session_proof(n).view().bucket()).collect();
     buckets.sort_unstable();
     buckets.dedup();
-    let watch_all: Vec<SubscribeEntry> =
-        buckets.iter().map(|&bucket| SubscribeEntry { bucket, ..saturated.clone() }).collect();
+    let watch_all: Vec<SubscribeEntry> = buckets
+        .iter()
+        .map(|&bucket| {
+            let in_bucket: Vec<u8> = (100..120).filter(|&n| session_proof(n).view().bucket() == bucket).collect();
+            entry(bucket, now, now + 3_540, &in_bucket)
+        })
+        .collect();
     let seeds: Vec<(&str, Ops)> = vec![
         ("late-subscribe-fetch", Ops::default().msg(0, &[subscribe(1, vec![late(0)])]).settle().msg(0, &[fetch(1, 0)])),
         (
@@ -209,7 +214,7 @@ fn session_seeds() -> Vec<(String, Vec<u8>)> {
                 .op(op::PUBLISH, 0)
                 .op(op::COMMIT, 0),
         ),
-        ("too-many-filters", Ops::default().msg(0, &[subscribe(6, vec![saturated.clone(); 5])])),
+        ("too-many-filters", Ops::default().msg(0, &[subscribe(6, vec![entry(0, now, now + 3_540, &[]); 5])])),
         ("bucket-out-of-range", Ops::default().msg(0, &[subscribe(7, vec![entry(64, now, now + 60, &[])])])),
         ("window-too-far-ahead", Ops::default().msg(0, &[subscribe(8, vec![entry(0, now, now + 400 * 60, &[])])])),
         ("window-in-the-past", Ops::default().msg(0, &[subscribe(8, vec![entry(0, now - 7_200, now - 3_600, &[])])])),
