@@ -17,28 +17,14 @@ use bytes::Bytes;
 use rand_core::OsRng;
 use tessera::client::{Contact, Home, Identity, KeyFile, RelayParamsError};
 use tessera::driver::client::session::{run_local, Session, SessionError, SessionOptions};
-use tessera::proto::{
-    encode_message, BloomParams, Codec, Frame, Limits, RelayParams, RelayPolicy, CIPHERTEXT_LEN, PROOF_LEN,
-    PROTOCOL_VERSION,
-};
+use tessera::proto::{encode_message, BloomParams, Codec, Frame, RelayParams};
 use tungstenite::Message;
 
 /// Longest a refusal may take: connecting and one HELLO round trip on loopback, nothing precomputed.
 const FAIL_FAST: Duration = Duration::from_secs(5);
 
 fn honest() -> RelayParams {
-    RelayParams {
-        version: PROTOCOL_VERSION,
-        num_buckets: 64,
-        window_s: 10,
-        bloom: BloomParams::default(),
-        proof_len: PROOF_LEN as u32,
-        ciphertext_len: CIPHERTEXT_LEN as u32,
-        retention_s: 3600,
-        node_id: [9; 16],
-        limits: Limits::default(),
-        policy: RelayPolicy::default(),
-    }
+    RelayParams::defaults([9; 16])
 }
 
 /// What the fake relay saw on one connection: the frame types the client sent after HELLO (none expected).

@@ -12,25 +12,11 @@ use rand_core::OsRng;
 use tessera::client::{Contact, Home, Identity, KeyFile, PersistedState};
 use tessera::driver::client::session::{run_local, Session, SessionError, SessionOptions};
 use tessera::proto::frame::{ErrorFrame, Publish};
-use tessera::proto::{
-    encode_message, BloomParams, Codec, ErrorCode, Frame, Limits, RelayParams, RelayPolicy, CIPHERTEXT_LEN, PROOF_LEN,
-    PROTOCOL_VERSION,
-};
+use tessera::proto::{encode_message, Codec, ErrorCode, Frame, RelayParams};
 use tungstenite::Message;
 
 fn params() -> RelayParams {
-    RelayParams {
-        version: PROTOCOL_VERSION,
-        num_buckets: 64,
-        window_s: 10,
-        bloom: BloomParams::default(),
-        proof_len: PROOF_LEN as u32,
-        ciphertext_len: CIPHERTEXT_LEN as u32,
-        retention_s: 3600,
-        node_id: [7; 16],
-        limits: Limits::default(),
-        policy: RelayPolicy::default(),
-    }
+    RelayParams::defaults([7; 16])
 }
 
 /// A PUBLISH as the scripted relay saw it: seq, proofs, and state.json at that moment.

@@ -151,21 +151,10 @@ pub fn check_relay_params(relay: &RelayParams, message_bytes_max: u32) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{BloomParams, Limits, RelayPolicy, CIPHERTEXT_LEN};
+    use crate::proto::BloomParams;
 
     fn defaults() -> RelayParams {
-        RelayParams {
-            version: PROTOCOL_VERSION,
-            num_buckets: 64,
-            window_s: 10,
-            bloom: BloomParams::default(),
-            proof_len: PROOF_LEN as u32,
-            ciphertext_len: CIPHERTEXT_LEN as u32,
-            retention_s: 3600,
-            node_id: [0; 16],
-            limits: Limits::default(),
-            policy: RelayPolicy::default(),
-        }
+        RelayParams::defaults([0; 16])
     }
 
     const WS_MAX: u32 = 1 << 20;

@@ -91,6 +91,26 @@ pub struct RelayParams {
     pub policy: RelayPolicy,
 }
 
+impl RelayParams {
+    /// What a relay on default settings announces, with `node_id`: for tests and tools that stand in for a
+    /// relay (a real relay builds its own from its configuration).
+    pub fn defaults(node_id: NodeId) -> Self {
+        Self {
+            version: super::params::PROTOCOL_VERSION,
+            num_buckets: super::params::NUM_BUCKETS_DEFAULT,
+            window_s: super::params::WINDOW_SECONDS as u32,
+            bloom: BloomParams::default(),
+            proof_len: super::params::PROOF_LEN as u32,
+            ciphertext_len: super::params::CIPHERTEXT_LEN as u32,
+            // The relay's default retention (`server::config::RETENTION_S_DEFAULT`; proto sits below server).
+            retention_s: 3600,
+            node_id,
+            limits: Limits::default(),
+            policy: RelayPolicy::default(),
+        }
+    }
+}
+
 /// The part of HELLO_REPLY (protocol version 2) that lets a client predict what the relay will do: its
 /// clock tolerance, how FETCH pages split, its timeouts and how full a filter may be (docs/PROTOCOL.md §4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -72,6 +72,13 @@ impl Relay {
     }
 
     fn start_limited(dir: tempfile::TempDir, args: &[&str], nofile: Option<u64>) -> Relay {
+        let child = Self::spawn(dir.path(), args, nofile);
+        Self::from_child(child, dir)
+    }
+
+    /// `tessera relay --port 0 --storage <storage>` plus `args` (light cover unless `args` set ε), under
+    /// RLIMIT_NOFILE = `nofile` if given.
+    fn spawn(storage: &std::path::Path, args: &[&str], nofile: Option<u64>) -> Child {
         use std::os::unix::process::CommandExt as _;
         let light_cover: &[&str] = if args.iter().any(|a| a.starts_with("--cover-traffic-epsilon")) {
             &[]
@@ -89,35 +96,23 @@ impl Relay {
                 });
             }
         }
-        let child = command
+        command
             .arg("relay")
             .args(["--port", "0", "--storage"])
-            .arg(dir.path())
+            .arg(storage)
             .args(light_cover)
             .args(args)
             .env("RUST_LOG", std::env::var("TEST_RELAY_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn tessera relay");
-        Self::from_child(child, dir)
+            .expect("spawn tessera relay")
     }
 
     /// Starts `tessera relay --port 0 --storage <storage>` plus `args` on a storage directory the caller owns
     /// (a mounted file system, say); `dir` is then an unrelated empty temp dir.
     pub fn start_at(storage: &std::path::Path, args: &[&str]) -> Relay {
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .arg("relay")
-            .args(["--port", "0", "--storage"])
-            .arg(storage)
-            .args(["--cover-traffic-epsilon", "4"])
-            .args(args)
-            .env("RUST_LOG", std::env::var("TEST_RELAY_LOG").unwrap_or("warn".into()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tessera relay");
-        Self::from_child(child, tempfile::tempdir().expect("temp dir"))
+        Self::from_child(Self::spawn(storage, args, None), tempfile::tempdir().expect("temp dir"))
     }
 
     /// The exit status if the process has exited (`None` while it runs).
