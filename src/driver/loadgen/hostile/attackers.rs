@@ -97,6 +97,8 @@ impl Attack {
         let counters = Arc::new(Counters::default());
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            // A thread fails to start only when the process is out of resources; the benchmark means nothing
+            // without its attackers, so it stops there.
             std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning an attacker thread")
         };
         let (p, s, c) = (plan.clone(), stop.clone(), counters.clone());
@@ -237,6 +239,7 @@ fn saturating(plan: &AttackPlan, index: usize, stop: &AtomicBool, c: &Counters) 
         let from = (now_s.saturating_sub(10) / window_s) * window_s;
         let ahead = u64::from(params.limits.subscription_windows_ahead_max);
         let to = (now_s / window_s) * window_s + ahead.saturating_sub(1) * window_s;
+        // Exactly `byte_len` bytes for parameters the codec already accepted in HELLO_REPLY.
         let filter = BloomFilter::from_bytes(params.bloom, &vec![0xFF; params.bloom.byte_len()])
             .expect("an all-ones filter of the announced size is well formed");
         for id in 0..IDS_PER_CONNECTION {
