@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! attack:   N connections × 64 subscriber ids × (64 buckets, all-ones filter, [now − 10 s, now + 3,590 s])
-//!           ─▶ one ERROR(FILTER_SATURATED) each, nothing registered, no match recorded; then disconnect
+//!           ─▶ ERROR(FILTER_SATURATED) for the first 8 (protocol errors), then close 1008; nothing registered,
+//!              no match recorded
 //! client:   subscription::plan (both modes) over 60 fingerprints with 180 distinct bits ─▶ SUBSCRIBED
 //! bound:    1,088 subscribers matching one proof ─▶ 1,024 pushed live, 64 counted unpushed, all FETCHable
 //! ```
@@ -21,6 +22,7 @@ use tessera::engine::config::DELIVERIES_PER_PROOF_MAX_DEFAULT;
 use tessera::proto::derive::{bucket_of, fingerprint, fingerprint_positions};
 use tessera::proto::frame::Subscribe;
 use tessera::proto::{BloomParams, ErrorCode, Frame, SubscriberId, FILTER_FINGERPRINTS_MAX};
+use tessera::server::conn::PROTOCOL_ERRORS_MAX;
 
 fn sub(conn: u32, n: u32) -> SubscriberId {
     let mut id = [0u8; 16];
@@ -45,35 +47,36 @@ fn subscribe_all(client: &mut Client, subscribes: Vec<Subscribe>) -> Vec<Frame> 
 
 #[test]
 fn the_saturating_subscriber_attack_is_refused_and_costs_nothing_afterwards() {
-    // The issue's attack, scaled down: 8 connections (not 100) × 64 subscriber ids, one all-ones entry per
-    // bucket over [now − 10 s, now + 3,590 s], then disconnect. Cover traffic runs at ε = 0.5 (~1,700/s).
+    // The issue's attack, scaled down: 8 connections (not 100), each trying 64 subscriber ids with one all-ones
+    // entry per bucket over [now − 10 s, now + 3,590 s]; the relay closes each after its eighth. Cover traffic
+    // runs at ε = 0.5 (~1,700/s).
     const CONNECTIONS: u32 = 8;
     let relay = Relay::start(&["--shards", "2", "--cover-traffic-epsilon", "0.5", "--cover-round-ms", "1000"]);
     let w = current_window();
-    let mut attackers = Vec::new();
     for c in 0..CONNECTIONS {
         let (mut client, params) = Client::hello(&relay);
         let to = w + u64::from(params.limits.subscription_windows_ahead_max - 1) * 10;
-        let subscribes: Vec<Subscribe> = (0..64)
+        let subscribes: Vec<Subscribe> = (0..PROTOCOL_ERRORS_MAX)
             .map(|n| Subscribe {
                 subscriber: sub(c, n),
                 entries: (0..64).map(|b| match_all_entry(b, w - 10, to)).collect(),
             })
             .collect();
-        for answer in subscribe_all(&mut client, subscribes) {
+        // One at a time: the relay answers each of the first 8 with FILTER_SATURATED, each a protocol error (a
+        // client that follows the spec never builds such a filter), and closes with 1008 after the eighth.
+        for s in subscribes {
+            let answer = subscribe_all(&mut client, vec![s]).remove(0);
             let Frame::Error(e) = answer else { panic!("a saturated SUBSCRIBE was accepted: {answer:?}") };
             assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::FILTER_SATURATED, 0, 0), "{}", e.text);
             assert!(e.text.contains("1024 bits set"), "{}", e.text);
         }
-        attackers.push(client);
+        assert_eq!(client.recv_close(), Some(1008), "closed after the protocol-error budget");
     }
-    let refused = u64::from(CONNECTIONS) * 64;
+    let refused = u64::from(CONNECTIONS) * u64::from(PROTOCOL_ERRORS_MAX);
     assert_eq!(relay.metric("tessera_filters_saturated_total", ""), refused);
     assert_eq!(relay.metric("tessera_subscribe_rejected_total", ""), refused);
+    assert_eq!(relay.metric("tessera_limit_protocol_errors_total", ""), u64::from(CONNECTIONS));
     assert_eq!(relay.metric("tessera_subscribers", ""), 0, "nothing registered");
-    for client in attackers {
-        client.close();
-    }
     // Cover keeps flowing and matches nobody: no delivery, no match record, no mailbox entry.
     let cover_before = relay.metric("tessera_cover_proofs_total", "");
     std::thread::sleep(Duration::from_millis(1500));

@@ -6,8 +6,9 @@ mod relay_support;
 use std::time::{Duration, Instant};
 
 use relay_support::*;
-use tessera::proto::frame::ErrorFrame;
-use tessera::proto::{ErrorCode, Frame, Proof, SubscriberId, WINDOW_SECONDS};
+use tessera::proto::frame::{ErrorFrame, Publish};
+use tessera::proto::{ErrorCode, Frame, Proof, ProofBatch, SubscriberId, WINDOW_SECONDS};
+use tessera::server::conn::PROTOCOL_ERRORS_MAX;
 
 fn sub(n: u8) -> SubscriberId {
     SubscriberId([n; 16])
@@ -80,6 +81,28 @@ fn malformed_messages_get_error_and_others_keep_being_served() {
     publisher.publish(std::slice::from_ref(&p));
     assert_eq!(&subscriber.recv_proofs(sub(3), 1)[0][..], &p.as_bytes()[..]);
     assert_eq!(relay.metric("tessera_frames_malformed_total", ""), 2);
+}
+
+#[test]
+fn refused_sequence_numbers_are_not_protocol_errors() {
+    // docs/PROTOCOL.md §5.4 and §5.7: ERROR(SEQUENCE) refuses the PUBLISH whole but spends no protocol-error
+    // budget, so a client that repeats a sequence number more often than the budget stays connected.
+    let relay = Relay::start(&["--shards", "1"]);
+    let (mut client, _) = Client::hello(&relay);
+    let w = current_window();
+    let batch = |salt| ProofBatch::from_proofs([proof(&commit_in_bucket(4, salt), w, 1)].iter().map(|p| p.view()));
+    client.send(&[Frame::Publish(Publish { seq: 5, proofs: batch(0) })]);
+    assert_eq!(client.recv_until(|f| matches!(f, Frame::Ack { .. })), Frame::Ack { seq: 5 });
+    for n in 0..2 * PROTOCOL_ERRORS_MAX {
+        client.send(&[Frame::Publish(Publish { seq: 5 - u64::from(n % 2), proofs: batch(1) })]);
+        match client.recv_until(|f| matches!(f, Frame::Error(_) | Frame::Ack { .. })) {
+            Frame::Error(e) => assert_eq!((e.code, e.ref_seq), (ErrorCode::SEQUENCE, 5 - u64::from(n % 2))),
+            other => panic!("expected ERROR(SEQUENCE), got {other:?}"),
+        }
+    }
+    client.send(&[Frame::Publish(Publish { seq: 6, proofs: batch(2) })]);
+    assert_eq!(client.recv_until(|f| matches!(f, Frame::Ack { .. })), Frame::Ack { seq: 6 });
+    assert_eq!(relay.metric("tessera_protocol_errors_total", ""), 0);
 }
 
 #[test]

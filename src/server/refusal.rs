@@ -132,8 +132,12 @@ impl Refusal {
         }
     }
 
-    /// Whether it counts against the connection's protocol-error budget. A refused SUBSCRIBE does not
-    /// (docs/PROTOCOL.md §5.6: one ERROR, the previous entries stay).
+    /// Whether it counts against the connection's protocol-error budget (docs/PROTOCOL.md §5.7). A refused
+    /// sequence number does not (§5.4: the PUBLISH is refused whole and costs the relay nothing more), nor does
+    /// a refused SUBSCRIBE (§5.6: one ERROR, the previous entries stay) — except a saturated filter: no client
+    /// that follows the spec builds one (at most `FILTER_FINGERPRINTS_MAX` fingerprints per filter), and each
+    /// costs the relay a decode and a popcount of every entry, so a connection that keeps sending them is
+    /// closed after the budget rather than served at the rate it can write (docs/PERFORMANCE.md §Hostile load).
     pub fn is_protocol_error(&self) -> bool {
         matches!(
             self,
@@ -141,7 +145,7 @@ impl Refusal {
                 | Refusal::HelloRequired { .. }
                 | Refusal::UnexpectedFrame { .. }
                 | Refusal::TextMessage
-                | Refusal::SequenceNotIncreasing { .. }
+                | Refusal::FilterSaturated { .. }
         )
     }
 
@@ -166,14 +170,14 @@ mod tests {
         let Frame::Error(e) = r.to_frame() else { panic!("an ERROR frame") };
         assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::SEQUENCE, 9, 0));
         assert_eq!(e.text, "PUBLISH sequence 9 does not increase (last 12)");
-        assert!(r.is_protocol_error());
+        assert!(!r.is_protocol_error());
         let r = Refusal::TooManyFilters { bucket: 7, max: 75 };
         assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::TOO_MANY_FILTERS, 7, false));
         assert_eq!(r.to_string(), "more than 75 filters for bucket 7");
         let r = Refusal::BucketOutOfRange { entry: 2, bucket: 70, buckets: 64 };
         assert_eq!((r.detail(), r.to_string().as_str()), (2, "entry 2: bucket 70 is not below 64"));
         let r = Refusal::FilterSaturated { entry: 3, ones: 1024, max: 180, fingerprints: 60 };
-        assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::FILTER_SATURATED, 3, false));
+        assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::FILTER_SATURATED, 3, true));
         assert!(r.to_string().starts_with("entry 3: filter has 1024 bits set"), "{r}");
         let r = Refusal::TextMessage;
         assert_eq!(

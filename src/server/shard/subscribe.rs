@@ -30,7 +30,8 @@ impl ShardServer {
         let Subscribe { subscriber: wire, entries } = subscribe;
         let subscriber = SubscriberKey::of(&wire);
         if let Err(refusal) = self.check_subscribe(&entries, clock.unix_s) {
-            // Not a protocol error (docs/PROTOCOL.md §5.6): one ERROR, the previous entries stay.
+            // One ERROR, the previous entries stay (docs/PROTOCOL.md §5.6); only a saturated filter also
+            // spends the protocol-error budget (`Refusal::is_protocol_error`).
             ShardMetrics::add(&self.m().subscribe_rejected, 1);
             match refusal {
                 Refusal::TooManyFilters { .. } => ShardMetrics::add(&self.m().limit_subscriptions, 1),
@@ -222,6 +223,7 @@ mod tests {
     use crate::log::LogConfig;
     use crate::proto::frame::Hello;
     use crate::proto::{encode_message, BloomFilter, BloomParams, Codec, Limits, Role, PROTOCOL_VERSION};
+    use crate::server::close::CloseReason;
     use crate::server::RelayConfig;
 
     const W: u64 = 1_700_000_000;
@@ -327,6 +329,27 @@ mod tests {
         // A journal written before the check: the saturated entry is dropped, the other one restored.
         assert!(s.restore_subscription(W + 5, SubscriberKey::of(&sub.subscriber), &sub.entries));
         assert_eq!(s.engine.counters().entries, 1);
+    }
+
+    #[test]
+    fn saturated_filters_spend_the_protocol_error_budget() {
+        // A well-behaved client never builds one, so the eighth closes the connection (1008) instead of the
+        // relay decoding and refusing them for as long as the client writes.
+        let mut s = server(1);
+        let conn = client(&mut s);
+        let saturated = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).expect("128 bytes");
+        let max = crate::server::conn::PROTOCOL_ERRORS_MAX;
+        for n in 1..=max {
+            let Frame::Subscribe(mut sub) = subscribe(SubscriberId([n as u8; 16])) else { unreachable!() };
+            sub.entries[0].filter = saturated.clone();
+            s.handle_message(conn, &encode_message(&[Frame::Subscribe(sub)]), clock(1));
+            let expected = if n < max { None } else { Some(CloseReason::ProtocolErrors) };
+            assert_eq!(s.close_reason(conn), expected, "after {n} saturated SUBSCRIBEs");
+        }
+        let refused = frames(&mut s, conn);
+        assert_eq!(refused.len(), max as usize, "one ERROR each, the last one included: {refused:?}");
+        assert!(refused.iter().all(|f| matches!(f, Frame::Error(e) if e.code == ErrorCode::FILTER_SATURATED)));
+        assert_eq!(s.m().protocol_errors.load(std::sync::atomic::Ordering::Relaxed), u64::from(max));
     }
 
     #[test]
