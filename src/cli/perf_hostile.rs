@@ -48,6 +48,10 @@ pub struct HostileArgs {
     /// Load generator executors for the healthy pair [default: 1].
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: u64,
+    /// Rounds of (idle relay, attacked relay) runs; the throughput and p99 targets judge the median of the
+    /// rounds' ratios (one pair of runs on a small shared machine mostly measures its noise).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub rounds: u64,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +73,7 @@ impl HostileArgs {
             sources: self.sources as usize,
             rss_margin_bytes: self.rss_margin_mib << 20,
             latency_rate: self.latency_rate,
+            rounds: self.rounds as usize,
         }
     }
 }

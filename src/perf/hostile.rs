@@ -1,13 +1,19 @@
 //! The report of `tessera perf hostile`: a healthy publisher/subscriber pair measured on an idle relay and again
-//! while hostile clients load it, what the attackers saw, and the verdict against the targets.
+//! while hostile clients load it, in several alternating rounds, what the attackers saw, and the verdict.
 //!
 //! ```text
-//! W-e2e reports (idle: saturated + fixed rate) ──┐
-//! W-e2e reports (attacked: the same two) ────────┼─▶ HostileReport::new ─▶ failures() (targets) ─▶ text | JSON
-//! AttackCounts, relay RSS before / peak under attack
+//! per round: W-e2e reports (idle: fixed rate + saturated) ──┐
+//!            W-e2e reports (attacked: the same two) ─────────┼─▶ Round::new (ratios of this round)
+//!            AttackCounts, relay RSS idle peak / attacked peak ┘
+//! rounds ─▶ HostileReport::new (median ratios) ─▶ failures() (targets) ─▶ text | JSON
 //! ```
-//! Pure: the runner (`driver::loadgen::hostile`) gathers the numbers; the targets and their thresholds live here,
-//! next to the figures they judge (docs/PERFORMANCE.md §Hostile load).
+//! The throughput and p99 targets judge the **median** of the rounds' ratios: on a small shared machine one
+//! idle run differs from the next by ±15% in throughput and several-fold in p99, so a single pair of runs mostly
+//! measures that noise; each round's ratio compares runs made back to back, and the median drops a round that
+//! one scheduling hiccup spoiled. Every round must still refuse every saturated filter, stay under the memory
+//! bound and deliver every addressed proof. Pure: the runner (`driver::loadgen::hostile`) gathers the numbers;
+//! the targets and their thresholds live here, next to the figures they judge (docs/PERFORMANCE.md §Hostile
+//! load).
 
 use serde::Serialize;
 
@@ -39,7 +45,9 @@ pub struct AttackCounts {
     pub saturating_accepted: u64,
     /// Of those, answered with an ERROR.
     pub saturating_refused: u64,
-    /// Saturating connections that could not finish HELLO, or ended without an answer.
+    /// Saturating connections the relay closed with a close frame (after the protocol-error budget).
+    pub saturating_closed_by_relay: u64,
+    /// Saturating connections that could not finish HELLO, or ended without an answer or a close frame.
     pub saturating_other: u64,
     /// Whole PUBLISH messages the flooders wrote.
     pub flood_publishes: u64,
@@ -101,9 +109,9 @@ impl PairFigures {
     }
 }
 
-/// The whole run.
+/// One round: the pair on an idle relay, then on a fresh relay under attack.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct HostileReport {
+pub struct Round {
     /// The pair on the idle relay.
     pub idle: PairFigures,
     /// The pair while the attack runs.
@@ -116,12 +124,10 @@ pub struct HostileReport {
     pub attack: AttackCounts,
     /// The relay's memory.
     pub rss: Rss,
-    /// Seconds each W-e2e phase was measured.
-    pub seconds_per_phase: u64,
 }
 
-impl HostileReport {
-    /// Puts the figures together and computes the ratios.
+impl Round {
+    /// Puts one round's figures together and computes its ratios.
     pub fn new(idle: Runs<'_>, attacked: Runs<'_>, attack: AttackCounts, rss: Rss) -> Self {
         let (idle, attacked) = (PairFigures::of(idle), PairFigures::of(attacked));
         let throughput_ratio = if idle.routed_per_s > 0.0 { attacked.routed_per_s / idle.routed_per_s } else { 0.0 };
@@ -129,45 +135,96 @@ impl HostileReport {
             (Some(i), Some(a)) if i > 0.0 => Some(a / i),
             _ => None,
         };
-        Self { idle, attacked, throughput_ratio, p99_ratio, attack, rss, seconds_per_phase: 0 }
+        Self { idle, attacked, throughput_ratio, p99_ratio, attack, rss }
+    }
+
+    /// What this round alone missed: memory, refusals, clean runs (the ratios are judged over all rounds).
+    fn failures(&self, number: usize, out: &mut Vec<String>) {
+        match self.rss.peak_under_attack_bytes {
+            Some(rss) if rss > self.rss.bound_bytes => out.push(format!(
+                "round {number}: relay peak RSS under attack {} MiB is over the bound of {} MiB",
+                rss >> 20,
+                self.rss.bound_bytes >> 20
+            )),
+            None => out.push(format!("round {number}: the relay's peak RSS under attack could not be read")),
+            _ => {}
+        }
+        if self.attack.saturating_accepted > 0 {
+            out.push(format!(
+                "round {number}: {} saturating SUBSCRIBEs were accepted",
+                self.attack.saturating_accepted
+            ));
+        }
+        if self.attack.saturating_refused == 0 {
+            out.push(format!("round {number}: no saturating SUBSCRIBE was answered with a refusal"));
+        }
+        for (name, pair) in [("idle", &self.idle), ("attacked", &self.attacked)] {
+            if pair.defects > 0 {
+                out.push(format!(
+                    "round {number}: the {name} run of the healthy pair was not clean ({} defects)",
+                    pair.defects
+                ));
+            }
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HostileReport {
+    /// Median of the rounds' throughput ratios (attacked / idle).
+    pub throughput_ratio: f64,
+    /// Median of the rounds' p99 ratios (attacked / idle); `None` if no round measured both.
+    pub p99_ratio: Option<f64>,
+    /// Every round, in the order run.
+    pub rounds: Vec<Round>,
+    /// Seconds each W-e2e phase was measured.
+    pub seconds_per_phase: u64,
+}
+
+/// The median (the mean of the middle two for an even count); `None` when empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+impl HostileReport {
+    /// The rounds and their median ratios.
+    pub fn new(rounds: Vec<Round>) -> Self {
+        let throughput_ratio = median(rounds.iter().map(|r| r.throughput_ratio).collect()).unwrap_or(0.0);
+        let p99_ratio = median(rounds.iter().filter_map(|r| r.p99_ratio).collect());
+        Self { throughput_ratio, p99_ratio, rounds, seconds_per_phase: 0 }
     }
 
     /// Every target the run missed (empty: all met).
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.rounds.is_empty() {
+            out.push("no round was run".into());
+        }
         if self.throughput_ratio < THROUGHPUT_RATIO_MIN {
             out.push(format!(
-                "throughput under attack is {:.1}% of idle (target >= {:.0}%)",
+                "throughput under attack is {:.1}% of idle (median of {} rounds; target >= {:.0}%)",
                 self.throughput_ratio * 100.0,
+                self.rounds.len(),
                 THROUGHPUT_RATIO_MIN * 100.0
             ));
         }
         match self.p99_ratio {
-            Some(r) if r > P99_RATIO_MAX => {
-                out.push(format!("p99 publish->deliver under attack is {r:.2}x idle (target <= {P99_RATIO_MAX}x)"))
-            }
+            Some(r) if r > P99_RATIO_MAX => out.push(format!(
+                "p99 publish->deliver under attack is {r:.2}x idle (median of {} rounds; target <= {P99_RATIO_MAX}x)",
+                self.rounds.len()
+            )),
             None => out.push("no p99 publish->deliver was measured".into()),
             _ => {}
         }
-        match self.rss.peak_under_attack_bytes {
-            Some(rss) if rss > self.rss.bound_bytes => out.push(format!(
-                "relay peak RSS under attack {} MiB is over the bound of {} MiB",
-                rss >> 20,
-                self.rss.bound_bytes >> 20
-            )),
-            None => out.push("the relay's peak RSS under attack could not be read".into()),
-            _ => {}
-        }
-        if self.attack.saturating_accepted > 0 {
-            out.push(format!("{} saturating SUBSCRIBEs were accepted", self.attack.saturating_accepted));
-        }
-        if self.attack.saturating_refused == 0 {
-            out.push("no saturating SUBSCRIBE was answered with a refusal".into());
-        }
-        for (name, pair) in [("idle", &self.idle), ("attacked", &self.attacked)] {
-            if pair.defects > 0 {
-                out.push(format!("the {name} run of the healthy pair was not clean ({} defects)", pair.defects));
-            }
+        for (i, round) in self.rounds.iter().enumerate() {
+            round.failures(i + 1, &mut out);
         }
         out
     }
@@ -177,21 +234,41 @@ impl HostileReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// A few lines for a terminal.
+    /// A few lines for a terminal: the verdict's medians, then each round.
     pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "median of {} rounds: throughput {:.1}% of idle (target >= {:.0}%), p99 {} (target <= {P99_RATIO_MAX}x)\n",
+            self.rounds.len(),
+            self.throughput_ratio * 100.0,
+            THROUGHPUT_RATIO_MIN * 100.0,
+            ratio(self.p99_ratio),
+        );
+        for (i, round) in self.rounds.iter().enumerate() {
+            out.push_str(&format!("round {}:\n{}", i + 1, round.to_text()));
+        }
+        out
+    }
+}
+
+fn ratio(v: Option<f64>) -> String {
+    v.map_or("-".into(), |r| format!("{r:.2}x"))
+}
+
+impl Round {
+    fn to_text(&self) -> String {
         let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} µs"));
         let rate = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
         let mib = |v: Option<u64>| v.map_or("-".into(), |b| format!("{} MiB", b >> 20));
         let a = &self.attack;
         format!(
-            "healthy pair   idle: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
-             healthy pair attack: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
-             ratios: throughput {:.1}% (target >= {:.0}%), p99 {} (target <= {P99_RATIO_MAX}x)\n\
-             relay RSS: idle peak {}; under attack {} at the start, peak {} (bound {} MiB)\n\
-             idle TCP: {} open at the end, {} closed by the relay, {} connects failed\n\
-             silent WebSockets: {} open at the end, {} closed by the relay, {} connects failed\n\
-             saturating SUBSCRIBEs: {} sent, {} refused, {} accepted, {} connections ended otherwise\n\
-             flooder: {} PUBLISHes ({} MiB) written, longest blocked write {} ms, {} closed by the relay\n",
+            "  healthy pair   idle: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
+             \x20 healthy pair attack: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
+             \x20 ratios: throughput {:.1}%, p99 {}\n\
+             \x20 relay RSS: idle peak {}; under attack {} at the start, peak {} (bound {} MiB)\n\
+             \x20 idle TCP: {} open at the end, {} closed by the relay, {} connects failed\n\
+             \x20 silent WebSockets: {} open at the end, {} closed by the relay, {} connects failed\n\
+             \x20 saturating SUBSCRIBEs: {} sent, {} refused, {} accepted; {} connections closed by the relay, {} ended otherwise\n\
+             \x20 flooder: {} PUBLISHes ({} MiB) written, longest blocked write {} ms, {} closed by the relay\n",
             self.idle.routed_per_s,
             rate(self.idle.latency_rate_per_s),
             us(self.idle.p99_us),
@@ -201,8 +278,7 @@ impl HostileReport {
             us(self.attacked.p99_us),
             us(self.attacked.p50_us),
             self.throughput_ratio * 100.0,
-            THROUGHPUT_RATIO_MIN * 100.0,
-            self.p99_ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            ratio(self.p99_ratio),
             mib(self.rss.idle_peak_bytes),
             mib(self.rss.before_attack_bytes),
             mib(self.rss.peak_under_attack_bytes),
@@ -216,6 +292,7 @@ impl HostileReport {
             a.saturating_subscribes_sent,
             a.saturating_refused,
             a.saturating_accepted,
+            a.saturating_closed_by_relay,
             a.saturating_other,
             a.flood_publishes,
             a.flood_bytes >> 20,
@@ -253,35 +330,48 @@ mod tests {
         AttackCounts { saturating_subscribes_sent: 10, saturating_refused: 10, ..Default::default() }
     }
 
+    /// A round whose attacked run routed `routed` (idle 1,000) with p99 `p99` µs (idle 400).
+    fn round(routed: f64, p99: f64, counts: AttackCounts, peak_mib: u64) -> Round {
+        let (s0, f0, s1, f1) = (saturate(1000.0), fixed(400.0), saturate(routed), fixed(p99));
+        Round::new(Runs { saturate: &s0, fixed: &f0 }, Runs { saturate: &s1, fixed: &f1 }, counts, rss(peak_mib))
+    }
+
     #[test]
     fn targets_met_give_no_failures() {
-        let (s0, f0, s1, f1) = (saturate(1000.0), fixed(400.0), saturate(950.0), fixed(700.0));
-        let r = HostileReport::new(
-            Runs { saturate: &s0, fixed: &f0 },
-            Runs { saturate: &s1, fixed: &f1 },
-            attack(),
-            rss(50),
-        );
+        let r = HostileReport::new(vec![round(950.0, 700.0, attack(), 50)]);
         assert!((r.throughput_ratio - 0.95).abs() < 1e-9);
         assert_eq!(r.p99_ratio, Some(1.75));
-        assert_eq!(r.idle.latency_rate_per_s, Some(20_000));
+        assert_eq!(r.rounds[0].idle.latency_rate_per_s, Some(20_000));
         assert!(r.failures().is_empty(), "{:?}", r.failures());
+    }
+
+    #[test]
+    fn the_ratios_are_the_medians_of_the_rounds() {
+        // One spoiled round (60%, 5x) among three does not decide the verdict; its own checks still count.
+        let r = HostileReport::new(vec![
+            round(930.0, 500.0, attack(), 50),
+            round(600.0, 2000.0, attack(), 50),
+            round(1010.0, 720.0, attack(), 50),
+        ]);
+        assert!((r.throughput_ratio - 0.93).abs() < 1e-9);
+        assert_eq!(r.p99_ratio, Some(1.8));
+        assert!(r.failures().is_empty(), "{:?}", r.failures());
+        let even = HostileReport::new(vec![round(900.0, 400.0, attack(), 50), round(1000.0, 800.0, attack(), 50)]);
+        assert!((even.throughput_ratio - 0.95).abs() < 1e-9);
+        assert_eq!(even.p99_ratio, Some(1.5));
     }
 
     #[test]
     fn each_missed_target_is_named() {
         let mut counts = attack();
         counts.saturating_accepted = 3;
-        let (s0, f0, s1, f1) = (saturate(1000.0), fixed(400.0), saturate(800.0), fixed(900.0));
-        let r = HostileReport::new(
-            Runs { saturate: &s0, fixed: &f0 },
-            Runs { saturate: &s1, fixed: &f1 },
-            counts,
-            rss(300),
-        );
+        let r = HostileReport::new(vec![round(800.0, 900.0, counts, 300)]);
         let failures = r.failures().join("\n");
-        for needle in ["80.0% of idle", "2.25x idle", "300 MiB", "3 saturating SUBSCRIBEs were accepted"] {
+        for needle in
+            ["80.0% of idle", "2.25x idle", "round 1: relay peak RSS under attack 300 MiB", "round 1: 3 saturating"]
+        {
             assert!(failures.contains(needle), "{needle} missing from {failures}");
         }
+        assert_eq!(HostileReport::new(Vec::new()).failures()[0], "no round was run");
     }
 }

@@ -6,8 +6,8 @@
 //!   idle TCP   : N sockets that connect and send nothing          ─▶ reopened when the relay hangs up
 //!   silent WS  : N sockets that finish the upgrade, never HELLO    ─▶ reopened when the relay hangs up
 //!   saturating : N connections × 64 subscriber ids, each SUBSCRIBE with all-ones filters over the longest
-//!                window range, one entry per bucket ─▶ SUBSCRIBED (accepted: a defect) | ERROR (refused);
-//!                then 5 s connected, then a new connection and a new round
+//!                window range, one entry per bucket ─▶ SUBSCRIBED (accepted: a defect) | ERROR (refused)
+//!                | close (the relay's protocol-error budget, 8); then 5 s, then a new connection and round
 //!   flooder    : PUBLISHes of refused proofs, pipelined, replies never read ─▶ blocked (backpressure) | closed
 //! Attack::stop() ─▶ AttackCounters (what each saw)
 //! ```
@@ -36,8 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How long a saturating connection waits for the answer to one SUBSCRIBE.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a saturating connection stays open after its round of SUBSCRIBEs before it reconnects and tries
-/// again: the attack of the issue (64 ids per connection, then disconnect), repeated, not a CPU-bound loop
+/// How long a saturating attacker waits after its round of SUBSCRIBEs (or after the relay closed it) before it
+/// reconnects and tries again: the attack of the issue (64 ids per connection, then disconnect), repeated, not a CPU-bound loop
 /// (on one machine a tight loop would measure the attacker's CPU, not the relay's defences).
 const SATURATING_ROUND_PAUSE: Duration = Duration::from_secs(5);
 /// Subscriber ids per saturating connection (the relay's default per-connection cap).
@@ -76,6 +76,7 @@ struct Counters {
     saturating_sent: AtomicU64,
     saturating_accepted: AtomicU64,
     saturating_refused: AtomicU64,
+    saturating_closed: AtomicU64,
     saturating_other: AtomicU64,
     flood_publishes: AtomicU64,
     flood_bytes: AtomicU64,
@@ -130,6 +131,7 @@ impl Attack {
             saturating_subscribes_sent: get(&c.saturating_sent),
             saturating_accepted: get(&c.saturating_accepted),
             saturating_refused: get(&c.saturating_refused),
+            saturating_closed_by_relay: get(&c.saturating_closed),
             saturating_other: get(&c.saturating_other),
             flood_publishes: get(&c.flood_publishes),
             flood_bytes: get(&c.flood_bytes),
@@ -257,14 +259,18 @@ fn saturating(plan: &AttackPlan, index: usize, stop: &AtomicBool, c: &Counters) 
                 break;
             }
             c.saturating_sent.fetch_add(1, Ordering::Relaxed);
-            match subscribe_answer(&mut s, &codec) {
-                Some(true) => c.saturating_accepted.fetch_add(1, Ordering::Relaxed),
-                Some(false) => c.saturating_refused.fetch_add(1, Ordering::Relaxed),
-                None => {
-                    c.saturating_other.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
+            let answer = subscribe_answer(&mut s, &codec);
+            let counter = match answer {
+                Answer::Subscribed => &c.saturating_accepted,
+                Answer::Refused => &c.saturating_refused,
+                // The relay spends a protocol error on each saturated filter and closes after the budget.
+                Answer::Closed => &c.saturating_closed,
+                Answer::Ended => &c.saturating_other,
             };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if matches!(answer, Answer::Closed | Answer::Ended) {
+                break;
+            }
         }
         let round_end = Instant::now() + SATURATING_ROUND_PAUSE;
         while Instant::now() < round_end && !stop.load(Ordering::Relaxed) {
@@ -273,20 +279,34 @@ fn saturating(plan: &AttackPlan, index: usize, stop: &AtomicBool, c: &Counters) 
     }
 }
 
-/// `Some(true)` for SUBSCRIBED, `Some(false)` for an ERROR, `None` when the connection ended or timed out.
-fn subscribe_answer(s: &mut TcpStream, codec: &Codec) -> Option<bool> {
+/// How the relay answered one saturating SUBSCRIBE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// SUBSCRIBED: the saturated filter was accepted (a defect).
+    Subscribed,
+    /// An ERROR other than OVERLOADED.
+    Refused,
+    /// A close frame.
+    Closed,
+    /// The connection ended without one, timed out or sent something undecodable.
+    Ended,
+}
+
+fn subscribe_answer(s: &mut TcpStream, codec: &Codec) -> Answer {
     loop {
-        match recv(s, REPLY_PAYLOAD_BYTES_MAX).ok()? {
+        let Ok(message) = recv(s, REPLY_PAYLOAD_BYTES_MAX) else { return Answer::Ended };
+        match message {
             Message::Binary(payload) => {
-                for frame in codec.decode_message(&Bytes::from(payload)).ok()? {
+                let Ok(frames) = codec.decode_message(&Bytes::from(payload)) else { return Answer::Ended };
+                for frame in frames {
                     match frame {
-                        Frame::Subscribed { .. } => return Some(true),
-                        Frame::Error(e) if e.code != ErrorCode::OVERLOADED => return Some(false),
+                        Frame::Subscribed { .. } => return Answer::Subscribed,
+                        Frame::Error(e) if e.code != ErrorCode::OVERLOADED => return Answer::Refused,
                         _ => {}
                     }
                 }
             }
-            Message::Close(_) => return None,
+            Message::Close(_) => return Answer::Closed,
             Message::Other => {}
         }
     }

@@ -2,13 +2,15 @@
 //! clients load the relay? (docs/PERFORMANCE.md §Hostile load)
 //!
 //! ```text
-//! raise RLIMIT_NOFILE ─▶ start a relay child (--shards S)
+//! raise RLIMIT_NOFILE ─▶ for each of `rounds` rounds:
+//!   start a relay child (--shards S)
 //!   ─▶ the healthy side (1 publisher connection, `--subscribers` subscriber connections, 64 by default):
 //!      W-e2e at a fixed rate (publish→deliver latency), then W-e2e saturated (throughput) ─▶ idle figures
 //!   ─▶ stop it; start a fresh relay; its RSS now; reset its peak (clear_refs)
 //!   ─▶ Attack::start: idle TCP, silent WebSockets, saturating subscribers, reply flooders (attackers.rs)
 //!   ─▶ wait until the attack is established ─▶ the same two runs again ─▶ attacked figures
-//!   ─▶ relay peak RSS under attack ─▶ Attack::stop ─▶ SIGTERM ─▶ HostileReport (perf::hostile: ratios, targets)
+//!   ─▶ relay peak RSS under attack ─▶ Attack::stop ─▶ SIGTERM ─▶ Round (perf::hostile: this round's ratios)
+//! ─▶ HostileReport (median ratios over the rounds, targets)
 //! ```
 //! Latency is compared at one fixed rate well below saturation, and first on a fresh relay, so it measures how
 //! long the relay takes to route a proof — not the saturated run's queue, nor late matches of proofs an earlier
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::e2e::{self, E2eConfig, E2eError};
 use super::process::{raise_nofile_limit, reset_peak_rss, rss_bytes, ProcSample, RelayProcess, RelayProcessError};
 use crate::driver::client::conn::resolve;
-use crate::perf::hostile::{AttackCounts, HostileReport, Rss, Runs};
+use crate::perf::hostile::{AttackCounts, HostileReport, Round, Rss, Runs};
 use crate::perf::report::Report;
 pub use attackers::{Attack, AttackPlan};
 
@@ -63,6 +65,8 @@ pub struct HostileConfig {
     pub rss_margin_bytes: u64,
     /// Fixed rate of the latency runs, proofs/s.
     pub latency_rate: u64,
+    /// Rounds of (idle, attacked) pairs; the targets judge the median of their ratios.
+    pub rounds: usize,
 }
 
 /// Runs the benchmark; progress goes to `progress`.
@@ -73,25 +77,39 @@ pub fn run(config: &HostileConfig, progress: &mut dyn Write) -> Result<HostileRe
     if have < need {
         return Err(E2eError::FileLimit { need, have });
     }
-    let _ = writeln!(progress, "perf hostile: the healthy side on an idle relay");
+    let mut rounds = Vec::with_capacity(config.rounds);
+    for number in 1..=config.rounds {
+        let r = round(config, number, progress)?;
+        let p99 = r.p99_ratio.map_or("-".into(), |v| format!("{v:.2}x"));
+        let (of, throughput) = (config.rounds, r.throughput_ratio * 100.0);
+        let _ =
+            writeln!(progress, "perf hostile: round {number} of {of}: throughput {throughput:.1}% of idle, p99 {p99}");
+        rounds.push(r);
+    }
+    let mut report = HostileReport::new(rounds);
+    report.seconds_per_phase = config.seconds;
+    Ok(report)
+}
+
+/// One round: the pair on a fresh idle relay, then on another fresh relay under attack.
+fn round(config: &HostileConfig, number: usize, progress: &mut dyn Write) -> Result<Round, E2eError> {
+    let _ = writeln!(progress, "perf hostile: round {number}: the healthy side on an idle relay");
     let idle = with_relay(config, progress, |relay, progress| {
         let runs = pair_runs(config, relay, progress)?;
         Ok((runs, ProcSample::read(relay.pid()).map(|s| s.peak_rss_bytes)))
     })?;
     let (idle, idle_peak_bytes) = idle;
-    let _ = writeln!(progress, "perf hostile: the healthy side on a fresh relay under attack");
+    let _ = writeln!(progress, "perf hostile: round {number}: the healthy side on a fresh relay under attack");
     let (attacked, counts, mut rss) =
         with_relay(config, progress, |relay, progress| attacked(config, relay, progress))?;
     rss.idle_peak_bytes = idle_peak_bytes;
     rss.bound_bytes = idle_peak_bytes.unwrap_or(0) + config.rss_margin_bytes;
-    let mut report = HostileReport::new(
+    Ok(Round::new(
         Runs { saturate: &idle.1, fixed: &idle.0 },
         Runs { saturate: &attacked.1, fixed: &attacked.0 },
         counts,
         rss,
-    );
-    report.seconds_per_phase = config.seconds;
-    Ok(report)
+    ))
 }
 
 /// Runs `f` against a relay of our own, started fresh (so no run sees the proofs, subscriptions or late
