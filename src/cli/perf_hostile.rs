@@ -33,7 +33,8 @@ pub struct HostileArgs {
     /// Loopback source addresses (127.0.1.1 onwards) the attackers spread over.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=254))]
     pub sources: u64,
-    /// What the attack may add to the relay's peak RSS over the idle relay's peak on the same healthy runs, MiB.
+    /// What the attack may add to the relay's peak RSS over the idle relay's peak on the same healthy runs (scaled
+    /// up by the proofs routed when the attacked run routed more), MiB.
     #[arg(long, default_value_t = 128)]
     pub rss_margin_mib: u64,
     /// Fixed rate of the latency runs (idle and under attack), proofs/s.
@@ -52,6 +53,10 @@ pub struct HostileArgs {
     /// rounds' ratios (one pair of runs on a small shared machine mostly measures its noise).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub rounds: u64,
+    /// Nice value of the attacker threads: they stand in for other hosts, so by default they take CPU from the
+    /// relay and the healthy pair only when those leave some (0 runs them at the same priority).
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub attackers_nice: i32,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +79,7 @@ impl HostileArgs {
             rss_margin_bytes: self.rss_margin_mib << 20,
             latency_rate: self.latency_rate,
             rounds: self.rounds as usize,
+            attackers_nice: self.attackers_nice,
         }
     }
 }

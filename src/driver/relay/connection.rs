@@ -123,7 +123,9 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             let config = websocket_config(&ctx.limits);
             let gate = FrameGate::new(stream, leftover, ctx.limits.message_bytes_max.into());
             let ws = WebSocketStream::from_raw_socket(gate, WsRole::Server, Some(config)).await;
-            session(ctx, ws).await;
+            // Upgraded: from here on the connection is served beside the others, not behind admission work.
+            let sessions = ctx.queues.sessions;
+            super::task_queues::spawn_into(session(ctx, ws), sessions).await;
         }
         Ok(HttpRequest::Get { path }) => {
             ShardMetrics::add(&ctx.metrics().http_requests, 1);

@@ -26,6 +26,7 @@ pub mod log_open;
 pub mod shard_ctx;
 pub mod shard_main;
 pub mod startup;
+pub mod task_queues;
 
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
@@ -118,6 +119,7 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let pool = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
         .name("tessera-shard")
         .io_memory(IO_MEMORY_BYTES)
+        .preempt_timer(task_queues::PREEMPT_TIMER)
         .on_all_shards({
             let shared = shared.clone();
             move || {

@@ -103,6 +103,8 @@ pub struct ShardCtx {
     refusal_logs: [BurstLog; 3],
     /// State shared with the other shards.
     pub shared: Arc<Shared>,
+    /// Where sessions and admission work run (`task_queues`).
+    pub queues: super::task_queues::TaskQueues,
 }
 
 /// Which listener accepted a socket: each counts its own sockets in their handshake, so that a flood on the
@@ -187,6 +189,7 @@ impl ShardCtx {
             metrics_sockets: Cell::new(0),
             refusal_logs: Default::default(),
             shared,
+            queues: super::task_queues::TaskQueues::create(),
         })
     }
 

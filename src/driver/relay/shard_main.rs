@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! listener (SO_REUSEPORT) ─accept─▶ place among handshakes_max? (else closed at once)
-//!   ─▶ connection::serve (HELLO deadline: hello_deadline.rs) ─▶ ShardServer (RefCell, this executor only)
+//!   ─▶ connection::serve: head, upgrade [admission task queue] ─▶ session [sessions queue] (task_queues.rs;
+//!      HELLO deadline: hello_deadline.rs) ─▶ ShardServer (RefCell, this executor only)
 //! request mesh  ─recv─▶ handle_request  ─drain─▶ responses ─send─▶ response mesh (receivers never wait)
 //! response mesh ─recv─▶ handle_response ─drain─▶ connection outboxes ─▶ writers woken
 //! tick (100 ms) ─▶ ShardServer::tick; shutdown flag ─▶ stop accepting, close all, drain, flush, return
@@ -34,6 +35,7 @@ use super::connection;
 use super::log_exec::LogFiles;
 use super::log_io::{open_parts, shard_dir, LogIoConfig, LogIoError};
 pub use super::shard_ctx::{Listener, Ready, ShardCtx, Shared};
+use super::task_queues::spawn_into;
 use crate::driver::clock::{unix_now_s, unix_now_us};
 use crate::driver::wake_flag::WakeFlag;
 use crate::log::commit::GroupCommitPolicy;
@@ -152,15 +154,16 @@ pub async fn run(
     }
     // One signal per loop: a `WakeFlag` has a single waiter.
     let (stop_accepting, stop_metrics) = (Rc::new(WakeFlag::default()), Rc::new(WakeFlag::default()));
-    let acceptor = glommio::spawn_local(accept_loop(
-        ctx.clone(),
-        (listener, Listener::Main),
-        stop_accepting.clone(),
-        connection::serve,
-    ));
+    // Accepting and everything before the upgrade run in the admission queue (task_queues.rs): the tasks an
+    // accept loop spawns stay in its queue; a session moves to the sessions queue after the upgrade.
+    let admission = ctx.queues.admission;
+    let acceptor = spawn_into(
+        accept_loop(ctx.clone(), (listener, Listener::Main), stop_accepting.clone(), connection::serve),
+        admission,
+    );
     let metrics_acceptor = metrics_listener.map(|l| {
         let serve = connection::serve_http_only;
-        glommio::spawn_local(accept_loop(ctx.clone(), (l, Listener::Metrics), stop_metrics.clone(), serve))
+        spawn_into(accept_loop(ctx.clone(), (l, Listener::Metrics), stop_metrics.clone(), serve), admission)
     });
     let metrics_addr =
         metrics_acceptor.as_ref().and(config.metrics_port).map(|p| std::net::SocketAddr::new(config.host, p));

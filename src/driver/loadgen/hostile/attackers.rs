@@ -62,6 +62,8 @@ pub struct AttackPlan {
     pub saturating: usize,
     /// Connections that pipeline PUBLISHes and never read.
     pub flooders: usize,
+    /// Nice value of every attacker thread (0: the relay's and the healthy pair's priority; 19: the lowest).
+    pub nice: i32,
 }
 
 /// Live counters, shared with the attacker threads.
@@ -97,10 +99,15 @@ impl Attack {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let mut threads = Vec::new();
+        let nice = plan.nice;
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            let body = move || {
+                set_thread_nice(nice);
+                f()
+            };
             // A thread fails to start only when the process is out of resources; the benchmark means nothing
             // without its attackers, so it stops there.
-            std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning an attacker thread")
+            std::thread::Builder::new().name(name.into()).spawn(body).expect("spawning an attacker thread")
         };
         let (p, s, c) = (plan.clone(), stop.clone(), counters.clone());
         threads.push(spawn("hostile-idle", Box::new(move || idle_tcp(&p, &s, &c))));
@@ -276,6 +283,23 @@ fn saturating(plan: &AttackPlan, index: usize, stop: &AtomicBool, c: &Counters) 
         while Instant::now() < round_end && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(POLL_EVERY);
         }
+    }
+}
+
+/// Lowers the calling thread's CPU priority to `nice` (Linux: a nice value is per thread). The attackers stand in
+/// for hosts elsewhere on the network; on one small machine the kernel would otherwise share the cores among
+/// the ~100 attacker threads and the relay's few in proportion to their number, and the benchmark would
+/// measure the attackers' own CPU rather than what the relay's defences cost (docs/PERFORMANCE.md §Hostile
+/// load). Best effort: a failure leaves the thread at its priority, which only makes the attack heavier.
+fn set_thread_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments, and `who` is this
+    // thread's own id, so it changes nothing but this thread's scheduling priority.
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) } != 0;
+    if failed {
+        tracing::warn!(nice, "could not lower an attacker thread's priority: {}", std::io::Error::last_os_error());
     }
 }
 

@@ -59,14 +59,15 @@ pub struct HostileConfig {
     pub flooders: usize,
     /// Loopback source addresses the attackers spread over (127.0.1.1 onwards).
     pub sources: usize,
-    /// What the attack may add to the relay's peak RSS: the bound is the idle relay's peak over the same
-    /// healthy runs plus this, bytes (the healthy load's own memory — dedup tables, late-match index, log
-    /// staging — dominates and varies with how many proofs the saturated run pushed).
+    /// What the attack may add to the relay's peak RSS, bytes: the bound is the idle relay's peak over the same
+    /// healthy runs (scaled by the proofs routed, `Rss::bound_bytes_for`) plus this.
     pub rss_margin_bytes: u64,
     /// Fixed rate of the latency runs, proofs/s.
     pub latency_rate: u64,
     /// Rounds of (idle, attacked) pairs; the targets judge the median of their ratios.
     pub rounds: usize,
+    /// Nice value of the attacker threads (see `attackers::set_thread_nice`).
+    pub attackers_nice: i32,
 }
 
 /// Runs the benchmark; progress goes to `progress`.
@@ -88,6 +89,7 @@ pub fn run(config: &HostileConfig, progress: &mut dyn Write) -> Result<HostileRe
     }
     let mut report = HostileReport::new(rounds);
     report.seconds_per_phase = config.seconds;
+    report.attackers_nice = config.attackers_nice;
     Ok(report)
 }
 
@@ -103,7 +105,8 @@ fn round(config: &HostileConfig, number: usize, progress: &mut dyn Write) -> Res
     let (attacked, counts, mut rss) =
         with_relay(config, progress, |relay, progress| attacked(config, relay, progress))?;
     rss.idle_peak_bytes = idle_peak_bytes;
-    rss.bound_bytes = idle_peak_bytes.unwrap_or(0) + config.rss_margin_bytes;
+    let routed = (idle.1.routed_per_s, attacked.1.routed_per_s);
+    rss.bound_bytes = Rss::bound_bytes_for(idle_peak_bytes.unwrap_or(0), routed.0, routed.1, config.rss_margin_bytes);
     Ok(Round::new(
         Runs { saturate: &idle.1, fixed: &idle.0 },
         Runs { saturate: &attacked.1, fixed: &attacked.0 },
@@ -168,6 +171,7 @@ fn attacked(
         silent_ws: config.silent_ws,
         saturating: config.saturating,
         flooders: config.flooders,
+        nice: config.attackers_nice,
     };
     let attack = Attack::start(&plan);
     wait_established(config, &attack, progress);
