@@ -33,8 +33,8 @@ pub struct HostileArgs {
     /// Loopback source addresses (127.0.1.1 onwards) the attackers spread over.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=254))]
     pub sources: u64,
-    /// What the attack may add to the relay's peak RSS over the idle relay's peak on the same healthy runs (scaled
-    /// up by the proofs routed when the attacked run routed more), MiB.
+    /// What the attack may add to the relay's peak RSS over the highest peak of the idle relays on the same
+    /// healthy runs, MiB.
     #[arg(long, default_value_t = 128)]
     pub rss_margin_mib: u64,
     /// Fixed rate of the latency runs (idle and under attack), proofs/s.

@@ -59,8 +59,8 @@ pub struct HostileConfig {
     pub flooders: usize,
     /// Loopback source addresses the attackers spread over (127.0.1.1 onwards).
     pub sources: usize,
-    /// What the attack may add to the relay's peak RSS, bytes: the bound is the idle relay's peak over the same
-    /// healthy runs (scaled by the proofs routed, `Rss::bound_bytes_for`) plus this.
+    /// What the attack may add to the relay's peak RSS, bytes: the bound is the highest idle peak of the rounds
+    /// (the same healthy runs without an attack; `HostileReport::new`) plus this.
     pub rss_margin_bytes: u64,
     /// Fixed rate of the latency runs, proofs/s.
     pub latency_rate: u64,
@@ -87,7 +87,7 @@ pub fn run(config: &HostileConfig, progress: &mut dyn Write) -> Result<HostileRe
             writeln!(progress, "perf hostile: round {number} of {of}: throughput {throughput:.1}% of idle, p99 {p99}");
         rounds.push(r);
     }
-    let mut report = HostileReport::new(rounds);
+    let mut report = HostileReport::new(rounds, config.rss_margin_bytes);
     report.seconds_per_phase = config.seconds;
     report.attackers_nice = config.attackers_nice;
     Ok(report)
@@ -105,8 +105,6 @@ fn round(config: &HostileConfig, number: usize, progress: &mut dyn Write) -> Res
     let (attacked, counts, mut rss) =
         with_relay(config, progress, |relay, progress| attacked(config, relay, progress))?;
     rss.idle_peak_bytes = idle_peak_bytes;
-    let routed = (idle.1.routed_per_s, attacked.1.routed_per_s);
-    rss.bound_bytes = Rss::bound_bytes_for(idle_peak_bytes.unwrap_or(0), routed.0, routed.1, config.rss_margin_bytes);
     Ok(Round::new(
         Runs { saturate: &idle.1, fixed: &idle.0 },
         Runs { saturate: &attacked.1, fixed: &attacked.0 },
