@@ -51,7 +51,7 @@ pub struct HostileArgs {
     pub threads: u64,
     /// Rounds of (idle relay, attacked relay) runs; the throughput and p99 targets judge the median of the
     /// rounds' ratios (one pair of runs on a small shared machine mostly measures its noise).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub rounds: u64,
     /// Nice value of the attacker threads: they stand in for other hosts, so by default they take CPU from the
     /// relay and the healthy pair only when those leave some (0 runs them at the same priority).
