@@ -119,7 +119,6 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let pool = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
         .name("tessera-shard")
         .io_memory(IO_MEMORY_BYTES)
-        .preempt_timer(task_queues::PREEMPT_TIMER)
         .on_all_shards({
             let shared = shared.clone();
             move || {
