@@ -167,6 +167,52 @@ impl Round {
             }
         }
     }
+
+    fn to_text(&self) -> String {
+        let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} µs"));
+        let rate = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+        let mib = |v: Option<u64>| v.map_or("-".into(), |b| format!("{} MiB", b >> 20));
+        let a = &self.attack;
+        format!(
+            "  healthy pair   idle: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
+             \x20 healthy pair attack: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
+             \x20 ratios: throughput {:.1}%, p99 {}\n\
+             \x20 relay RSS: idle peak {}; under attack {} at the start, peak {} (bound {} MiB)\n\
+             \x20 idle TCP: {} open at the end, {} closed by the relay, {} connects failed\n\
+             \x20 silent WebSockets: {} open at the end, {} closed by the relay, {} connects failed\n\
+             \x20 saturating SUBSCRIBEs: {} sent, {} refused, {} accepted; {} connections closed by the relay, {} ended otherwise\n\
+             \x20 flooder: {} PUBLISHes ({} MiB) written, longest blocked write {} ms, {} closed by the relay\n",
+            self.idle.routed_per_s,
+            rate(self.idle.latency_rate_per_s),
+            us(self.idle.p99_us),
+            us(self.idle.p50_us),
+            self.attacked.routed_per_s,
+            rate(self.attacked.latency_rate_per_s),
+            us(self.attacked.p99_us),
+            us(self.attacked.p50_us),
+            self.throughput_ratio * 100.0,
+            ratio(self.p99_ratio),
+            mib(self.rss.idle_peak_bytes),
+            mib(self.rss.before_attack_bytes),
+            mib(self.rss.peak_under_attack_bytes),
+            self.rss.bound_bytes >> 20,
+            a.idle_open,
+            a.idle_hung_up,
+            a.idle_connect_failed,
+            a.silent_ws_open,
+            a.silent_ws_hung_up,
+            a.silent_ws_connect_failed,
+            a.saturating_subscribes_sent,
+            a.saturating_refused,
+            a.saturating_accepted,
+            a.saturating_closed_by_relay,
+            a.saturating_other,
+            a.flood_publishes,
+            a.flood_bytes >> 20,
+            a.flood_longest_blocked_ms,
+            a.flood_closed_by_relay,
+        )
+    }
 }
 
 /// The whole run.
@@ -264,54 +310,6 @@ impl HostileReport {
 
 fn ratio(v: Option<f64>) -> String {
     v.map_or("-".into(), |r| format!("{r:.2}x"))
-}
-
-impl Round {
-    fn to_text(&self) -> String {
-        let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} µs"));
-        let rate = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
-        let mib = |v: Option<u64>| v.map_or("-".into(), |b| format!("{} MiB", b >> 20));
-        let a = &self.attack;
-        format!(
-            "  healthy pair   idle: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
-             \x20 healthy pair attack: {:.0} routed/s saturated; at {} proofs/s p99 {} (p50 {})\n\
-             \x20 ratios: throughput {:.1}%, p99 {}\n\
-             \x20 relay RSS: idle peak {}; under attack {} at the start, peak {} (bound {} MiB)\n\
-             \x20 idle TCP: {} open at the end, {} closed by the relay, {} connects failed\n\
-             \x20 silent WebSockets: {} open at the end, {} closed by the relay, {} connects failed\n\
-             \x20 saturating SUBSCRIBEs: {} sent, {} refused, {} accepted; {} connections closed by the relay, {} ended otherwise\n\
-             \x20 flooder: {} PUBLISHes ({} MiB) written, longest blocked write {} ms, {} closed by the relay\n",
-            self.idle.routed_per_s,
-            rate(self.idle.latency_rate_per_s),
-            us(self.idle.p99_us),
-            us(self.idle.p50_us),
-            self.attacked.routed_per_s,
-            rate(self.attacked.latency_rate_per_s),
-            us(self.attacked.p99_us),
-            us(self.attacked.p50_us),
-            self.throughput_ratio * 100.0,
-            ratio(self.p99_ratio),
-            mib(self.rss.idle_peak_bytes),
-            mib(self.rss.before_attack_bytes),
-            mib(self.rss.peak_under_attack_bytes),
-            self.rss.bound_bytes >> 20,
-            a.idle_open,
-            a.idle_hung_up,
-            a.idle_connect_failed,
-            a.silent_ws_open,
-            a.silent_ws_hung_up,
-            a.silent_ws_connect_failed,
-            a.saturating_subscribes_sent,
-            a.saturating_refused,
-            a.saturating_accepted,
-            a.saturating_closed_by_relay,
-            a.saturating_other,
-            a.flood_publishes,
-            a.flood_bytes >> 20,
-            a.flood_longest_blocked_ms,
-            a.flood_closed_by_relay,
-        )
-    }
 }
 
 #[cfg(test)]
