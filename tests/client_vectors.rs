@@ -1,20 +1,23 @@
-//! Known-answer vectors for the client key schedule, envelope and invite code.
+//! Known-answer vectors for the client key schedule, envelope, invite codes and safety code.
 //!
-//! `tests/vectors/client_keys.json`, `client_envelope.json` and `client_invite.json` were produced by this
+//! `tests/vectors/client_keys.json`, `client_envelope.json` and `client_invite_v2.json` were produced by this
 //! file's ignored `regenerate` test from fixed seeds (`TESSERA_REGEN_VECTORS=1 cargo test --test
 //! client_vectors -- --ignored`) and checked independently by `tests/vectors/client_vectors_check.py`
 //! (Python: `cryptography` for HKDF-SHA256 and AES-256-GCM, hashlib for SHA-256/512, and a from-RFC 9496
 //! Ristretto255 for every point). The non-ignored tests recompute every value and compare.
+//! `client_invite.json` is frozen: a version-1 invite code (and the retired first safety code), which must
+//! keep decoding.
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use tessera::client::delivery::{DeliveryId, DeliverySecrets, Routing, SealKey};
 use tessera::client::envelope::{self, layout, ExpectedKey, OpenedPart, Part};
-use tessera::client::kdf::{scalar_from_sha512, LABEL_IDENTITY};
+use tessera::client::invite::parse_pin;
+use tessera::client::kdf::{scalar_from_sha512, LABEL_IDENTITY, LABEL_SAFETY};
 use tessera::client::pairwise::shared_point;
 use tessera::client::schnorr::{self, ChallengeContext};
-use tessera::client::{pair, safety_code, Direction, Identity, Invite};
+use tessera::client::{pair, safety_code, Direction, Identity, Invite, Relay};
 
 const ALICE_SEED: [u8; 32] = [0xA1; 32];
 const BOB_SEED: [u8; 32] = [0xB0; 32];
@@ -144,18 +147,40 @@ fn envelope_vector() -> Value {
     })
 }
 
-fn invite_vector() -> Value {
+/// Pins of the v2 vector: fixed bytes standing for SHA-256 digests of relay certificates.
+const ALICE_PIN: [u8; 32] = [0x3C; 32];
+
+fn relay_json(relay: &Relay) -> Value {
+    json!({ "url": relay.url, "pin": relay.pin.as_ref().map(|p| hex(p)) })
+}
+
+fn invite_json(invite: &Invite) -> Value {
+    json!({
+        "public": hex(invite.public.as_bytes()),
+        "relays": invite.relays.iter().map(relay_json).collect::<Vec<_>>(),
+        "payload": hex(&invite.payload()),
+        "code": invite.encode(),
+    })
+}
+
+/// Version-2 invites of Alice (one relay pinned) and Bob, and their safety code.
+fn invite_v2_vector() -> Value {
     let alice = Identity::from_seed(&ALICE_SEED);
     let bob = Identity::from_seed(&BOB_SEED);
-    let relays = vec!["ws://127.0.0.1:8100".to_owned(), "wss://relay.example.org/tessera".to_owned()];
-    let invite = Invite::new(*alice.public(), relays.clone()).expect("valid invite");
+    let alice_relays = vec![
+        Relay::new("wss://relay.example.org/tessera", Some(ALICE_PIN)).expect("valid relay"),
+        Relay::from("ws://127.0.0.1:8100"),
+    ];
+    let alice_invite = Invite::new(*alice.public(), alice_relays).expect("valid invite");
+    let bob_invite = Invite::new(*bob.public(), vec!["wss://bob.example.net:8443".into()]).expect("valid invite");
     json!({
-        "description": "Invite code of Alice and the safety code of Alice and Bob.",
-        "public": hex(alice.public().as_bytes()),
-        "relays": relays,
-        "code": invite.encode(),
-        "bob_public": hex(bob.public().as_bytes()),
-        "safety_code": safety_code(alice.public(), bob.public()),
+        "description": "Version-2 invite codes of Alice (first relay pinned) and Bob, and their safety code: \
+            SHA-512(label || u16be len(lo) || lo || u16be len(hi) || hi) over the sorted canonical payloads, \
+            8 groups of (big-endian u64 of 8 digest bytes) mod 100000.",
+        "label": String::from_utf8_lossy(LABEL_SAFETY),
+        "alice": invite_json(&alice_invite),
+        "bob": invite_json(&bob_invite),
+        "safety_code": safety_code(&alice_invite, &bob_invite),
     })
 }
 
@@ -168,7 +193,7 @@ fn regenerate() {
     for (name, value) in [
         ("client_keys.json", keys_vector()),
         ("client_envelope.json", envelope_vector()),
-        ("client_invite.json", invite_vector()),
+        ("client_invite_v2.json", invite_v2_vector()),
     ] {
         let text = serde_json::to_string_pretty(&value).expect("serialises") + "\n";
         std::fs::write(vectors_dir().join(name), text).expect("write vector");
@@ -185,12 +210,41 @@ fn envelope_matches_vectors() {
     assert_eq!(envelope_vector(), load("client_envelope.json"));
 }
 
+/// `client_invite.json` is frozen: a version-1 code (no pins), which this build still reads. Its `safety_code`
+/// is the retired first safety code and is not recomputed.
 #[test]
-fn invite_matches_vectors() {
+fn v1_invite_vector_still_decodes() {
     let v = load("client_invite.json");
-    assert_eq!(invite_vector(), v);
     let decoded = Invite::decode(v["code"].as_str().expect("code")).expect("decodes");
     assert_eq!(hex(decoded.public.as_bytes()), v["public"].as_str().expect("public"));
+    let urls: Vec<&str> = decoded.relays.iter().map(|r| r.url.as_str()).collect();
+    let expected: Vec<&str> =
+        v["relays"].as_array().expect("relays").iter().map(|u| u.as_str().expect("url")).collect();
+    assert_eq!(urls, expected);
+    assert!(decoded.relays.iter().all(|r| r.pin.is_none()));
+    // Re-encoded, it is a version-2 code of the same contents.
+    assert_ne!(decoded.encode(), v["code"].as_str().expect("code"));
+    assert_eq!(Invite::decode(&decoded.encode()).expect("decodes"), decoded);
+}
+
+#[test]
+fn invite_v2_matches_vectors() {
+    let v = load("client_invite_v2.json");
+    assert_eq!(invite_v2_vector(), v);
+    // Decoding the stored codes alone gives the stored contents and safety code.
+    let decode = |side: &str| {
+        let invite = Invite::decode(v[side]["code"].as_str().expect("code")).expect("decodes");
+        assert_eq!(hex(&invite.payload()), v[side]["payload"].as_str().expect("payload"));
+        for (relay, stored) in invite.relays.iter().zip(v[side]["relays"].as_array().expect("relays")) {
+            assert_eq!(relay.url, stored["url"].as_str().expect("url"));
+            assert_eq!(relay.pin, stored["pin"].as_str().map(|p| parse_pin(p).expect("pin")));
+        }
+        invite
+    };
+    let (alice, bob) = (decode("alice"), decode("bob"));
+    let code = v["safety_code"].as_str().expect("safety code");
+    assert_eq!(safety_code(&alice, &bob), code);
+    assert_eq!(safety_code(&bob, &alice), code);
 }
 
 /// The stored proof opens for Bob and yields the stored message part.

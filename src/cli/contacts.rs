@@ -1,10 +1,17 @@
-//! `tessera invite` and `tessera enroll`: pairwise enrolment without a directory.
+//! `tessera invite`, `tessera enroll` and `tessera safety`: pairwise enrolment without a directory.
 //!
 //! Alice runs `tessera invite` and gives Bob the one-line code; Bob runs `tessera enroll <code> --name
 //! alice`, and the same the other way round. Each side then derives the pairwise secret from its own key
 //! and the other's (no message is exchanged), and both compare the safety code `enroll` prints.
 //!
+//! The safety code covers both invites (keys, relays, certificate pins), so each side needs its own invite
+//! too: `invite` stores the code it prints in the key directory (invite.txt), and `enroll` and `safety`
+//! read it back; before the first `invite` they use what `invite` without options would print. Whoever
+//! enrols before giving out a code with other relays sees the code change: `tessera safety NAME` shows the
+//! current one.
+//!
 //! ```text
+//! invite [--relay URL]* [--relay-pin URL=HEX]* [--relay-cert URL=FILE]* ─▶ print code ─▶ invite.txt
 //! enroll CODE --name alice: decode ─▶ check ─▶ contacts.json ─▶ print safety code      (enrolment: exit 0)
 //!   ─▶ unlock ─▶ Session::connect (2 s) ─▶ register: catch up + subscribe, acknowledged ─▶ disconnect
 //!      "subscribed at URL: …"  |  relay unreachable, identity sealed, key directory busy: "… next recv"
@@ -19,8 +26,9 @@ use clap::Args;
 
 use super::home::{fail, unlock, HomeArgs, PassphraseArgs, RELAY_URL_DEFAULT};
 use super::messaging::{duration_text, gap_text};
+use super::relay_pin::pinned_relays;
 use crate::client::contact::check_addition;
-use crate::client::{safety_code, Contact, Home, Invite};
+use crate::client::{safety_code, Contact, Home, Invite, PublicKey};
 use crate::driver::client::session::{run_local, Session, SessionOptions};
 
 /// How long `enroll` tries to reach the relay: enrolment must not hang on a relay that is down.
@@ -34,6 +42,23 @@ pub struct InviteArgs {
     /// Relay(s) where you receive, in order of preference (default ws://127.0.0.1:8100). Repeatable.
     #[arg(long = "relay", value_name = "URL")]
     relays: Vec<String>,
+    /// Pin a wss:// relay's certificate: URL (as given to --relay) = SHA-256 of its certificate (DER), 64 hex
+    /// digits (':' between bytes allowed, as `openssl x509 -noout -fingerprint -sha256` prints). Repeatable.
+    #[arg(long = "relay-pin", value_name = "URL=HEX")]
+    pins: Vec<String>,
+    /// Pin a wss:// relay's certificate read from a file (PEM: the first certificate; or DER): URL (as given
+    /// to --relay) = FILE. Repeatable.
+    #[arg(long = "relay-cert", value_name = "URL=FILE")]
+    certs: Vec<String>,
+}
+
+/// Arguments of `tessera safety`.
+#[derive(Args, Debug)]
+pub struct SafetyArgs {
+    /// The contact (default: every contact).
+    name: Option<String>,
+    #[command(flatten)]
+    home: HomeArgs,
 }
 
 /// Arguments of `tessera enroll`.
@@ -58,8 +83,19 @@ pub fn run_invite(args: InviteArgs) -> i32 {
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         let home = args.home.open()?;
         let public = home.read_identity()?.public()?;
-        let relays = if args.relays.is_empty() { vec![RELAY_URL_DEFAULT.to_owned()] } else { args.relays };
-        println!("{}", Invite::new(public, relays)?.encode());
+        let urls = if args.relays.is_empty() { vec![RELAY_URL_DEFAULT.to_owned()] } else { args.relays };
+        let invite = Invite::new(public, pinned_relays(urls, &args.pins, &args.certs)?)?;
+        let before = own_invite(&home, &public)?;
+        home.write_own_invite(&invite)?;
+        println!("{}", invite.encode());
+        let contacts = home.read_contacts(&public)?;
+        if before != invite && !contacts.is_empty() {
+            eprintln!(
+                "note: this code differs from the invite your {} contact(s) were enrolled against; safety codes \
+                 now cover this one (tessera safety)",
+                contacts.len()
+            );
+        }
         Ok(())
     })();
     result.map_or_else(|e| fail(e.as_ref()), |()| 0)
@@ -74,7 +110,8 @@ pub fn run_enroll(args: EnrollArgs) -> i32 {
         let contact = Contact::new(&args.name, invite.public, invite.relays)?;
         let mut contacts = home.read_contacts(&me)?;
         check_addition(&contacts, &contact, &me)?;
-        let code = safety_code(&me, &contact.public);
+        let stored = home.read_own_invite()?.is_some_and(|i| i.public == me);
+        let code = safety_code(&own_invite(&home, &me)?, &contact.invite());
         contacts.push(contact);
         home.write_contacts(&contacts)?;
         println!("enrolled {}", args.name);
@@ -83,13 +120,57 @@ pub fn run_enroll(args: EnrollArgs) -> i32 {
             "compare the safety code with {} over a channel you trust; they must enroll your code too (tessera invite)",
             args.name
         );
+        if !stored {
+            eprintln!(
+                "the code assumes your invite is what `tessera invite` prints without options; if you give {} \
+                 another one, `tessera safety {}` shows the code after it",
+                args.name, args.name
+            );
+        }
         // `recv`'s choice: --relay, else the first contact's relay, else the default.
         let url = args
             .relay
             .clone()
-            .or_else(|| contacts.iter().find_map(|c| c.relays.first().cloned()))
+            .or_else(|| contacts.iter().find_map(|c| c.first_relay().map(|r| r.url.clone())))
             .unwrap_or_else(|| RELAY_URL_DEFAULT.to_owned());
         register(home, &args, url);
+        Ok(())
+    })();
+    result.map_or_else(|e| fail(e.as_ref()), |()| 0)
+}
+
+/// The invite this identity gives out: the one `invite` stored, else what `invite` without options prints.
+/// A stored invite of another key (the identity was replaced) does not count.
+fn own_invite(home: &Home, me: &PublicKey) -> Result<Invite, Box<dyn std::error::Error>> {
+    match home.read_own_invite()? {
+        Some(invite) if &invite.public == me => Ok(invite),
+        _ => Ok(Invite::new(*me, vec![RELAY_URL_DEFAULT.into()])?),
+    }
+}
+
+/// Prints the safety code of one contact (`safety code: …`) or of every contact (`NAME: …`); returns the
+/// exit code.
+pub fn run_safety(args: SafetyArgs) -> i32 {
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        let home = args.home.open()?;
+        let me = home.read_identity()?.public()?;
+        let mine = own_invite(&home, &me)?;
+        let contacts = home.read_contacts(&me)?;
+        match &args.name {
+            Some(name) => {
+                let contact =
+                    contacts.iter().find(|c| &c.name == name).ok_or_else(|| format!("no contact named {name:?}"))?;
+                println!("safety code: {}", safety_code(&mine, &contact.invite()));
+            }
+            None if contacts.is_empty() => {
+                return Err("no contacts yet: enroll one with `tessera enroll <code> --name NAME`".into())
+            }
+            None => {
+                for contact in &contacts {
+                    println!("{}: {}", contact.name, safety_code(&mine, &contact.invite()));
+                }
+            }
+        }
         Ok(())
     })();
     result.map_or_else(|e| fail(e.as_ref()), |()| 0)

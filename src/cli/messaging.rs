@@ -97,7 +97,7 @@ fn prepare(args: &ClientArgs, contact: Option<&str>) -> Result<Prepared, Box<dyn
     if contacts.is_empty() {
         return Err("no contacts yet: enroll one with `tessera enroll <code> --name NAME`".into());
     }
-    let relay_of = |c: &Contact| c.relays.first().cloned();
+    let relay_of = |c: &Contact| c.first_relay().map(|r| r.url.clone());
     let from_invite = match contact {
         Some(name) => {
             let c = contacts.iter().find(|c| c.name == name).ok_or_else(|| format!("no contact named {name:?}"))?;

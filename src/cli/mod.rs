@@ -14,6 +14,7 @@ pub mod perf;
 pub mod perf_e2e;
 pub mod perf_hostile;
 pub mod relay;
+pub mod relay_pin;
 pub mod sim;
 
 /// Tessera: a metadata-private messaging relay.
@@ -40,6 +41,8 @@ pub enum Command {
     Invite(contacts::InviteArgs),
     /// Enroll a contact from their invite code.
     Enroll(contacts::EnrollArgs),
+    /// Print the safety code of a contact (or of every contact), to compare with them out of band.
+    Safety(contacts::SafetyArgs),
     /// Send a message to a contact; exits 0 once the relay has stored it durably.
     Send(messaging::SendArgs),
     /// Print the messages waiting for you (--follow: and keep printing as they arrive).
@@ -74,6 +77,7 @@ pub fn run() -> i32 {
         Command::Id(args) => id::run(args),
         Command::Invite(args) => contacts::run_invite(args),
         Command::Enroll(args) => contacts::run_enroll(args),
+        Command::Safety(args) => contacts::run_safety(args),
         Command::Send(args) => messaging::run_send(args),
         Command::Recv(args) => messaging::run_recv(args),
         Command::Chat(args) => messaging::run_chat(args),

@@ -1,10 +1,11 @@
-//! A contact: a name the user chose, the contact's public key and the relays from its invite code.
+//! A contact: a name the user chose, the contact's public key and the relays from its invite code (each
+//! with the relay's certificate pin when the invite carried one).
 //!
 //! Only public data: the pairwise secret is re-derived from the identity when the key file is unlocked,
 //! so `contacts.json` needs no encryption and a passphrase-protected identity protects everything.
 
 use super::identity::PublicKey;
-use super::invite::{check_relay_url, RelayUrlError, INVITE_RELAYS_MAX};
+use super::invite::{Invite, Relay, RelayPin, RelayUrlError, INVITE_RELAYS_MAX};
 
 /// Longest contact name, bytes.
 pub const CONTACT_NAME_LEN_MAX: usize = 64;
@@ -35,7 +36,7 @@ pub enum ContactError {
     /// More than `CONTACTS_MAX` contacts.
     #[error("at most {CONTACTS_MAX} contacts are supported")]
     TooMany,
-    /// A relay URL is malformed.
+    /// A relay URL is malformed, or pinned but not `wss://`.
     #[error("relay URL {index} is invalid: {error}")]
     BadRelayUrl {
         /// Which relay.
@@ -55,8 +56,8 @@ pub struct Contact {
     pub name: String,
     /// The contact's public key.
     pub public: PublicKey,
-    /// Where the contact receives (from its invite).
-    pub relays: Vec<String>,
+    /// Where the contact receives (from its invite), in its order of preference, with certificate pins.
+    pub relays: Vec<Relay>,
 }
 
 /// Checks a contact name: 1..=64 ASCII letters, digits, `-`, `_`, `.`, starting with a letter or digit
@@ -75,15 +76,32 @@ pub fn check_name(name: &str) -> Result<(), ContactError> {
 
 impl Contact {
     /// A validated contact.
-    pub fn new(name: &str, public: PublicKey, relays: Vec<String>) -> Result<Self, ContactError> {
+    pub fn new(name: &str, public: PublicKey, relays: Vec<Relay>) -> Result<Self, ContactError> {
         check_name(name)?;
         if relays.len() > INVITE_RELAYS_MAX {
             return Err(ContactError::TooManyRelays);
         }
-        for (index, url) in relays.iter().enumerate() {
-            check_relay_url(url).map_err(|error| ContactError::BadRelayUrl { index, error })?;
+        for (index, relay) in relays.iter().enumerate() {
+            relay.check().map_err(|error| ContactError::BadRelayUrl { index, error })?;
         }
         Ok(Self { name: name.to_owned(), public, relays })
+    }
+
+    /// The contact's relays as (URL, certificate pin) pairs, in order of preference: what a client connecting
+    /// to send to (or receive from) this contact's relay passes to its connection (the pin, when present,
+    /// replaces certificate-authority trust for that relay).
+    pub fn relays(&self) -> impl Iterator<Item = (&str, Option<&RelayPin>)> + '_ {
+        self.relays.iter().map(|r| (r.url.as_str(), r.pin.as_ref()))
+    }
+
+    /// The contact's preferred relay, if its invite named any.
+    pub fn first_relay(&self) -> Option<&Relay> {
+        self.relays.first()
+    }
+
+    /// The invite this contact was enrolled from, in canonical form (what the safety code covers).
+    pub fn invite(&self) -> Invite {
+        Invite { public: self.public, relays: self.relays.clone() }
     }
 }
 
@@ -130,5 +148,14 @@ mod tests {
             Contact::new("x", me, vec!["tcp://a".into()]),
             Err(ContactError::BadRelayUrl { index: 0, error: RelayUrlError::BadScheme })
         );
+        assert_eq!(
+            Contact::new("x", me, vec![Relay { url: "ws://a".into(), pin: Some([1; 32]) }]),
+            Err(ContactError::BadRelayUrl { index: 0, error: RelayUrlError::PinOnPlaintext })
+        );
+        let pinned =
+            Contact::new("x", me, vec![Relay::new("wss://a", Some([1; 32])).unwrap(), "ws://b".into()]).unwrap();
+        let relays: Vec<_> = pinned.relays().collect();
+        assert_eq!(relays, vec![("wss://a", Some(&[1; 32])), ("ws://b", None)]);
+        assert_eq!(pinned.invite().relays, pinned.relays);
     }
 }

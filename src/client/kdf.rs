@@ -36,8 +36,11 @@ pub const LABEL_SCHNORR_NONCE: &[u8] = b"tessera/v1/schnorr-nonce";
 pub const LABEL_SCHNORR_CHALLENGE: &[u8] = b"tessera/v1/schnorr-challenge";
 /// SHA-256 prefix of an invite code's checksum.
 pub const LABEL_INVITE: &[u8] = b"tessera/v1/invite";
-/// SHA-256 prefix of the safety code two contacts compare out of band.
-pub const LABEL_SAFETY: &[u8] = b"tessera/v1/safety";
+/// SHA-512 prefix of the safety code two contacts compare out of band (over both invites' canonical
+/// payloads; `safety::safety_code`). The first safety code (80 bits of SHA-256 over the two keys, label
+/// `tessera/v1/safety`) is retired: this label names its replacement, so no input of one is an input of the
+/// other.
+pub const LABEL_SAFETY: &[u8] = b"tessera/v1/safety-code";
 /// SHA-256 prefix of the key that derives a client's filter padding from its identity seed.
 pub const LABEL_PADDING: &[u8] = b"tessera/v1/padding";
 /// AAD prefix of a passphrase-encrypted key file.

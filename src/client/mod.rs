@@ -27,10 +27,11 @@
 //! let alice_code = Invite::new(*alice_id.public(), vec!["ws://127.0.0.1:8100".into()])?.encode();
 //! let bob_code = Invite::new(*bob_id.public(), vec!["ws://127.0.0.1:8100".into()])?.encode();
 //! let (from_bob, from_alice) = (Invite::decode(&bob_code)?, Invite::decode(&alice_code)?);
+//! // Both compare the safety code out of band: each computes it from its own invite and the other's.
+//! let (mine_a, mine_b) = (Invite::decode(&alice_code)?, Invite::decode(&bob_code)?);
+//! assert_eq!(safety_code(&mine_a, &from_bob), safety_code(&mine_b, &from_alice));
 //! let to_bob = Contact::new("bob", from_bob.public, from_bob.relays)?;
 //! let to_alice = Contact::new("alice", from_alice.public, from_alice.relays)?;
-//! // Both compare the safety code out of band.
-//! assert_eq!(safety_code(alice_id.public(), &to_bob.public), safety_code(bob_id.public(), &to_alice.public));
 //!
 //! // A short horizon keeps the example quick; `ClientConfig::for_relay` registers an hour ahead.
 //! let config = ClientConfig { ahead_windows: 2, behind_windows: 2, renew_every_windows: 1, ..Default::default() };
@@ -94,6 +95,7 @@ pub mod persist;
 pub mod reassembly;
 pub mod receive;
 pub mod renewal;
+pub mod safety;
 pub mod schnorr;
 pub mod send;
 pub mod state;
@@ -108,11 +110,12 @@ pub use delivery::{DeliveryId, SEQS_PER_WINDOW};
 pub use dummy::dummy_proof;
 pub use envelope::{EnvelopeError, CHUNK_LEN_MAX, MESSAGE_LEN_MAX};
 pub use identity::{Identity, KeyError, PublicKey};
-pub use invite::{safety_code, Invite, InviteError};
+pub use invite::{Invite, InviteError, Relay};
 pub use keyfile::{KdfParams, KeyFile, KeyFileError};
 pub use pairwise::{pair, Direction, Pairing, PairwiseSecret};
 pub use persist::PersistedState;
 pub use receive::{OpenError, Opened, ReceiveStats, ReceivedMessage};
+pub use safety::safety_code;
 pub use send::SendError;
 pub use state::{ClientState, StateError};
 pub use store::{Home, StoreError};

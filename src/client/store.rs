@@ -3,7 +3,8 @@
 //! ```text
 //! <home>/            0700   --home DIR, else $TESSERA_HOME, else $HOME/.tessera
 //!   identity.json    0600   KeyFile: public key + seed (clear or passphrase-sealed)
-//!   contacts.json    0600   enrolled contacts (public data)
+//!   contacts.json    0600   enrolled contacts (public data; version 2: relays with certificate pins)
+//!   invite.txt       0600   the invite code `tessera invite` last printed (the safety code covers it)
 //!   state.json       0600   PersistedState: send counters, dedup record, subscriber ids
 //! ```
 //! Every write is atomic and durable: a temporary file created 0600 with `O_EXCL`, written, fsynced,
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::contact::{check_addition, Contact, ContactError};
 use super::identity::PublicKey;
+use super::invite::{parse_pin, pin_hex, Invite, InviteError, Relay};
 use super::keyfile::{KeyFile, KeyFileError};
 use super::persist::PersistedState;
 
@@ -30,6 +32,8 @@ pub const IDENTITY_FILE: &str = "identity.json";
 pub const CONTACTS_FILE: &str = "contacts.json";
 /// State file name.
 pub const STATE_FILE: &str = "state.json";
+/// Own invite code file name.
+pub const INVITE_FILE: &str = "invite.txt";
 /// Default directory name under `$HOME`.
 pub const HOME_DIR_DEFAULT: &str = ".tessera";
 /// Largest file read: 64 MiB. The largest file is state.json at its worst: 256 contacts × 5,776 accepted
@@ -39,8 +43,11 @@ pub const FILE_BYTES_MAX: u64 = 64 << 20;
 pub const DIR_MODE: u32 = 0o700;
 /// File mode.
 pub const FILE_MODE: u32 = 0o600;
-/// `version` of contacts.json.
-pub const CONTACTS_VERSION: u32 = 1;
+/// `version` of contacts.json written: 2 stores each relay as `{"url", "pin"?}`. Version 1 (relays as bare
+/// URL strings, no pins) is still read, and rewritten as version 2 on the next change of the contacts.
+pub const CONTACTS_VERSION: u32 = 2;
+/// The first `version` of contacts.json, still read.
+pub const CONTACTS_VERSION_V1: u32 = 1;
 
 /// A failure of the key directory.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +98,14 @@ pub enum StoreError {
     /// A stored contact is invalid.
     #[error("contacts file: {0}")]
     Contact(#[from] ContactError),
+    /// The stored own invite code is invalid.
+    #[error("{path}: {source}")]
+    Invite {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        source: InviteError,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -105,7 +120,23 @@ struct ContactsFile {
 struct ContactRecord {
     name: String,
     public_key: String,
-    relays: Vec<String>,
+    relays: Vec<RelayRecord>,
+}
+
+/// A relay of a contact: a bare URL (version 1) or `{"url", "pin"?}` (version 2; pin in hex).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RelayRecord {
+    Url(String),
+    Pinned(PinnedRelayRecord),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinnedRelayRecord {
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin: Option<String>,
 }
 
 /// An opened key directory.
@@ -236,14 +267,26 @@ impl Home {
         };
         let malformed = |message: String| StoreError::Malformed { path: self.file(CONTACTS_FILE), message };
         let file: ContactsFile = serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
-        if file.version != CONTACTS_VERSION {
+        if file.version != CONTACTS_VERSION && file.version != CONTACTS_VERSION_V1 {
             return Err(malformed(format!("version {} is not supported", file.version)));
         }
         let mut contacts = Vec::with_capacity(file.contacts.len().min(super::contact::CONTACTS_MAX));
         for record in file.contacts {
             let public = PublicKey::from_base64(&record.public_key)
                 .map_err(|e| malformed(format!("contact {:?}: {e}", record.name)))?;
-            let contact = Contact::new(&record.name, public, record.relays)?;
+            let mut relays = Vec::with_capacity(record.relays.len().min(super::invite::INVITE_RELAYS_MAX));
+            for relay in record.relays {
+                relays.push(match relay {
+                    RelayRecord::Url(url) => Relay::from(url),
+                    RelayRecord::Pinned(PinnedRelayRecord { url, pin: None }) => Relay::from(url),
+                    RelayRecord::Pinned(PinnedRelayRecord { url, pin: Some(pin) }) => {
+                        let pin = parse_pin(&pin)
+                            .map_err(|e| malformed(format!("contact {:?}, relay {url}: {e}", record.name)))?;
+                        Relay { url, pin: Some(pin) }
+                    }
+                });
+            }
+            let contact = Contact::new(&record.name, public, relays)?;
             check_addition(&contacts, &contact, me)?;
             contacts.push(contact);
         }
@@ -259,12 +302,36 @@ impl Home {
                 .map(|c| ContactRecord {
                     name: c.name.clone(),
                     public_key: c.public.to_base64(),
-                    relays: c.relays.clone(),
+                    relays: c
+                        .relays
+                        .iter()
+                        .map(|r| {
+                            RelayRecord::Pinned(PinnedRelayRecord {
+                                url: r.url.clone(),
+                                pin: r.pin.as_ref().map(pin_hex),
+                            })
+                        })
+                        .collect(),
                 })
                 .collect(),
         };
         let text = serde_json::to_string_pretty(&file).expect("contacts always serialise");
         self.write(CONTACTS_FILE, text.as_bytes())
+    }
+
+    /// Reads the invite code `tessera invite` last stored (`None` if it never ran here).
+    pub fn read_own_invite(&self) -> Result<Option<Invite>, StoreError> {
+        let Some(text) = self.read(INVITE_FILE)? else {
+            return Ok(None);
+        };
+        let invite =
+            Invite::decode(&text).map_err(|source| StoreError::Invite { path: self.file(INVITE_FILE), source })?;
+        Ok(Some(invite))
+    }
+
+    /// Stores the invite code this identity gives out, so that safety codes can be computed later.
+    pub fn write_own_invite(&self, invite: &Invite) -> Result<(), StoreError> {
+        self.write(INVITE_FILE, format!("{}\n", invite.encode()).as_bytes())
     }
 
     /// Reads the persisted client state (the default if none was written yet).

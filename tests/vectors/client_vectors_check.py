@@ -221,6 +221,31 @@ def check_invite(v):
     check("safety code", "-".join(text[i:i + 4] for i in range(0, 16, 4)), v["safety_code"])
 
 
+def invite_v2_payload(side):
+    payload = bytes([2]) + bytes.fromhex(side["public"]) + bytes([len(side["relays"])])
+    for relay in side["relays"]:
+        payload += bytes([len(relay["url"])]) + relay["url"].encode()
+        payload += bytes([0]) if relay["pin"] is None else bytes([1]) + bytes.fromhex(relay["pin"])
+    return payload
+
+
+def check_invite_v2(v):
+    payloads = []
+    for name in ("alice", "bob"):
+        payload = invite_v2_payload(v[name])
+        check(name + " v2 payload", payload.hex(), v[name]["payload"])
+        checksum = hashlib.sha256(b"tessera/v1/invite" + payload).digest()[:4]
+        check(name + " v2 invite code", "tessera1" + base32(payload + checksum), v[name]["code"])
+        payloads.append(payload)
+    lo, hi = sorted(payloads)
+    data = v["label"].encode()
+    for p in (lo, hi):
+        data += len(p).to_bytes(2, "big") + p
+    digest = hashlib.sha512(data).digest()
+    groups = [int.from_bytes(digest[8 * i:8 * i + 8], "big") % 100000 for i in range(8)]
+    check("safety code v2", " ".join(f"{g:05d}" for g in groups), v["safety_code"])
+
+
 def load(name):
     with open(os.path.join(HERE, name)) as f:
         return json.load(f)
@@ -229,4 +254,5 @@ def load(name):
 check_keys(load("client_keys.json"))
 check_envelope(load("client_envelope.json"))
 check_invite(load("client_invite.json"))
+check_invite_v2(load("client_invite_v2.json"))
 print("all client vectors check")
