@@ -100,8 +100,9 @@ fn both_sides_see_the_same_safety_code() {
     assert_eq!(ok(&["safety", "--home", &ha]).trim(), format!("bob: {alices}"));
 
     // Had Bob enrolled a code without Alice's pin, the codes would differ.
-    let unpinned = ok(&["invite", "--home", &ha, "--relay", relay_a, "--relay", "ws://127.0.0.1:9000"]);
-    assert_ne!(unpinned.trim(), code_a);
+    let unpinned = tessera(&["invite", "--home", &ha, "--relay", relay_a, "--relay", "ws://127.0.0.1:9000"]);
+    assert!(stderr(&unpinned).contains("note: this code differs"), "{}", stderr(&unpinned));
+    assert_ne!(stdout(&unpinned).trim(), code_a);
     assert_ne!(safety_line(&ok(&["safety", "bob", "--home", &ha])), bobs);
 }
 
@@ -131,6 +132,13 @@ fn pins_are_refused_where_they_mean_nothing() {
     assert!(stderr(&missing).contains("/nonexistent/c.pem"), "{}", stderr(&missing));
     // None of them replaced the stored invite.
     assert!(!tmp.path().join("h/invite.txt").exists());
+    // A damaged invite.txt is named by `safety`/`enroll`, and `invite` replaces it.
+    write_private(&tmp.path().join("h/invite.txt"), "tessera1garbage");
+    let damaged = tessera(&["safety", "--home", &h]);
+    assert_eq!(damaged.status.code(), Some(1));
+    assert!(stderr(&damaged).contains("invite.txt"), "{}", stderr(&damaged));
+    let repaired = ok(&["invite", "--home", &h]);
+    assert_eq!(std::fs::read_to_string(tmp.path().join("h/invite.txt")).unwrap(), repaired);
     let none = tessera(&["safety", "--home", &h]);
     assert!(stderr(&none).contains("no contacts yet"), "{}", stderr(&none));
 }

@@ -85,15 +85,16 @@ pub fn run_invite(args: InviteArgs) -> i32 {
         let public = home.read_identity()?.public()?;
         let urls = if args.relays.is_empty() { vec![RELAY_URL_DEFAULT.to_owned()] } else { args.relays };
         let invite = Invite::new(public, pinned_relays(urls, &args.pins, &args.certs)?)?;
-        let before = own_invite(&home, &public)?;
+        // A malformed invite.txt is replaced, not an error: this is how the user repairs it.
+        let before = own_invite(&home, &public).ok();
         home.write_own_invite(&invite)?;
         println!("{}", invite.encode());
-        let contacts = home.read_contacts(&public)?;
-        if before != invite && !contacts.is_empty() {
+        // Best effort: the note must not fail the command.
+        let contacts = home.read_contacts(&public).map_or(0, |c| c.len());
+        if before.as_ref() != Some(&invite) && contacts > 0 {
             eprintln!(
-                "note: this code differs from the invite your {} contact(s) were enrolled against; safety codes \
-                 now cover this one (tessera safety)",
-                contacts.len()
+                "note: this code differs from the invite your {contacts} contact(s) were enrolled against; safety \
+                 codes now cover this one (tessera safety)"
             );
         }
         Ok(())
