@@ -57,8 +57,12 @@ pub fn http_request_head(data: &[u8]) {
     let Some(len) = http::head_len(buf) else { return };
     assert!(len <= buf.len() && buf[..len].ends_with(b"\r\n\r\n"), "head_len {len} is not a head end");
     match http::parse_request_head(&buf[..len]) {
-        Ok(Request::WebSocket { path, key }) => {
+        Ok(Request::WebSocket { path, key, origin }) => {
             assert!(path.starts_with('/') && !key.is_empty());
+            let allowed = ["https://app.example".to_owned()];
+            if let Err(refused) = http::check_upgrade(&path, origin.as_deref(), "/", &allowed) {
+                drop(http::response(refused.status(), "text/plain", &format!("{refused}\n")));
+            }
             let response = http::websocket_accept_response(&key);
             assert!(response.starts_with("HTTP/1.1 101 ") && response.ends_with("\r\n\r\n"));
         }
@@ -231,7 +235,7 @@ impl Session {
         let mut config = RelayConfig::defaults(SESSION_SHARDS);
         config.shards = SESSION_SHARDS;
         let metrics: Arc<[CachePadded<ShardMetrics>]> =
-            (0..SESSION_SHARDS).map(|i| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(i)))).collect();
+            (0..SESSION_SHARDS).map(|_| CachePadded::new(ShardMetrics::default())).collect();
         let shards = (0..SESSION_SHARDS)
             .map(|id| {
                 let params = ShardParams::for_shard(

@@ -73,7 +73,17 @@ fn storage_and_port_errors_at_start_exit_2() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.lines().last().unwrap().contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
-    let out = relay_expecting_failure(&["--storage", storage, "--port", "0", "--metrics-port", &port, "--shards", "1"]);
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let out = relay_expecting_failure(&[
+        "--storage",
+        storage,
+        "--port",
+        "0",
+        "--metrics-addr",
+        &metrics_addr,
+        "--shards",
+        "1",
+    ]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.lines().last().unwrap().contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");

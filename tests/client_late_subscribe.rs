@@ -107,7 +107,16 @@ impl PortRelay {
     fn start(port: u16) -> PortRelay {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["relay", "--port", &port.to_string(), "--cover-traffic-epsilon", "4", "--storage"])
+            .args([
+                "relay",
+                "--port",
+                &port.to_string(),
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--cover-traffic-epsilon",
+                "4",
+            ])
+            .arg("--storage")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

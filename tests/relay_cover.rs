@@ -30,8 +30,15 @@ fn dummy_counts_per_bucket_per_round_follow_the_mechanism() {
     std::fs::write(&config, "window_s = 1\nclock_skew_s = 0\ncover_round_ms = 1000\ncover_traffic_delta = 1e-6\n")
         .unwrap();
     // ε = 0.5: t = 27 dummies per bucket per round (a flag: it overrides the test relays' light default).
-    let mut relay =
-        Relay::start(&["--shards", "2", "--config", config.to_str().unwrap(), "--cover-traffic-epsilon", "0.5"]);
+    let mut relay = Relay::start(&[
+        "--danger-exact-metrics",
+        "--shards",
+        "2",
+        "--config",
+        config.to_str().unwrap(),
+        "--cover-traffic-epsilon",
+        "0.5",
+    ]);
     let (mut subscriber, params) = Client::hello(&relay);
     assert_eq!(params.window_s, 1);
     // A legitimate subscriber: 60 fingerprints per filter, 4 filters in every bucket. Dummies reach it as Bloom
@@ -116,7 +123,7 @@ fn disabling_cover_traffic_is_loud_and_sends_no_dummy() {
     assert!(child.wait().unwrap().success());
     assert!(stderr.contains("DANGER: cover traffic is disabled"), "{stderr}");
 
-    let relay = Relay::start(&["--shards", "1", "--danger-disable-cover-traffic"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "1", "--danger-disable-cover-traffic"]);
     assert_eq!(relay.metric("tessera_danger_cover_traffic_disabled", ""), 1);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(relay.metric("tessera_cover_proofs_total", ""), 0);
@@ -130,7 +137,15 @@ fn dummies_ride_along_instead_of_forcing_a_commit_each() {
     // ε = 0.5 with 1 s rounds: t = 27 dummies per bucket per round, ~1,700 a second over 64 buckets. Nobody waits
     // for a dummy's durability, so the log commits them at most about once a second per shard (docs/STORAGE.md
     // §2), where it used to make one write + fdatasync per dummy.
-    let relay = Relay::start(&["--shards", "2", "--cover-traffic-epsilon", "0.5", "--cover-round-ms", "1000"]);
+    let relay = Relay::start(&[
+        "--danger-exact-metrics",
+        "--shards",
+        "2",
+        "--cover-traffic-epsilon",
+        "0.5",
+        "--cover-round-ms",
+        "1000",
+    ]);
     let start = (relay.metric("tessera_cover_proofs_total", ""), relay.metric("tessera_log_fdatasyncs_total", ""));
     std::thread::sleep(Duration::from_secs(3));
     let dummies = relay.metric("tessera_cover_proofs_total", "") - start.0;

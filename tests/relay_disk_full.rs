@@ -71,7 +71,7 @@ fn a_full_disk_stops_acks_keeps_fetch_answering_and_resumes_when_space_returns()
     let Some(fs) = tmpfs_or_skip(16) else { return };
     let storage = fs.path().join("data");
     let filler = fs.path().join("filler");
-    let mut relay = Relay::start_at(&storage, &["--shards", "1"]);
+    let mut relay = Relay::start_at(&storage, &["--danger-exact-metrics", "--shards", "1"]);
     let w = current_window();
     // One watched proof per batch below, all in bucket 7, subscribed for the next minute.
     let watched = commits_in_bucket(7, 1, 16);

@@ -22,7 +22,7 @@ fn sub(n: u8) -> SubscriberId {
 
 #[test]
 fn a_subscriber_that_was_away_fetches_what_matched_meanwhile() {
-    let relay = Relay::start(&["--shards", "2"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2"]);
     let w = current_window();
     let watched = commits_in_bucket(11, 1, 3);
     let (mut subscriber, _) = Client::hello(&relay);

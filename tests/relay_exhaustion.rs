@@ -7,7 +7,7 @@
 //! ```text
 //! idle:    silent ─ idle/2 ─▶ ping (unanswered) ─ idle ─▶ close 1000; listener answers pings; publisher publishes
 //! per-IP:  3 sockets from 127.0.0.1 (limit 3) ─▶ the 4th is closed at once ─▶ one leaves ─▶ a client gets in
-//! HTTP:    5 × GET /metrics with a 4 KiB receive buffer, never read ─▶ 5 descriptors held ─ timeout ─▶ released
+//! HTTP:    5 × GET /metrics with a 4 KiB receive buffer, never read ─▶ released within the timeout
 //! frames:  header declaring 2 MiB ─▶ close 1009; 100 × header declaring 1 MiB + 100 bytes ─▶ RSS per connection
 //! ```
 
@@ -40,7 +40,7 @@ fn closed_at_once(stream: &mut TcpStream) -> bool {
 
 /// Body of `GET path`, or "" when the relay refuses the socket.
 fn try_http_get(relay: &Relay, path: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(&relay.addr) else { return String::new() };
+    let Ok(mut stream) = TcpStream::connect(&relay.metrics_addr) else { return String::new() };
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
     let mut response = String::new();
@@ -124,22 +124,16 @@ fn one_source_address_holds_at_most_its_limit_of_sockets() {
 fn an_http_client_that_never_reads_its_response_holds_its_descriptor_for_the_http_timeout_at_most() {
     const TIMEOUT: Duration = Duration::from_millis(1500);
     const CLIENTS: usize = 5;
-    // 4,096 buckets make /metrics ~280 KB (one gauge per bucket), far more than both socket buffers hold (the
-    // relay's is 64 KiB for an HTTP answer).
-    let relay = Relay::start(&[
-        "--shards",
-        "1",
-        "--num-buckets",
-        "4096",
-        "--danger-disable-cover-traffic",
-        "--http-timeout-ms",
-        "1500",
-    ]);
+    // /metrics once held a gauge per bucket (~280 KB at 4,096 buckets) and a client that never read it pinned a
+    // task until http_timeout_ms cut it (connection::answer). Nothing is labelled by bucket any more: the answer
+    // fits the relay's HTTP send buffer (32 KiB, doubled by Linux) and is handed to the kernel at once, so the
+    // descriptors come back without waiting for the timeout; a larger answer would still be cut at it.
+    let relay = Relay::start(&["--shards", "1", "--num-buckets", "4096", "--http-timeout-ms", "1500"]);
     let size = relay.http_get("/metrics").len();
-    assert!(size > 200_000, "/metrics is only {size} bytes");
+    assert!(size < 64 * 1024, "/metrics is {size} bytes: more than the send buffer takes at once");
     std::thread::sleep(Duration::from_millis(200)); // that socket is gone
     let before = relay.open_fds();
-    let addr: std::net::SocketAddr = relay.addr.parse().unwrap();
+    let addr: std::net::SocketAddr = relay.metrics_addr.parse().unwrap();
     let stalled: Vec<TcpStream> = (0..CLIENTS)
         .map(|_| {
             let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -151,18 +145,13 @@ fn an_http_client_that_never_reads_its_response_holds_its_descriptor_for_the_htt
         })
         .collect();
     let opened = Instant::now();
-    std::thread::sleep(TIMEOUT / 3);
-    let pinned = relay.open_fds();
-    assert!(pinned >= before + CLIENTS, "the responses did not block ({before} → {pinned} descriptors)");
     let deadline = opened + TIMEOUT + WAIT / 2;
     while relay.open_fds() > before {
         assert!(Instant::now() < deadline, "descriptors still held {:?} after the requests", opened.elapsed());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let released_after = opened.elapsed();
-    assert!(released_after >= TIMEOUT / 2, "released before the timeout: {released_after:?}");
+    assert!(opened.elapsed() < TIMEOUT + WAIT / 2);
     drop(stalled);
-    assert_eq!(relay.wait_metric("tessera_http_timeouts_total", "", CLIENTS as u64), CLIENTS as u64);
 }
 
 /// A masked binary frame header declaring `len` payload bytes (64-bit length form: 14 bytes).

@@ -10,7 +10,7 @@ use tessera::proto::{Frame, SubscriberId};
 
 #[test]
 fn a_proof_published_before_the_subscribe_is_fetched_and_delivered() {
-    let relay = Relay::start(&["--shards", "2"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2"]);
     let w = current_window();
     let watched = commits_in_bucket(21, 3, 4);
     let (mut publisher, _) = Client::hello(&relay);

@@ -51,7 +51,15 @@ fn the_saturating_subscriber_attack_is_refused_and_costs_nothing_afterwards() {
     // entry per bucket over [now − 10 s, now + 3,590 s]; the relay closes each after its eighth. Cover traffic
     // runs at ε = 0.5 (~1,700/s).
     const CONNECTIONS: u32 = 8;
-    let relay = Relay::start(&["--shards", "2", "--cover-traffic-epsilon", "0.5", "--cover-round-ms", "1000"]);
+    let relay = Relay::start(&[
+        "--danger-exact-metrics",
+        "--shards",
+        "2",
+        "--cover-traffic-epsilon",
+        "0.5",
+        "--cover-round-ms",
+        "1000",
+    ]);
     let w = current_window();
     for c in 0..CONNECTIONS {
         let (mut client, params) = Client::hello(&relay);
@@ -177,7 +185,7 @@ fn matches_past_the_live_bound_are_counted_and_still_fetchable() {
     // 17 connections × 64 subscriber ids = 1,088 subscribers whose (legitimate, 3-bit) filters all match one
     // proof: 1,024 get it live, the other 64 are counted and find it by FETCH.
     const CONNECTIONS: u32 = 17;
-    let relay = Relay::start(&["--shards", "1", "--danger-disable-cover-traffic"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "1", "--danger-disable-cover-traffic"]);
     let commit = commit_in_bucket(23, 7);
     let w = current_window();
     let mut subscribers = Vec::new();

@@ -16,7 +16,7 @@ fn sub(n: u8) -> SubscriberId {
 
 #[test]
 fn subscribe_publish_deliver_and_ack() {
-    let relay = Relay::start(&["--shards", "2"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2"]);
     assert!(relay.start_line.contains("shards=2 buckets=[0..32 32..64]"), "{}", relay.start_line);
     let (mut subscriber, params) = Client::hello(&relay);
     assert_eq!((params.num_buckets, params.window_s, params.proof_len), (64, 10, 564));
@@ -32,14 +32,14 @@ fn subscribe_publish_deliver_and_ack() {
     let got = subscriber.recv_proofs(sub(1), 1);
     assert_eq!(&got[0][..], &p.as_bytes()[..], "the delivered proof is byte-for-byte the published one");
     assert_eq!(relay.wait_metric("tessera_deliveries_written_total", "", 1), 1);
-    assert_eq!(relay.metric("tessera_proofs_accepted_total", ""), 1);
+    assert_eq!(relay.metric("tessera_proofs_accepted_client_total", ""), 1);
 }
 
 #[test]
 fn proofs_for_another_shards_buckets_are_delivered() {
     // The subscriber's connection lives on one shard; buckets 3 and 60 belong to shards 0 and 1, so at least
     // one delivery (and one publish part) crosses shards whichever shard accepted each connection.
-    let relay = Relay::start(&["--shards", "2"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2"]);
     let w = current_window();
     let (c0, c1) = (commit_in_bucket(3, 0), commit_in_bucket(60, 0));
     let (mut subscriber, _) = Client::hello(&relay);
@@ -123,7 +123,7 @@ fn frames_before_hello_and_too_many_errors_close_with_1008() {
 
 #[test]
 fn invalid_proofs_are_rejected_with_typed_errors_and_the_batch_is_acked() {
-    let relay = Relay::start(&["--shards", "2"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2"]);
     let (mut publisher, _) = Client::hello(&relay);
     let w = current_window();
     let good = proof(&commit_in_bucket(1, 0), w, 0);
@@ -162,7 +162,7 @@ fn invalid_proofs_are_rejected_with_typed_errors_and_the_batch_is_acked() {
     assert_eq!(relay.metric("tessera_proofs_rejected_total", "reason=\"bad_bucket\""), 1);
     assert_eq!(relay.metric("tessera_proofs_rejected_total", "reason=\"bad_fingerprint\""), 1);
     assert_eq!(relay.metric("tessera_proofs_rejected_total", "reason=\"window_stale\""), 1);
-    assert_eq!(relay.metric("tessera_proofs_accepted_total", ""), 1);
+    assert_eq!(relay.metric("tessera_proofs_accepted_client_total", ""), 1);
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("relay.toml");
     std::fs::write(&config, "slow_consumer_grace_ms = 1000\n[limits]\nsend_queue_proofs_max = 256\n").unwrap();
-    let relay = Relay::start(&["--shards", "2", "--config", config.to_str().unwrap()]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2", "--config", config.to_str().unwrap()]);
     let w = current_window();
     let noise: Vec<[u8; 32]> = (0..40 * 500u32)
         .map(|i| tessera::proto::derive::fingerprint(&[9; 32], i.into()).repeat(4).try_into().unwrap())
@@ -252,14 +252,23 @@ fn connection_limit_and_oversized_messages() {
 }
 
 #[test]
-fn metrics_and_health_are_served_on_the_relay_port() {
+fn metrics_and_health_are_served_on_their_own_loopback_listener_only() {
     let relay = Relay::start(&["--shards", "2"]);
+    assert!(relay.metrics_addr.starts_with("127.0.0.1:") && relay.metrics_addr != relay.addr, "{}", relay.start_line);
     let health = relay.http_get("/healthz");
     assert!(health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"), "{health}");
     let metrics = relay.http_get("/metrics");
-    assert!(metrics.contains("# TYPE tessera_proofs_received_total counter"));
-    assert!(metrics.contains("tessera_publish_deliver_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"}"));
+    assert!(metrics.contains("# TYPE tessera_proofs_accepted_total counter"));
+    assert!(metrics.contains("tessera_publish_deliver_latency_last_hour_seconds_bucket{shard=\"1\",le=\"+Inf\"}"));
     assert!(relay.http_get("/nope").starts_with("HTTP/1.1 404"));
+    // The client port never answers /metrics or /healthz: one line, no figures.
+    for path in ["/metrics", "/healthz"] {
+        let answer = relay.client_http_get(path);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body.lines().count(), 1, "{body}");
+        assert!(!body.contains("tessera_") && body.contains("--metrics-addr"), "{body}");
+    }
 }
 
 #[test]

@@ -129,7 +129,7 @@ fn a_json_text_message_gets_binary_required_and_close_1003_before_or_after_hello
 
 #[test]
 fn a_publish_sent_as_text_is_never_decoded_and_others_keep_being_served() {
-    let relay = Relay::start(&["--shards", "2"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "2"]);
     let w = current_window();
     let commit = commit_in_bucket(11, 0);
     let (mut subscriber, _) = Client::hello(&relay);
@@ -151,7 +151,7 @@ fn a_publish_sent_as_text_is_never_decoded_and_others_keep_being_served() {
 #[test]
 fn a_text_message_that_is_not_utf8_gets_the_same_answer() {
     // Finding G26: a non-UTF-8 text message was closed with 1000 and no ERROR.
-    let relay = Relay::start(&["--shards", "1"]);
+    let relay = Relay::start(&["--danger-exact-metrics", "--shards", "1"]);
     let w = current_window();
     let p = proof(&commit_in_bucket(3, 0), w, 0xFF);
     let batch = ProofBatch::from_proofs([p.view()]);
@@ -160,7 +160,7 @@ fn a_text_message_that_is_not_utf8_gets_the_same_answer() {
     let mut raw = Raw::hello(&relay);
     raw.send_text(publish);
     assert_refused_as_text(&mut raw);
-    assert_eq!(relay.metric("tessera_proofs_accepted_total", ""), 0);
+    assert_eq!(relay.metric("tessera_proofs_accepted_client_total", ""), 0);
 }
 
 #[test]

@@ -29,8 +29,7 @@ fn clock(ms: u64) -> Clock {
 fn server() -> ShardServer {
     let mut config = RelayConfig::defaults(1);
     config.shards = 1;
-    let metrics: Arc<[CachePadded<ShardMetrics>]> =
-        vec![CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(0)))].into();
+    let metrics: Arc<[CachePadded<ShardMetrics>]> = vec![CachePadded::new(ShardMetrics::default())].into();
     let params = ShardParams::for_shard(0, 1, config.num_buckets, config.window_s as u32);
     let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
     ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log)

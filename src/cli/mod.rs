@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the relay (embedded defaults: 127.0.0.1:8100, ./tessera-data).
-    Relay(relay::RelayArgs),
+    Relay(Box<relay::RelayArgs>),
     /// Print the protocol parameters and limits this build uses.
     Params(params::ParamsArgs),
     /// Measure a standard workload: `perf route`, `perf subscribe` (one shard), `perf e2e` (a relay under load).
@@ -71,7 +71,7 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
-        Command::Relay(args) => relay::run(args),
+        Command::Relay(args) => relay::run(*args),
         Command::Params(args) => params::run(args),
         Command::Perf(args) => perf::run(args),
         Command::Id(args) => id::run(args),

@@ -19,9 +19,21 @@ pub struct RelayArgs {
     /// Port to listen on; 0 picks a free one (printed at start) [default: 8100].
     #[arg(long)]
     pub port: Option<u16>,
-    /// Serve /metrics and /healthz on this port instead of the main one.
+    /// Serve /metrics and /healthz on HOST:PORT, never on the client port [default: 127.0.0.1, --port + 1;
+    /// an ephemeral port with --port 0]. A non-loopback address is logged.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// DANGER: /metrics also shows exact real (non-cover) counts live; tests and benchmarks only, loopback
+    /// --metrics-addr only. Logged loudly.
     #[arg(long)]
-    pub metrics_port: Option<u16>,
+    pub danger_exact_metrics: bool,
+    /// A browser origin allowed to open a WebSocket (repeat for more); upgrades carrying any other Origin get
+    /// 403. Requests without Origin (native clients) are always accepted.
+    #[arg(long, visible_alias = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// The request path that accepts WebSocket upgrades [default: /].
+    #[arg(long, value_name = "PATH")]
+    pub websocket_path: Option<String>,
     /// Storage directory, or log:///absolute/path [default: ./tessera-data].
     #[arg(long, visible_alias = "data-dir")]
     pub storage: Option<String>,
@@ -89,7 +101,10 @@ impl RelayArgs {
         ConfigLayer {
             host: self.host.clone(),
             port: self.port,
-            metrics_port: self.metrics_port,
+            metrics_addr: self.metrics_addr.clone(),
+            danger_exact_metrics: self.danger_exact_metrics.then_some(true),
+            allowed_origins: (!self.allowed_origins.is_empty()).then(|| self.allowed_origins.clone()),
+            websocket_path: self.websocket_path.clone(),
             storage: self.storage.clone(),
             cover_traffic_epsilon: self.cover_traffic_epsilon,
             cover_traffic_delta: self.cover_traffic_delta,

@@ -5,7 +5,7 @@
 //! /proc/PID/stat   ─cpu_ticks─▶   utime + stime (clock ticks)
 //! /proc/PID/status ─vm_hwm_kib─▶  peak resident set (KiB); ─vm_rss_kib─▶ current resident set (KiB)
 //! /proc/cpuinfo    ─cpu_model─▶   "model name"
-//! start line       ─start_line_url─▶ ws://host:port/
+//! start line       ─start_line_url─▶ ws://host:port/; ─start_line_metrics_addr─▶ the metrics listener
 //! /proc/stat       ─machine_ticks─▶ busy and total CPU ticks of the whole machine
 //! GET /metrics     ─metric_sum─▶  a counter summed over shards
 //!                  ─histogram_buckets─▶ a latency histogram summed over shards ─bucket_quantile─▶ upper bound
@@ -58,6 +58,11 @@ pub fn start_line_url(line: &str) -> Option<String> {
     let rest = line.split("ws://").nth(1)?;
     let host_port = rest.split_whitespace().next()?.trim_end_matches('/');
     (!host_port.is_empty()).then(|| format!("ws://{host_port}/"))
+}
+
+/// The metrics listener's address from the relay's start line (`(metrics http://host:port/metrics)`).
+pub fn start_line_metrics_addr(line: &str) -> Option<std::net::SocketAddr> {
+    line.split("(metrics http://").nth(1)?.split('/').next()?.parse().ok()
 }
 
 /// The sum over shards of the Prometheus sample `name{...}` (lines `name{labels} value`).
@@ -130,6 +135,8 @@ mod tests {
     fn start_line() {
         let line = "tessera relay listening on ws://127.0.0.1:41234 (metrics http://127.0.0.1:41234/metrics) shards=2";
         assert_eq!(start_line_url(line).as_deref(), Some("ws://127.0.0.1:41234/"));
+        assert_eq!(start_line_metrics_addr(line), Some("127.0.0.1:41234".parse().unwrap()));
+        assert_eq!(start_line_metrics_addr("error: storage locked"), None);
         assert_eq!(start_line_url("error: storage locked"), None);
     }
 

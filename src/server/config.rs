@@ -74,7 +74,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, value: impl ToString, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(key: &str, value: impl ToString, reason: impl Into<String>) -> Self {
         Self { key: key.to_owned(), value: value.to_string(), reason: reason.into() }
     }
 }
@@ -86,8 +86,17 @@ pub struct RelayConfig {
     pub host: IpAddr,
     /// Port to listen on (0 = any free port; the bound port is printed at start).
     pub port: u16,
-    /// Separate port for `/metrics` and `/healthz`; `None` = served on `port`.
-    pub metrics_port: Option<u16>,
+    /// Where `/metrics` and `/healthz` are served (never on `port`); `None` = loopback, `port` + 1 (an
+    /// ephemeral port when `port` is 0): `edge::metrics_bind_addr`. A non-loopback address is logged.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// DANGER: `/metrics` also shows exact real (non-cover) counts live (docs/PRIVACY.md §Metrics); for tests
+    /// and benchmarks; refused with a non-loopback metrics address. Logged loudly.
+    pub danger_exact_metrics: bool,
+    /// Browser origins allowed to open a WebSocket (`Origin` header); a request without `Origin` (a native
+    /// client) is always accepted, one with an origin not listed is refused with 403.
+    pub allowed_origins: Vec<String>,
+    /// The one request path that accepts a WebSocket upgrade (docs/PROTOCOL.md §2).
+    pub websocket_path: String,
     /// Storage directory (logs, persisted subscriptions).
     pub storage: PathBuf,
     /// Cover-traffic ε (> 0).
@@ -144,7 +153,10 @@ impl RelayConfig {
         Self {
             host: IpAddr::from([127, 0, 0, 1]),
             port: PORT_DEFAULT,
-            metrics_port: None,
+            metrics_addr: None,
+            danger_exact_metrics: false,
+            allowed_origins: Vec::new(),
+            websocket_path: super::edge::WEBSOCKET_PATH_DEFAULT.to_owned(),
             storage: PathBuf::from(STORAGE_DEFAULT),
             cover_traffic_epsilon: EPSILON_DEFAULT,
             cover_traffic_delta: DELTA_DEFAULT,
@@ -175,9 +187,7 @@ impl RelayConfig {
             self.host = host.parse().map_err(|_| ConfigError::new("host", host, "must be an IP address"))?;
         }
         set(&mut self.port, layer.port);
-        if layer.metrics_port.is_some() {
-            self.metrics_port = layer.metrics_port;
-        }
+        super::edge::apply(self, layer)?;
         if let Some(storage) = &layer.storage {
             self.storage = parse_storage(storage)?;
         }
@@ -249,13 +259,7 @@ impl RelayConfig {
                 ),
             ));
         }
-        if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
-            return Err(ConfigError::new(
-                "metrics-port",
-                self.port,
-                "must differ from --port (omit it to share the port)",
-            ));
-        }
+        super::edge::validate(self)?;
         if !(1..=HELLO_TIMEOUT_MS_MAX).contains(&self.hello_timeout_ms) {
             let reason = format!("must be in 1..={HELLO_TIMEOUT_MS_MAX} ms");
             return Err(ConfigError::new("hello-timeout-ms", self.hello_timeout_ms, reason));
@@ -392,8 +396,14 @@ pub struct ConfigLayer {
     pub host: Option<String>,
     /// See [`RelayConfig::port`].
     pub port: Option<u16>,
-    /// See [`RelayConfig::metrics_port`].
-    pub metrics_port: Option<u16>,
+    /// See [`RelayConfig::metrics_addr`] (`HOST:PORT`).
+    pub metrics_addr: Option<String>,
+    /// See [`RelayConfig::danger_exact_metrics`].
+    pub danger_exact_metrics: Option<bool>,
+    /// See [`RelayConfig::allowed_origins`].
+    pub allowed_origins: Option<Vec<String>>,
+    /// See [`RelayConfig::websocket_path`].
+    pub websocket_path: Option<String>,
     /// See [`RelayConfig::storage`].
     pub storage: Option<String>,
     /// See [`RelayConfig::cover_traffic_epsilon`].

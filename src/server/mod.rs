@@ -12,9 +12,11 @@
 pub mod close;
 pub mod config;
 pub mod conn;
+pub mod edge;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod metrics_hour;
 pub mod msg;
 pub mod outbox;
 pub mod refusal;

@@ -24,6 +24,8 @@ pub struct Relay {
     child: Child,
     /// `host:port` it listens on.
     pub addr: String,
+    /// `host:port` of its metrics listener (`/metrics`, `/healthz`), from the start line.
+    pub metrics_addr: String,
     /// Its storage directory (deleted on drop).
     pub dir: tempfile::TempDir,
     /// The start line it printed.
@@ -131,7 +133,13 @@ impl Relay {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in start line {line:?}"))
             .to_owned();
-        Relay { child, addr, dir, start_line: line }
+        let metrics_addr = line
+            .split("(metrics http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no metrics address in start line {line:?}"))
+            .to_owned();
+        Relay { child, addr, metrics_addr, dir, start_line: line }
     }
 
     /// `ws://host:port/`.
@@ -139,9 +147,18 @@ impl Relay {
         format!("ws://{}/", self.addr)
     }
 
-    /// Body of `GET path` (plain HTTP on the relay's port).
+    /// Response to `GET path` on the relay's metrics listener (`/metrics`, `/healthz`).
     pub fn http_get(&self, path: &str) -> String {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect for HTTP");
+        Self::get(&self.metrics_addr, path)
+    }
+
+    /// Response to a plain `GET path` on the client port (which serves WebSocket only: 404).
+    pub fn client_http_get(&self, path: &str) -> String {
+        Self::get(&self.addr, path)
+    }
+
+    fn get(addr: &str, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).expect("connect for HTTP");
         stream.set_read_timeout(Some(WAIT)).unwrap();
         write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
         let mut response = String::new();
@@ -272,6 +289,21 @@ impl Client {
         stream.set_nodelay(true).unwrap();
         let (ws, _) = tungstenite::client(relay.url(), stream).expect("WebSocket handshake");
         Client { ws, codec: Codec::default(), next_seq: 1 }
+    }
+
+    /// Connects as a browser page of `origin` would (an `Origin` header on the upgrade); the handshake's
+    /// error when the relay refuses it.
+    pub fn connect_with_origin(relay: &Relay, origin: &str) -> Result<Client, tungstenite::Error> {
+        use tungstenite::client::IntoClientRequest as _;
+        let stream = TcpStream::connect(&relay.addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut request = relay.url().into_client_request()?;
+        request.headers_mut().insert("Origin", origin.parse().expect("header value"));
+        let (ws, _) = tungstenite::client(request, stream).map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
+        })?;
+        Ok(Client { ws, codec: Codec::default(), next_seq: 1 })
     }
 
     /// Connects and completes HELLO; returns the relay's parameters.

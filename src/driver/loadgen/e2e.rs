@@ -125,7 +125,7 @@ struct Edge {
 impl Edge {
     fn sample(shared: &Shared, pid: Option<u32>) -> Self {
         Edge {
-            metrics: http_get(shared.spec.addr, "/metrics"),
+            metrics: shared.spec.metrics_addr.and_then(|addr| http_get(addr, "/metrics")),
             counters: shared.counters.snapshot(),
             relay_cpu_s: relay_cpu(pid),
             own_cpu_s: own_cpu(),
@@ -167,22 +167,29 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
         return Err(E2eError::FileLimit { need, have });
     }
     let mut own = None;
-    let (url, pid) = match &config.relay {
-        Some(url) => (url.clone(), config.relay_pid),
+    let (url, pid, metrics_addr) = match &config.relay {
+        // A running relay's metrics: its default listener (loopback, port + 1) when it runs here.
+        Some(url) => (url.clone(), config.relay_pid, None),
         None => {
             let exe = std::env::current_exe().map_err(|e| E2eError::Relay(RelayProcessError::Spawn(e)))?;
             let relay = RelayProcess::start(&exe, config.shards)?;
             let _ = writeln!(progress, "perf e2e: started relay pid {}: {}", relay.pid(), relay.start_line);
-            let started = (relay.url.clone(), Some(relay.pid()));
+            let metrics_addr = crate::perf::procfs::start_line_metrics_addr(&relay.start_line);
+            let started = (relay.url.clone(), Some(relay.pid()), metrics_addr);
             own = Some(relay);
             started
         }
     };
     let addr = resolve(&url)?;
+    let metrics_addr = metrics_addr.or_else(|| {
+        let port = addr.port().checked_add(1)?;
+        addr.ip().is_loopback().then(|| std::net::SocketAddr::new(addr.ip(), port))
+    });
     let phases = if config.rate.is_some() { 1 } else { 2 };
     let spec = LoadSpec {
         url: url.clone(),
         addr,
+        metrics_addr,
         publishers: config.publishers,
         subscribers: config.subscribers,
         subscribers_per_conn: config.subscribers_per_conn,
@@ -197,7 +204,7 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
     shared.control.stop();
     let histograms = pool.join(phases);
     let peak_rss_bytes = pid.and_then(ProcSample::read).map(|s| s.peak_rss_bytes);
-    let relay_counters = http_get(addr, "/metrics").map(|text| relay_counters(&text));
+    let relay_counters = metrics_addr.and_then(|a| http_get(a, "/metrics")).and_then(|text| relay_counters(&text));
     if let Some(relay) = own.as_mut() {
         if !relay.stop() {
             let _ = writeln!(progress, "perf e2e: the relay did not exit cleanly after SIGTERM");
@@ -423,10 +430,13 @@ fn phase_report(
     }
 }
 
-fn relay_counters(text: &str) -> RelayCounters {
+/// The relay's exact counters: only a relay run with `--danger-exact-metrics` (ours is) shows them live; any
+/// other shows real-only counts as hourly figures (docs/PRIVACY.md §Metrics), useless for one run: `None`.
+fn relay_counters(text: &str) -> Option<RelayCounters> {
+    metric_sum(text, "tessera_proofs_accepted_client_total")?;
     let get = |name: &str| metric_sum(text, name).unwrap_or(0.0) as u64;
-    RelayCounters {
-        proofs_accepted: get("tessera_proofs_accepted_total"),
+    Some(RelayCounters {
+        proofs_accepted: get("tessera_proofs_accepted_client_total"),
         proofs_duplicate: get("tessera_proofs_duplicate_total"),
         deliveries_queued: get("tessera_deliveries_queued_total"),
         deliveries_diverted: get("tessera_deliveries_diverted_total"),
@@ -434,7 +444,7 @@ fn relay_counters(text: &str) -> RelayCounters {
         slow_consumer_closes: get("tessera_slow_consumer_closes_total"),
         cross_shard_requests: get("tessera_cross_shard_requests_total"),
         messages_out: get("tessera_messages_out_total"),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct LoadSpec {
     pub url: String,
     /// Its resolved address.
     pub addr: SocketAddr,
+    /// Its metrics listener (`/metrics`), where known: the relay's own counters and latency histograms.
+    pub metrics_addr: Option<SocketAddr>,
     /// Publisher connections.
     pub publishers: usize,
     /// Subscribers, spread evenly over the buckets.

@@ -110,14 +110,15 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Starts `exe relay --port 0 --storage <temp dir> --shards <shards>` and waits for its start line.
+    /// Starts `exe relay --port 0 --storage <temp dir> --shards <shards> --danger-exact-metrics` (the report
+    /// reads the relay's exact counters; its metrics stay on loopback) and waits for its start line.
     /// Its stderr is ours; `RUST_LOG` defaults to `warn` for it.
     pub fn start(exe: &std::path::Path, shards: usize) -> Result<Self, RelayProcessError> {
         let nanos = crate::driver::clock::unix_now_ns();
         let storage = std::env::temp_dir().join(format!("tessera-perf-e2e-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&storage).map_err(RelayProcessError::Spawn)?;
         let mut child = Command::new(exe)
-            .args(["relay", "--port", "0", "--shards", &shards.to_string(), "--storage"])
+            .args(["relay", "--port", "0", "--danger-exact-metrics", "--shards", &shards.to_string(), "--storage"])
             .arg(&storage)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())

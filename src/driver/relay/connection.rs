@@ -1,7 +1,9 @@
-//! One accepted TCP connection: HTTP request head → `/metrics`, `/healthz`, or a WebSocket session.
+//! One accepted TCP connection: HTTP request head → a WebSocket session (client port), or `/metrics`,
+//! `/healthz` (metrics listener, `serve_http_only`).
 //!
 //! ```text
-//! accept ─▶ read head (≤ 8 KiB) ─┬─ GET /metrics | /healthz ─▶ response, close      (all within http_timeout_ms)
+//! accept ─▶ read head (≤ 8 KiB) ─┬─ plain GET (even /metrics) ─▶ 404, close          (all within http_timeout_ms)
+//!                                ├─ upgrade, wrong path | Origin not allowed ─▶ 404 | 403, close
 //!                                └─ Upgrade: websocket ─▶ 101 ──────────────────────┘
 //!          ─▶ FrameGate (large frames whole) ─▶ reader loop (ReadDeadline: HELLO, idle) ──handle_message──▶ ShardServer
 //!             writer task ◀──poll_message─── ShardServer
@@ -110,7 +112,13 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let request = http::parse_request_head(&buf[..head_len]);
     let leftover = buf.split_off(head_len);
     match request {
-        Ok(HttpRequest::WebSocket { key, .. }) => {
+        Ok(HttpRequest::WebSocket { key, path, origin }) => {
+            let config = &ctx.shared.config;
+            let allowed = &config.allowed_origins;
+            if let Err(refused) = http::check_upgrade(&path, origin.as_deref(), &config.websocket_path, allowed) {
+                let response = http::response(refused.status(), "text/plain", &format!("{refused}\n"));
+                return answer(&ctx, &mut stream, deadline, &response).await;
+            }
             let accept = http::websocket_accept_response(&key);
             match before(deadline, stream.write_all(accept.as_bytes())).await {
                 Some(Ok(())) => {}
@@ -127,9 +135,10 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             let sessions = ctx.queues.sessions;
             super::task_queues::spawn_into(session(ctx, ws), sessions).await;
         }
-        Ok(HttpRequest::Get { path }) => {
+        Ok(HttpRequest::Get { .. }) => {
+            // Metrics are never served on the client port (docs/PRIVACY.md §Metrics).
             ShardMetrics::add(&ctx.metrics().http_requests, 1);
-            let response = ctx.http_response(&path);
+            let response = http::response("404 Not Found", "text/plain", http::NOT_ON_CLIENT_PORT);
             answer(&ctx, &mut stream, deadline, &response).await;
         }
         Err(e) => {
@@ -146,7 +155,7 @@ fn bad_head() -> String {
     http::response("400 Bad Request", "text/plain", "bad request head\n")
 }
 
-/// Serves plain HTTP only (the `--metrics-port` listener): `/metrics`, `/healthz`, 404 otherwise; the whole
+/// Serves plain HTTP only (the `--metrics-addr` listener): `/metrics`, `/healthz`, 404 otherwise; the whole
 /// exchange within `http_timeout_ms`.
 pub async fn serve_http_only(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let deadline = Instant::now() + ctx.http_timeout();

@@ -6,7 +6,7 @@
 //!   ─▶ one executor per shard (pinned)
 //!   shard_main::run: open the log (log_io::open_parts ◀─ log_open, log_files) ─▶ ShardServer owns its LogState
 //!                    ─▶ ShardCtx (shard_ctx: the drain step) + committer (log_commit over log_exec's files)
-//!                    ─▶ accept loop ─▶ connection::serve (WebSocket, /metrics) ─▶ cover and retention tasks
+//!                    ─▶ accept loops ─▶ connection::serve (WebSocket) | serve_http_only (/metrics) ─▶ cover, retention
 //! ─▶ wait ready (startup::wait_ready: joined within 10 s, then listening; SIGINT/SIGTERM end the wait)
 //! ─▶ measure the descriptors open (admission::FdBudget: sockets are refused before the log's reserve)
 //! ─▶ print the start line ─▶ join (each shard returns after SIGINT/SIGTERM and draining)
@@ -71,10 +71,13 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         .map_err(|source| StartError::Storage { path: config.storage.display().to_string(), source })?;
     let node_id = startup::node_id(&config.storage, rand::random())?;
     let (reservation, addr) = startup::reserve_port(std::net::SocketAddr::new(config.host, config.port))?;
-    if let Some(port) = config.metrics_port.filter(|&p| p != 0) {
-        // Shard 0 binds the metrics port; trying it here first reports a port in use as the typed
+    // Resolved against the configured port (0 stays ephemeral for metrics too), before `port` is replaced by
+    // the bound one.
+    let metrics_addr = crate::server::edge::metrics_bind_addr(&config);
+    if metrics_addr.port() != 0 {
+        // Shard 0 binds the metrics address; trying it here first reports an address in use as the typed
         // `StartError::Bind` (a configuration error, exit 2) rather than as a shard's start-up failure.
-        drop(startup::reserve_port(std::net::SocketAddr::new(config.host, port))?);
+        drop(startup::reserve_port(metrics_addr)?);
     }
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -84,6 +87,20 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         tracing::warn!(
             "DANGER: cover traffic is disabled (--danger-disable-cover-traffic): per-bucket proof counts now \
              reveal real traffic to any observer; never run this way in production"
+        );
+    }
+    if !metrics_addr.ip().is_loopback() {
+        tracing::warn!(
+            %metrics_addr,
+            "/metrics and /healthz listen beyond loopback (--metrics-addr): firewall it to the scrapers; it shows \
+             no real-only count below one hour, but connection and error counts are visible to whoever reaches it"
+        );
+    }
+    if config.danger_exact_metrics {
+        tracing::warn!(
+            %metrics_addr,
+            "DANGER: /metrics shows exact real (non-cover) counts live (--danger-exact-metrics): whoever reads it \
+             can subtract the cover traffic's noise; tests and benchmarks only"
         );
     }
     if config.danger_log_skip_fdatasync {
@@ -96,11 +113,9 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let nofile = admission::raise_nofile_limit();
     let mut resolved = config.clone();
     resolved.port = addr.port();
+    resolved.metrics_addr = Some(metrics_addr);
     resolved.storage = storage;
-    let metrics = (0..shards)
-        .map(|s| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(s))))
-        .collect::<Vec<_>>()
-        .into();
+    let metrics = (0..shards).map(|_| CachePadded::new(ShardMetrics::default())).collect::<Vec<_>>().into();
     let shared = Arc::new(shard_main::Shared {
         config: resolved,
         node_id,

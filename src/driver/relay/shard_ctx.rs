@@ -73,7 +73,7 @@ pub struct Shared {
 pub enum Ready {
     /// It joined both channel meshes: its executor runs and can reach every other shard.
     Joined,
-    /// Its log is recovered and it listens; shard 0 with `--metrics-port` names the metrics address.
+    /// Its log is recovered and it listens; shard 0 names the metrics address it bound.
     Listening(Option<std::net::SocketAddr>),
     /// It cannot start (one line for the operator).
     Failed(String),
@@ -97,7 +97,7 @@ pub struct ShardCtx {
     pub(super) resp_tx: Senders<Response>,
     conns: RefCell<HashMap<ConnId, Rc<ConnSignals>>>,
     watchdogs: RefCell<HashMap<ConnId, Cell<bool>>>,
-    /// Sockets accepted on `--metrics-port` (only shard 0 has it) whose task still runs.
+    /// Sockets accepted on the metrics listener (only shard 0 has it) whose task still runs.
     metrics_sockets: Cell<u32>,
     /// Refusals at accept (descriptor reserve, source limit) and accept errors, each logged once per burst.
     refusal_logs: [BurstLog; 3],
@@ -111,9 +111,9 @@ pub struct ShardCtx {
 /// public port cannot lock the operator out of a separate metrics port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
-    /// The main port: WebSocket, `/metrics`, `/healthz`.
+    /// The main (client) port: WebSocket only.
     Main,
-    /// `--metrics-port`: plain HTTP only.
+    /// `--metrics-addr`: plain HTTP only.
     Metrics,
 }
 
@@ -417,7 +417,7 @@ impl ShardCtx {
             "/metrics" => http::response(
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
-                &render_prometheus(&self.shared.metrics),
+                &render_prometheus(&self.shared.metrics, self.shared.config.danger_exact_metrics),
             ),
             "/healthz" if self.shared.shutdown.load(Ordering::Relaxed) => {
                 http::response("503 Service Unavailable", "text/plain", "shutting down\n")

@@ -86,11 +86,12 @@ pub async fn run(
             return;
         }
     };
-    let metrics_listener = match (id, config.metrics_port) {
-        (0, Some(port)) => match TcpListener::bind(std::net::SocketAddr::new(config.host, port)) {
+    // Shard 0 serves /metrics and /healthz on their own listener (run_relay resolved the address).
+    let metrics_listener = match (id, config.metrics_addr) {
+        (0, Some(metrics_addr)) => match TcpListener::bind(metrics_addr) {
             Ok(l) => Some(l),
             Err(e) => {
-                let _ = ready.send(Ready::Failed(format!("cannot listen on metrics port {port}: {e}")));
+                let _ = ready.send(Ready::Failed(format!("cannot listen on {metrics_addr} (--metrics-addr): {e}")));
                 return;
             }
         },
@@ -161,12 +162,13 @@ pub async fn run(
         accept_loop(ctx.clone(), (listener, Listener::Main), stop_accepting.clone(), connection::serve),
         admission,
     );
+    // The bound address: with port 0 the kernel picked it, and the start line must name it.
+    let metrics_bound = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let metrics_acceptor = metrics_listener.map(|l| {
         let serve = connection::serve_http_only;
         spawn_into(accept_loop(ctx.clone(), (l, Listener::Metrics), stop_metrics.clone(), serve), admission)
     });
-    let metrics_addr =
-        metrics_acceptor.as_ref().and(config.metrics_port).map(|p| std::net::SocketAddr::new(config.host, p));
+    let metrics_addr = metrics_acceptor.as_ref().and(metrics_bound);
     let _ = ready.send(Ready::Listening(metrics_addr));
 
     while !shared.shutdown.load(Ordering::Relaxed) {
@@ -175,6 +177,7 @@ pub async fn run(
         ctx.server.borrow_mut().handle_tick(clock);
         ctx.drain().await;
         ctx.metrics().log.store(&ctx.log_counters());
+        ctx.metrics().roll_hour(clock.unix_s);
         ctx.report_log_files();
     }
     // Shutdown: stop accepting, close every connection (writers drain and send 1001), wait for them.
@@ -255,8 +258,10 @@ async fn cover_loop(ctx: Rc<ShardCtx>, mechanism: crate::dp::CoverMechanism) {
                 return;
             }
         };
+        // Only the round's total, and only as an hourly figure: a per-round count would be the noise itself.
         let m = ctx.metrics();
-        m.cover_round.store(schedule.dummies_per_bucket());
+        let planned: u64 = schedule.dummies_per_bucket().iter().map(|&d| u64::from(d)).sum();
+        ShardMetrics::add(&m.cover_planned, planned);
         ShardMetrics::add(&m.cover_rounds, 1);
         ShardMetrics::add(&m.cover_clamped_buckets, schedule.clamped_buckets().into());
         while let Some(due_us) = schedule.next_due_us() {

@@ -99,7 +99,7 @@ pub fn check_shards(shards: usize, cores: usize) -> Result<(), StartError> {
 /// How the wait for the shards ended.
 #[derive(Debug)]
 pub enum Startup {
-    /// Every shard listens; the metrics address if shard 0 serves `--metrics-port`.
+    /// Every shard listens; the metrics address shard 0 bound (`--metrics-addr`).
     Listening(Option<SocketAddr>),
     /// SIGINT or SIGTERM arrived first.
     Interrupted {

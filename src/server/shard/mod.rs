@@ -187,6 +187,7 @@ impl ShardServer {
         let mut hello_reply = BytesMut::new();
         crate::proto::encode_frame(&Frame::HelloReply(params), &mut hello_reply);
         ShardMetrics::set(&metrics[id as usize].cover_traffic_disabled, config.danger_disable_cover_traffic as u64);
+        ShardMetrics::set(&metrics[id as usize].exact_metrics, config.danger_exact_metrics as u64);
         let mut engine = Shard::new(engine_config, ServerLog::new(log));
         engine.retain_for_late_match(config.retention_s);
         Self {
@@ -616,8 +617,7 @@ mod tests {
     #[test]
     fn a_text_message_is_refused_with_binary_required_and_closes_1003() {
         let config = RelayConfig::defaults(1);
-        let metrics: Arc<[CachePadded<ShardMetrics>]> =
-            vec![CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(0)))].into();
+        let metrics: Arc<[CachePadded<ShardMetrics>]> = vec![CachePadded::new(ShardMetrics::default())].into();
         let params = ShardParams::for_shard(0, 1, config.num_buckets, config.window_s as u32);
         let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
         let mut s = ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log);

@@ -79,6 +79,7 @@ impl ShardServer {
         let summary = self.engine.handle_publish(clock.unix_s, Origin::Client, proofs, &mut self.rejected);
         let m = &self.metrics[self.id as usize];
         ShardMetrics::add(&m.proofs_accepted, summary.accepted.into());
+        ShardMetrics::add(&m.proofs_accepted_client, summary.accepted.into());
         ShardMetrics::add(&m.proofs_duplicate, summary.duplicates.into());
         let mut rejected = Vec::with_capacity(self.rejected.len());
         for &(i, reason) in &self.rejected {
@@ -103,6 +104,8 @@ impl ShardServer {
         let summary = self.engine.handle_publish(clock.unix_s, Origin::Cover, proofs, &mut self.rejected);
         let m = &self.metrics[self.id as usize];
         ShardMetrics::add(&m.cover_proofs, proofs.len() as u64);
+        // Cover and real together: the only live proof count (docs/PRIVACY.md §Metrics).
+        ShardMetrics::add(&m.proofs_accepted, summary.accepted.into());
         if summary.rejected > 0 {
             // A dummy is built for the window of its emission time; only a clock step could make it fail.
             let first = self.rejected.first().map(|(_, reason)| *reason);

@@ -237,7 +237,7 @@ mod tests {
         let mut config = RelayConfig::defaults(shards);
         config.shards = shards;
         let metrics: Arc<[CachePadded<ShardMetrics>]> =
-            (0..shards).map(|i| CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(i)))).collect();
+            (0..shards).map(|_| CachePadded::new(ShardMetrics::default())).collect();
         let params = ShardParams::for_shard(0, shards as u16, config.num_buckets, config.window_s as u32);
         let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
         ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log)
