@@ -25,11 +25,11 @@ use super::frame::{NodeId, SubscriberId};
 /// SHA-512 prefix of a subscriber key's secret scalar (input: the 32-byte subscriber secret).
 pub const LABEL_SUBSCRIBER_KEY: &[u8] = b"tessera/v1/subscriber-key";
 /// SHA-256 prefix of a wire subscriber id (input: the 32-byte encoding of the subscriber key `X`).
-pub const LABEL_SUBSCRIBER_ID: &[u8] = b"tessera/v1/subscriber";
+pub const LABEL_SUBSCRIBER_ID: &[u8] = b"tessera/v1/subscriber-id";
 /// SHA-512 prefix of a CLAIM's hedged Schnorr nonce.
 pub const LABEL_CLAIM_NONCE: &[u8] = b"tessera/v1/claim-nonce";
 /// SHA-512 prefix of a CLAIM's Fiat–Shamir challenge.
-pub const LABEL_CLAIM: &[u8] = b"tessera/v1/claim";
+pub const LABEL_CLAIM: &[u8] = b"tessera/v1/claim-challenge";
 
 /// Length of a per-connection authentication nonce (HELLO_REPLY `auth_nonce`).
 pub const AUTH_NONCE_LEN: usize = 16;
