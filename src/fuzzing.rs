@@ -102,6 +102,9 @@ pub mod op {
     pub const RETENTION: u8 = 7;
 }
 
+/// The `auth_nonce` of every `shard_session` connection (the relay's node id there is `[7; 16]`).
+pub const SESSION_AUTH_NONCE: [u8; 16] = [3; 16];
+
 /// A valid proof of the session's first window, numbered `n`.
 pub fn session_proof(n: u8) -> Proof {
     let commit = [n; 32];
@@ -267,7 +270,9 @@ impl Session {
     }
 
     fn connect(&mut self, side: usize) {
-        let conn = self.shards[side].handle_conn_open(self.clock);
+        // A fixed CLAIM nonce (and node id [7; 16]): seeds carry CLAIMs signed for it, so the fuzzer reaches
+        // SUBSCRIBE and FETCH of claimed ids (a real relay draws a fresh nonce per connection).
+        let conn = self.shards[side].handle_conn_open(self.clock, SESSION_AUTH_NONCE);
         self.conns[side] = Some(conn);
         self.publishes[side] = 0;
         self.stalled[side] = false;

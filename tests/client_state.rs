@@ -230,7 +230,8 @@ fn offline_recipient_opens_fetched_proofs_after_restart_and_dedups() {
     assert!(covered(&frames, p.bucket(), p.window_start(), p.fingerprint()), "subscription covers a future window");
 
     let mut bob = client(BOB, ALICE, "alice", saved);
-    // The subscriber ids (FETCH capabilities) and cursors survive the restart.
+    // The subscriber secrets (so the ids and the CLAIMs that let a connection use them) and the cursors
+    // survive the restart.
     let id = frames[0].subscriber;
     assert_eq!(bob.subscriber_ids(), &[id][..]);
     assert_eq!(bob.fetch_cursor(&id), 0);
@@ -365,4 +366,60 @@ fn renewal_schedule() {
         bob.expected_len(),
         2 * SEQS_PER_WINDOW as usize * bob.expected_windows().map(|(a, b)| (b - a) / 10 + 1).unwrap() as usize
     );
+}
+
+/// The state file keeps subscriber secrets, and a restored state claims the same ids with them.
+#[test]
+fn subscriber_secrets_persist_and_claim_their_ids() {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let (_, bob) = pair_of_clients(&mut rng);
+    let saved = bob.persisted();
+    assert_eq!(saved.version, 2);
+    assert!(saved.subscriber_ids.is_empty(), "bare ids are no longer written");
+    assert_eq!(saved.subscriber_secrets.len(), bob.subscriber_ids().len());
+    assert!(saved.subscriber_secrets.iter().all(|s| s.len() == 64));
+    let restored = client(BOB, ALICE, "alice", saved);
+    assert_eq!(restored.subscriber_ids(), bob.subscriber_ids());
+    let id = restored.subscriber_ids()[0];
+    let claim = restored.claim(&id, &[1; 16], &[2; 16], &mut rng).expect("a claim for an id of the state");
+    assert_eq!(tessera::proto::verify_claim(&claim, &[1; 16], &[2; 16]), Ok(id));
+    assert!(restored.claim(&tessera::proto::SubscriberId([9; 16]), &[1; 16], &[2; 16], &mut rng).is_none());
+    // A malformed secret is refused.
+    let mut bad = bob.persisted();
+    bad.subscriber_secrets[0] = "zz".into();
+    let contact = Contact::new("alice", *Identity::from_seed(&ALICE).public(), vec![]).unwrap();
+    assert!(ClientState::new(Identity::from_seed(&BOB), vec![contact], bad, config()).is_err());
+}
+
+/// A version-1 state file (bare subscriber ids, which no CLAIM can be made for): the ids and their cursors
+/// are dropped, every contact counts as never covered, and the next subscription draws new secrets and
+/// catches up every retained window; the file is rewritten as version 2.
+#[test]
+fn a_version_1_state_file_regenerates_its_secrets_and_subscribes_again() {
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let (_, bob) = pair_of_clients(&mut rng);
+    let mut old = bob.persisted();
+    old.version = 1;
+    old.subscriber_ids = vec!["ab".repeat(16)];
+    old.subscriber_secrets.clear();
+    old.fetch_cursors = [("ab".repeat(16), 77)].into();
+    let mut bob = client(BOB, ALICE, "alice", old);
+    assert!(bob.subscriber_ids().is_empty(), "the old ids are dropped");
+    assert!(bob.is_dirty(), "the migrated state is written back");
+    let now = T0 + 120;
+    assert_eq!(bob.next_renewal_at_s(), 0, "a subscription is due at once");
+    let catch_up = bob.catch_up(now, &mut rng).unwrap();
+    assert!(!catch_up.frames.is_empty(), "every retained window is caught up with the new ids");
+    let frames = bob.subscribe_now(now, &mut rng).unwrap();
+    let ids = bob.subscriber_ids().to_vec();
+    assert!(!ids.is_empty() && frames.iter().all(|f| ids.contains(&f.subscriber)));
+    assert!(!ids.contains(&tessera::proto::SubscriberId([0xab; 16])));
+    let saved = bob.persisted();
+    assert_eq!((saved.version, saved.subscriber_secrets.len()), (2, ids.len()));
+    assert!(saved.subscriber_ids.is_empty() && !saved.fetch_cursors.values().any(|&c| c == 77));
+    // An unknown version is still refused.
+    let mut future = saved;
+    future.version = 3;
+    let contact = Contact::new("alice", *Identity::from_seed(&ALICE).public(), vec![]).unwrap();
+    assert!(ClientState::new(Identity::from_seed(&BOB), vec![contact], future, config()).is_err());
 }

@@ -99,7 +99,7 @@ fn contacts_and_state_round_trip_and_validation() {
     assert!(matches!(home.read_contacts(&me), Err(StoreError::Contact(ContactError::OwnKey))));
 
     let mut state = PersistedState::default();
-    state.subscriber_ids.push("00".repeat(16));
+    state.subscriber_secrets.push("00".repeat(32));
     state
         .contacts
         .insert("k".into(), PersistedContact { send_window_s: 10, send_next_seq: 3, received: vec![(10, 1)] });

@@ -14,6 +14,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use tessera::proto::frame::{frame_type as ft, ErrorFrame, Publish, Subscribe};
 use tessera::proto::limits::ERROR_TEXT_BYTES_MAX;
+use tessera::proto::Claim;
 use tessera::proto::{
     encode_frame, encode_message, BloomFilter, BloomParams, Codec, DecodeError, ErrorCode, Frame, Hello, Limits, Proof,
     ProofBatch, RelayParams, RelayPolicy, Role, SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROOF_LEN,
@@ -146,13 +147,23 @@ fn arb_relay_params() -> impl Strategy<Value = RelayParams> {
                 idle_timeout_ms: seed.5,
                 protocol_errors_max: seed.6.max(1),
             },
+            auth_nonce: seed.7,
         },
     )
 }
 
 /// Raw values for a [`RelayPolicy`], reduced into range by `arb_relay_params`.
-fn arb_policy_seed() -> impl Strategy<Value = (u16, u16, u32, u32, u32, u32, u16)> {
-    (any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u16>())
+fn arb_policy_seed() -> impl Strategy<Value = (u16, u16, u32, u32, u32, u32, u16, [u8; 16])> {
+    (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<[u8; 16]>(),
+    )
 }
 
 /// Any frame within the default limits (batches kept small so that the suite stays fast; the 1024-proof edge
@@ -172,6 +183,14 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(subscriber, entries)| Frame::Subscribed { subscriber, entries })
             .boxed(),
         arb_subscriber().prop_map(|subscriber| Frame::Unsubscribe { subscriber }).boxed(),
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>())
+            .prop_map(|(key, r, s)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&r);
+                signature[32..].copy_from_slice(&s);
+                Frame::Claim(Claim { key, signature })
+            })
+            .boxed(),
         (arb_subscriber(), arb_batch(1, 3))
             .prop_map(|(subscriber, proofs)| Frame::Deliver { subscriber, proofs })
             .boxed(),

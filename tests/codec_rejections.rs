@@ -80,10 +80,10 @@ fn error_body(text: &[u8], declared_len: u16) -> Vec<u8> {
     b
 }
 
-/// A valid HELLO_REPLY body (90 bytes) built by the encoder, to be patched at known offsets.
+/// A valid HELLO_REPLY body (106 bytes) built by the encoder, to be patched at known offsets.
 fn hello_reply_body() -> Vec<u8> {
     let params = RelayParams {
-        version: 2,
+        version: 3,
         num_buckets: 64,
         window_s: 10,
         bloom: BloomParams::default(),
@@ -93,10 +93,11 @@ fn hello_reply_body() -> Vec<u8> {
         node_id: [7; 16],
         limits: Limits::default(),
         policy: RelayPolicy { shards: 2, ..RelayPolicy::default() },
+        auth_nonce: [9; 16],
     };
     let mut out = BytesMut::new();
     encode_frame(&Frame::HelloReply(params), &mut out);
-    assert_eq!(out.len(), 5 + 90);
+    assert_eq!(out.len(), 5 + 106);
     out[5..].to_vec()
 }
 
@@ -190,7 +191,7 @@ fn header_checks_run_in_field_order() {
 
 #[test]
 fn unknown_frame_types() {
-    let known = [0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x22, 0x30, 0x31, 0x32, 0x7F];
+    let known = [0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x22, 0x23, 0x30, 0x31, 0x32, 0x7F];
     for t in (0..=255u8).filter(|t| !known.contains(t)) {
         assert_eq!(decode_err(raw_frame(t, &[1, 2, 3])), DecodeError::UnknownFrameType(t), "type {t:#04x}");
     }
@@ -210,14 +211,18 @@ fn whole_message_is_discarded_on_any_error() {
 fn bodies_too_short() {
     let cases: Vec<(u8, Vec<u8>, usize)> = vec![
         (ft::HELLO, hello_body(b"TSRA", 1, 1, 0)[..23].to_vec(), 24),
-        (ft::HELLO_REPLY, hello_reply_body()[..89].to_vec(), 90),
-        // A version-1 HELLO_REPLY (68 bytes) is short for version 2: its policy fields are missing.
+        (ft::HELLO_REPLY, hello_reply_body()[..105].to_vec(), 106),
+        // A version-2 HELLO_REPLY (90 bytes) is short for version 3: its auth_nonce is missing.
+        (ft::HELLO_REPLY, hello_reply_body()[..90].to_vec(), 106),
+        // A version-1 HELLO_REPLY (68 bytes) is short: its policy fields are missing.
         (ft::HELLO_REPLY, hello_reply_body()[..68].to_vec(), 70),
         (ft::PUBLISH, vec![0; 9], 10),
         (ft::ACK, vec![0; 7], 8),
         (ft::SUBSCRIBE, vec![0; 17], 18),
         (ft::SUBSCRIBED, vec![0; 17], 18),
         (ft::UNSUBSCRIBE, vec![0; 15], 16),
+        (ft::CLAIM, vec![0; 95], 96),
+        (ft::CLAIM, vec![0; 31], 32),
         (ft::DELIVER, vec![0; 16], 18),
         (ft::FETCH, vec![0; 25], 26),
         (ft::FETCH_REPLY, vec![0; 26], 27),
@@ -266,6 +271,7 @@ fn trailing_garbage() {
         (ft::SUBSCRIBE, subscribe_body(1, &[(3, 10, 20, 128)])),
         (ft::SUBSCRIBED, vec![0; 18]),
         (ft::UNSUBSCRIBE, vec![0; 16]),
+        (ft::CLAIM, vec![0; 96]),
         (ft::DELIVER, batch_body(&[0; 16], 2, 2)),
         (ft::FETCH, fetch_body(10)),
         (ft::FETCH_REPLY, batch_body(&[0; 25], 0, 0)),
@@ -510,7 +516,7 @@ fn hello_reply_invalid_params() {
 #[test]
 fn random_frames_get_typed_errors() {
     let mut rng = ChaCha8Rng::seed_from_u64(0x7E55E7A);
-    let known = [0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x22, 0x30, 0x31, 0x32, 0x7F];
+    let known = [0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x22, 0x23, 0x30, 0x31, 0x32, 0x7F];
     for _ in 0..2_000 {
         let len = rng.gen_range(0..200usize);
         let body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
@@ -616,7 +622,12 @@ fn protocol_doc_hello_reply_layout_matches_the_codec() {
     let len = hello_reply_body().len();
     assert!(doc.contains(&format!("### 4.2 HELLO_REPLY (0x02) — {len} bytes")), "§4.2 heading");
     assert!(doc.contains(&format!("| 0x02 | HELLO_REPLY | relay → client or peer | {len} |")), "§4 table");
-    assert!(doc.contains("# Tessera native wire protocol, version 2") && tessera::proto::PROTOCOL_VERSION == 2);
+    assert!(doc.contains("# Tessera native wire protocol, version 3") && tessera::proto::PROTOCOL_VERSION == 3);
+    assert!(doc.contains("| 90 | 16 | `auth_nonce` |"), "§4.2 lacks auth_nonce at 90");
+    match &decode(raw_frame(ft::HELLO_REPLY, &hello_reply_body())).expect("valid")[..] {
+        [Frame::HelloReply(p)] => assert_eq!(p.auth_nonce, [9; 16], "auth_nonce is the last 16 bytes"),
+        other => panic!("{other:?}"),
+    }
     // The version-2 policy fields, each at the offset the encoder writes it (patched and read back).
     let fields = [
         (68, 2, "shards"),
@@ -661,7 +672,7 @@ fn protocol_doc_lists_every_error_code_and_frame_type() {
             assert!(doc.contains(&format!("| {code:#06x} | {name} |")), "PROTOCOL.md §7 lacks {code:#06x} {name}");
         }
     }
-    assert_eq!(known, 21);
+    assert_eq!(known, 23);
     let types = [
         (ft::HELLO, "HELLO"),
         (ft::HELLO_REPLY, "HELLO_REPLY"),
@@ -670,6 +681,7 @@ fn protocol_doc_lists_every_error_code_and_frame_type() {
         (ft::SUBSCRIBE, "SUBSCRIBE"),
         (ft::SUBSCRIBED, "SUBSCRIBED"),
         (ft::UNSUBSCRIBE, "UNSUBSCRIBE"),
+        (ft::CLAIM, "CLAIM"),
         (ft::DELIVER, "DELIVER"),
         (ft::FETCH, "FETCH"),
         (ft::FETCH_REPLY, "FETCH_REPLY"),
@@ -695,4 +707,19 @@ fn degenerate_limits_do_not_underflow() {
     );
     let none = Codec::new(Limits { frames_per_message_max: 0, ..Limits::default() }, BloomParams::default());
     assert_eq!(none.decode_message(&Bytes::from(ack(1))), Err(DecodeError::TooManyFrames { max: 0 }));
+}
+
+#[test]
+fn a_claim_is_checked_for_structure_only() {
+    // Any 96 bytes decode: whether the key is a point and the signature verifies is the relay's check
+    // (BAD_CLAIM, docs/PROTOCOL.md §4.12), not a decode error.
+    let mut body = vec![0xFF; 32];
+    body.extend((0..64).map(|i| i as u8));
+    match &decode(raw_frame(ft::CLAIM, &body)).expect("structurally valid")[..] {
+        [Frame::Claim(c)] => {
+            assert_eq!(c.key, [0xFF; 32]);
+            assert_eq!(c.signature[..], body[32..]);
+        }
+        other => panic!("{other:?}"),
+    }
 }

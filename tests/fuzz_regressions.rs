@@ -14,11 +14,11 @@
 use std::fs;
 use std::path::PathBuf;
 
-use tessera::fuzzing::{self, op, session_proof, SESSION_WINDOW_S};
+use tessera::fuzzing::{self, op, session_proof, SESSION_AUTH_NONCE, SESSION_WINDOW_S};
 use tessera::proto::frame::{Publish, Subscribe};
 use tessera::proto::{
     encode_message, BloomFilter, BloomParams, Frame, Hello, ProofBatch, Role, SubscribeEntry, SubscriberId,
-    PROTOCOL_VERSION,
+    SubscriberKeyPair, PROTOCOL_VERSION,
 };
 
 /// A target's body: arbitrary bytes in, a panic on a finding.
@@ -73,7 +73,13 @@ fn the_session_seeds_reach_what_they_were_built_for() {
             "too-many-filters" => only(E::TOO_MANY_FILTERS, 1),
             "bucket-out-of-range" => only(E::BUCKET_OUT_OF_RANGE, 1),
             "window-too-far-ahead" | "window-in-the-past" | "window-misaligned" => only(E::SUBSCRIPTION_RANGE, 1),
-            "too-many-subscribers" => got.frames(ft::SUBSCRIBED) == 64 && only(E::TOO_MANY_SUBSCRIBERS, 2),
+            // Ids 65 and 66: their CLAIMs are over the limit (nothing claimed), so their SUBSCRIBEs are refused.
+            "too-many-subscribers" => {
+                let pair = [E::TOO_MANY_SUBSCRIBERS, E::NOT_CLAIMED];
+                got.frames(ft::SUBSCRIBED) == 64 && errors == [pair, pair].concat()
+            }
+            "unclaimed-fetch" => only(E::NOT_CLAIMED, 1) && got.frames(ft::FETCH_REPLY) == 0,
+            "bad-claim" => only(E::BAD_CLAIM, 1),
             "late-scans-per-connection" => errors.contains(&E::OVERLOADED),
             "protocol-errors-close" => got.closes == [CloseReason::ProtocolErrors] && got.frames(ft::FETCH_REPLY) == 1,
             "slow-reader-closed" => got.closes == [CloseReason::SlowConsumer] && got.proofs_received >= 16,
@@ -126,12 +132,29 @@ fn entry_for(n: u8, from: u64, to: u64) -> SubscribeEntry {
     entry(session_proof(n).view().bucket(), from, to, &[n])
 }
 
+/// The subscriber keys of the seeds: key `n` has secret `[n; 32]`.
+fn keys() -> &'static [SubscriberKeyPair] {
+    static KEYS: std::sync::OnceLock<Vec<SubscriberKeyPair>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| (0..=255).map(|n| SubscriberKeyPair::from_secret(&[n; 32])).collect())
+}
+
+/// The id of key `n`.
+fn sub(n: u8) -> SubscriberId {
+    keys()[usize::from(n)].id()
+}
+
+/// The CLAIM of the key whose id is `id`, for a `shard_session` connection (node id [7; 16]), if a seed key.
+fn claim_of(id: &SubscriberId) -> Option<Frame> {
+    let key = keys().iter().find(|k| k.id() == *id)?;
+    Some(Frame::Claim(key.claim(&[7; 16], &SESSION_AUTH_NONCE, &[0; 32])))
+}
+
 fn subscribe(id: u8, entries: Vec<SubscribeEntry>) -> Frame {
-    Frame::Subscribe(Subscribe { subscriber: SubscriberId([id; 16]), entries })
+    Frame::Subscribe(Subscribe { subscriber: sub(id), entries })
 }
 
 fn fetch(id: u8, cursor: u64) -> Frame {
-    Frame::Fetch { subscriber: SubscriberId([id; 16]), cursor, proofs_max: 16 }
+    Frame::Fetch { subscriber: sub(id), cursor, proofs_max: 16 }
 }
 
 fn publish(seq: u64, proofs: &[u8]) -> Frame {
@@ -144,8 +167,23 @@ fn publish(seq: u64, proofs: &[u8]) -> Frame {
 struct Ops(Vec<u8>);
 
 impl Ops {
+    /// One message of `frames`, each seed key's id claimed first in it (as a client claims before use).
     fn msg(self, side: u8, frames: &[Frame]) -> Self {
-        self.raw(side, &encode_message(frames))
+        let mut claimed: Vec<SubscriberId> = Vec::new();
+        let mut all = Vec::new();
+        for frame in frames {
+            let id = match frame {
+                Frame::Subscribe(s) => Some(s.subscriber),
+                Frame::Fetch { subscriber, .. } | Frame::Unsubscribe { subscriber } => Some(*subscriber),
+                _ => None,
+            };
+            if let Some(id) = id.filter(|id| !claimed.contains(id)) {
+                claimed.push(id);
+                all.extend(claim_of(&id));
+            }
+        }
+        all.extend(frames.iter().cloned());
+        self.raw(side, &encode_message(&all))
     }
     fn raw(mut self, side: u8, bytes: &[u8]) -> Self {
         self.0.push(op::MESSAGE | (side << 3));
@@ -201,11 +239,18 @@ fn session_seeds() -> Vec<(String, Vec<u8>)> {
         ("duplicate-publish", Ops::default().op(op::PUBLISH, 0).op(op::PUBLISH, 3).op(op::COMMIT, 0)),
         (
             "subscribe-unsubscribe",
-            Ops::default()
-                .msg(0, &[subscribe(4, every(&late)), Frame::Unsubscribe { subscriber: SubscriberId([4; 16]) }])
-                .settle(),
+            Ops::default().msg(0, &[subscribe(4, every(&late)), Frame::Unsubscribe { subscriber: sub(4) }]).settle(),
         ),
-        ("unsubscribe-unknown", Ops::default().msg(1, &[Frame::Unsubscribe { subscriber: SubscriberId([9; 16]) }])),
+        ("unsubscribe-unknown", Ops::default().msg(1, &[Frame::Unsubscribe { subscriber: sub(9) }])),
+        (
+            "unclaimed-fetch",
+            Ops::default().msg(1, &[Frame::Fetch { subscriber: SubscriberId([9; 16]), cursor: 0, proofs_max: 4 }]),
+        ),
+        ("bad-claim", {
+            let Some(Frame::Claim(mut claim)) = claim_of(&sub(9)) else { unreachable!("a seed key") };
+            claim.signature[0] ^= 1;
+            Ops::default().msg(0, &[Frame::Claim(claim)])
+        }),
         (
             "saturated-filter",
             Ops::default()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use relay_support::*;
 use tessera::dp::{check_dummy_counts, CoverMechanism, CHECK_Z_DEFAULT};
 use tessera::proto::derive::{bucket_of, fingerprint};
-use tessera::proto::{Frame, Proof, SubscriberId};
+use tessera::proto::{Frame, Proof};
 
 /// Complete rounds to observe: 10 rounds × 64 buckets = 640 counts, what the spread check needs for power.
 const ROUNDS: u64 = 10;
@@ -48,7 +48,7 @@ fn dummy_counts_per_bucket_per_round_follow_the_mechanism() {
         (0..64 * 4 * 60u32).map(|i| proof(&commit_in_bucket((i % 64) as u16, i), now, 0)).collect();
     let mut slots = entries_matching(&filler, now - 1, now + ROUNDS + 20);
     assert_eq!(slots.len(), 1, "4 full filters per bucket fit one subscriber id");
-    subscriber.subscribe(SubscriberId([1; 16]), slots.remove(0));
+    subscriber.subscribe(relay_support::subscriber(1), slots.remove(0));
     let first_round = now_s() + 1; // the first round that starts after the subscription
     let last_round = first_round + ROUNDS - 1;
 

@@ -19,7 +19,7 @@ use tessera::proto::{ErrorCode, Frame, Proof, SubscriberId, WINDOW_SECONDS};
 use tmpfs::{fill, tmpfs_or_skip};
 
 fn sub(n: u8) -> SubscriberId {
-    SubscriberId([n; 16])
+    relay_support::subscriber(n)
 }
 
 /// `n` proofs with distinct commits (any bucket) in window `w`, unique to `salt`.

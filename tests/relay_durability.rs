@@ -17,7 +17,7 @@ use tessera::proto::derive::fingerprint;
 use tessera::proto::{Frame, Proof, SubscriberId};
 
 fn sub(n: u8) -> SubscriberId {
-    SubscriberId([n; 16])
+    relay_support::subscriber(n)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod relay_support;
 
 use relay_support::*;
-use tessera::proto::{Frame, SubscriberId};
+use tessera::proto::Frame;
 
 #[test]
 fn a_proof_published_before_the_subscribe_is_fetched_and_delivered() {
@@ -20,7 +20,8 @@ fn a_proof_published_before_the_subscribe_is_fetched_and_delivered() {
 
     // Nobody had subscribed. Now a subscriber arrives with a range reaching back before it.
     let (mut late, _) = Client::hello(&relay);
-    let id = SubscriberId([0x4c; 16]);
+    let id = relay_support::subscriber(0x4c);
+    late.claim(id);
     late.send(&[Frame::Subscribe(tessera::proto::frame::Subscribe {
         subscriber: id,
         entries: vec![entry(21, w - 60, w + 600, &watched)],
@@ -64,7 +65,7 @@ fn late_matching_survives_a_restart() {
     let relay = Relay::start_in(relay.into_dir(), &["--shards", "2"]);
 
     let (mut late, _) = Client::hello(&relay);
-    let id = SubscriberId([0x5d; 16]);
+    let id = relay_support::subscriber(0x5d);
     late.subscribe(id, vec![entry(33, w - 60, w + 600, &watched)]);
     let (fetched, _) = late.fetch_all(id, 0, 100);
     let got = commits(&fetched);

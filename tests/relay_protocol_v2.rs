@@ -3,8 +3,9 @@
 //! - HELLO_REPLY announces what a client needs to predict the relay: shards, clock skew, the slow-consumer
 //!   grace, the HELLO and idle timeouts, the protocol-error budget and the fingerprints a filter may hold —
 //!   the values the relay was started with, not defaults;
-//! - a HELLO of version 1 is refused with `ERROR(UNSUPPORTED_VERSION, detail = 2)` and close 1002 (a version-1
-//!   client could not decode a version-2 HELLO_REPLY);
+//! - a HELLO of version 1 or 2 is refused with `ERROR(UNSUPPORTED_VERSION, detail = 3)` and close 1002 (an older
+//!   client could not decode a version-3 HELLO_REPLY, nor claim its subscriber ids);
+//! - every connection gets an `auth_nonce` of its own (version 3, §4.2);
 //! - the frame header's type byte is checked before its length (finding G16): JSON sent as a *binary* message
 //!   is `ERROR(MALFORMED, detail = 7)` (UnknownFrameType), not 6 (FrameTooLarge), and the connection stays open.
 //!
@@ -14,7 +15,7 @@ mod relay_support;
 
 use relay_support::*;
 use tessera::proto::frame::Hello;
-use tessera::proto::{ErrorCode, Frame, Role, SubscriberId, FILTER_FINGERPRINTS_MAX, PROTOCOL_VERSION};
+use tessera::proto::{ErrorCode, Frame, Role, FILTER_FINGERPRINTS_MAX, PROTOCOL_VERSION};
 
 /// RFC 6455 close code "protocol error".
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
@@ -35,7 +36,7 @@ fn hello_reply_announces_the_relays_configured_policy() {
     ]);
     let (client, params) = Client::hello(&relay);
     assert_eq!(params.version, PROTOCOL_VERSION);
-    assert_eq!(PROTOCOL_VERSION, 2);
+    assert_eq!(PROTOCOL_VERSION, 3);
     let p = params.policy;
     assert_eq!(p.shards, 2);
     assert_eq!(p.clock_skew_s, 3);
@@ -44,21 +45,28 @@ fn hello_reply_announces_the_relays_configured_policy() {
     assert_eq!(p.filter_fingerprints_max, FILTER_FINGERPRINTS_MAX);
     assert_eq!(p.protocol_errors_max, 8);
     assert_eq!(p.idle_timeout_ms, 45_000);
+    // A fresh CLAIM nonce per connection: never the same twice, never the template's zeros.
+    let nonces: std::collections::HashSet<[u8; 16]> =
+        (0..8).map(|_| Client::hello(&relay).1.auth_nonce).chain([params.auth_nonce]).collect();
+    assert_eq!(nonces.len(), 9);
+    assert!(!nonces.contains(&[0; 16]));
     client.close();
 }
 
 #[test]
-fn a_version_1_hello_is_refused_with_the_version_to_speak() {
+fn an_older_hello_is_refused_with_the_version_to_speak() {
     let relay = Relay::start(&["--shards", "1"]);
-    let mut old = Client::connect(&relay);
-    old.send(&[Frame::Hello(Hello { version: 1, role: Role::Client, node_id: [0; 16] })]);
-    match old.recv_one() {
-        Frame::Error(e) => {
-            assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::UNSUPPORTED_VERSION, 0, 2), "{e:?}");
+    for version in [1, 2] {
+        let mut old = Client::connect(&relay);
+        old.send(&[Frame::Hello(Hello { version, role: Role::Client, node_id: [0; 16] })]);
+        match old.recv_one() {
+            Frame::Error(e) => {
+                assert_eq!((e.code, e.ref_seq, e.detail), (ErrorCode::UNSUPPORTED_VERSION, 0, 3), "{e:?}");
+            }
+            other => panic!("version {version}: expected ERROR(UNSUPPORTED_VERSION), got {other:?}"),
         }
-        other => panic!("expected ERROR(UNSUPPORTED_VERSION), got {other:?}"),
+        assert_eq!(old.recv_close(), Some(CLOSE_PROTOCOL_ERROR));
     }
-    assert_eq!(old.recv_close(), Some(CLOSE_PROTOCOL_ERROR));
     // A HELLO of a future version gets the version the relay speaks.
     let mut future = Client::connect(&relay);
     future.send(&[Frame::Hello(Hello { version: u16::MAX, role: Role::Client, node_id: [0; 16] })]);
@@ -90,6 +98,6 @@ fn json_in_a_binary_message_is_an_unknown_frame_type_and_the_connection_stays_op
     client.send_raw(fetch_too_large.to_vec());
     assert_eq!(malformed(&mut client, &fetch_too_large), 6);
     // Four protocol errors of the 8 allowed: the connection still serves.
-    let (proofs, _, more) = client.fetch(SubscriberId([3; 16]), 0, 16);
+    let (proofs, _, more) = client.fetch(relay_support::subscriber(3), 0, 16);
     assert!(proofs.is_empty() && !more);
 }

@@ -25,17 +25,18 @@ use tessera::proto::{BloomParams, ErrorCode, Frame, SubscriberId, FILTER_FINGERP
 use tessera::server::conn::PROTOCOL_ERRORS_MAX;
 
 fn sub(conn: u32, n: u32) -> SubscriberId {
-    let mut id = [0u8; 16];
-    id[..4].copy_from_slice(&conn.to_be_bytes());
-    id[4..8].copy_from_slice(&n.to_be_bytes());
-    id[15] = 0x5A;
-    SubscriberId(id)
+    let mut secret = [0u8; 32];
+    secret[..4].copy_from_slice(&conn.to_be_bytes());
+    secret[4..8].copy_from_slice(&n.to_be_bytes());
+    secret[31] = 0x5A;
+    subscriber_for(secret)
 }
 
 /// Sends every SUBSCRIBE in one message each, then reads one answer per SUBSCRIBE (SUBSCRIBED or ERROR).
 fn subscribe_all(client: &mut Client, subscribes: Vec<Subscribe>) -> Vec<Frame> {
     let n = subscribes.len();
     for s in subscribes {
+        client.claim(s.subscriber);
         client.send(&[Frame::Subscribe(s)]);
     }
     let mut answers = Vec::new();
@@ -173,6 +174,7 @@ fn the_largest_filters_our_client_builds_are_accepted() {
     }
     over.filter = tessera::proto::BloomFilter::from_bytes(bloom, &bits).unwrap();
     let fine = entry(6, w, w + 10, &[commit_in_bucket(6, 0)]);
+    client.claim(sub(2000, 0));
     client.send(&[Frame::Subscribe(Subscribe { subscriber: sub(2000, 0), entries: vec![fine, over] })]);
     match client.recv_until(|f| matches!(f, Frame::Subscribed { .. } | Frame::Error(_))) {
         Frame::Error(e) => assert_eq!((e.code, e.detail), (ErrorCode::FILTER_SATURATED, 1), "{}", e.text),

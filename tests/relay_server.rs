@@ -11,7 +11,7 @@ use tessera::proto::{ErrorCode, Frame, Proof, ProofBatch, SubscriberId, WINDOW_S
 use tessera::server::conn::PROTOCOL_ERRORS_MAX;
 
 fn sub(n: u8) -> SubscriberId {
-    SubscriberId([n; 16])
+    relay_support::subscriber(n)
 }
 
 #[test]
@@ -217,6 +217,7 @@ fn subscription_limits_are_enforced_and_named() {
     let w = current_window();
     let too_many: Vec<_> =
         (0..=params.limits.filters_per_bucket_max).map(|_| entry(4, w, w + 10, &[commit_in_bucket(4, 0)])).collect();
+    client.claim(sub(6));
     client.send(&[Frame::Subscribe(tessera::proto::frame::Subscribe { subscriber: sub(6), entries: too_many })]);
     assert!(matches!(client.recv_one(), Frame::Error(e) if e.code == ErrorCode::TOO_MANY_FILTERS));
     let far = entry(4, w, w + 10 * 10_000, &[]);

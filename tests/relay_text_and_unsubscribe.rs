@@ -4,9 +4,9 @@
 //!   be UTF-8, or one that is not UTF-8 — is answered `ERROR(BINARY_REQUIRED, detail = 1)` and closed with 1003,
 //!   before or after HELLO, and its payload is never decoded (so it cannot skip the backpressure binary
 //!   messages go through).
-//! - **UNSUBSCRIBE scoping** (§4.7): an UNSUBSCRIBE of a subscriber id not attached to the connection is
-//!   ignored — it removes nobody's subscription and creates no state for random ids — and a SUBSCRIBE followed
-//!   at once by an UNSUBSCRIBE of the same id is still answered.
+//! - **UNSUBSCRIBE scoping** (§4.7, §4.12): an UNSUBSCRIBE of a subscriber id not claimed on the connection is
+//!   refused (NOT_CLAIMED, a protocol error) — it removes nobody's subscription and creates no state for random
+//!   ids — and a SUBSCRIBE followed at once by an UNSUBSCRIBE of the same id is still answered.
 //!
 //! Each test opens connections, sends the attack, and reads what the relay answers (frames, close code,
 //! `/metrics`); a relay that got it wrong times out on the expected event (bounded by `WAIT`).
@@ -32,7 +32,7 @@ const TEXT_OPCODE: u32 = 1;
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
 
 fn sub(n: u8) -> SubscriberId {
-    SubscriberId([n; 16])
+    relay_support::subscriber(n)
 }
 
 /// A raw WebSocket connection, for sending what `Client` will not (text messages).
@@ -164,20 +164,27 @@ fn a_text_message_that_is_not_utf8_gets_the_same_answer() {
 }
 
 #[test]
-fn unsubscribe_of_an_id_attached_to_another_connection_is_ignored() {
+fn unsubscribe_of_an_id_attached_to_another_connection_is_refused() {
     let relay = Relay::start(&["--shards", "2"]);
     let w = current_window();
     let commit = commit_in_bucket(40, 0);
     let (mut owner, _) = Client::hello(&relay);
     owner.subscribe(sub(2), vec![entry(40, w - 10, w + 60, &[commit])]);
 
-    // Another connection that learned the id tries to unsubscribe it. The FETCH after it in the same message
-    // is answered only once every shard handled the UNSUBSCRIBE (frames in order, one channel per shard pair).
+    // Another connection that learned the id tries to unsubscribe it: it never claimed it (it cannot), so the
+    // relay refuses (NOT_CLAIMED). The FETCH of its own id after it in the same message is answered only once
+    // every shard handled what came before (frames in order, one channel per shard pair).
     let (mut other, _) = Client::hello(&relay);
+    let claim = other.claim_frame(sub(3));
     other.send(&[
         Frame::Unsubscribe { subscriber: sub(2) },
+        Frame::Claim(claim),
         Frame::Fetch { subscriber: sub(3), cursor: 0, proofs_max: 1 },
     ]);
+    match other.recv_until(|f| matches!(f, Frame::Error(_))) {
+        Frame::Error(e) => assert_eq!((e.code, e.detail), (ErrorCode::NOT_CLAIMED, 0x22)),
+        _ => unreachable!(),
+    }
     other.recv_until(|f| matches!(f, Frame::FetchReply { .. }));
 
     let (mut publisher, _) = Client::hello(&relay);
@@ -194,51 +201,73 @@ fn subscribe_then_unsubscribe_in_one_message_is_answered_and_removes_the_entries
     let commit = commit_in_bucket(50, 0);
     let (mut client, params) = Client::hello(&relay);
     // Each pair used to leave a SUBSCRIBE waiting forever on the connection (no SUBSCRIBED, state leaked).
-    for n in 0..params.limits.subscribers_per_connection_max as u8 + 2 {
+    // Claims last as long as the connection, at most `subscribers_per_connection_max` of them.
+    let max = params.limits.subscribers_per_connection_max as u8;
+    for n in 0..max {
         let subscribe = Subscribe { subscriber: sub(100 + n), entries: vec![entry(50, w - 10, w + 60, &[commit])] };
-        client.send(&[Frame::Subscribe(subscribe), Frame::Unsubscribe { subscriber: sub(100 + n) }]);
+        let claim = Frame::Claim(client.claim_frame(sub(100 + n)));
+        client.send(&[claim, Frame::Subscribe(subscribe), Frame::Unsubscribe { subscriber: sub(100 + n) }]);
         match client.recv_until(|f| matches!(f, Frame::Subscribed { .. } | Frame::Error(_))) {
             Frame::Subscribed { subscriber, entries } => assert_eq!((subscriber, entries), (sub(100 + n), 1)),
             other => panic!("expected SUBSCRIBED, got {other:?}"),
         }
     }
-    // Every id was detached again: a full set of new subscribers still fits under the cap.
-    for n in 0..params.limits.subscribers_per_connection_max as u8 {
-        assert_eq!(client.subscribe(sub(n + 1), vec![entry(50, w - 10, w + 60, &[])]), 1);
+    // Every id was detached again: the full set fits under the cap once more (the claims stay).
+    for n in 1..max {
+        let subscribe = Subscribe { subscriber: sub(100 + n), entries: vec![entry(50, w - 10, w + 60, &[])] };
+        client.send(&[Frame::Subscribe(subscribe)]);
+        match client.recv_until(|f| matches!(f, Frame::Subscribed { .. } | Frame::Error(_))) {
+            Frame::Subscribed { entries, .. } => assert_eq!(entries, 1),
+            other => panic!("expected SUBSCRIBED, got {other:?}"),
+        }
     }
+    // A 65th claim is over the limit: refused, not a protocol error.
+    let claim = Frame::Claim(client.claim_frame(sub(1)));
+    client.send(&[claim]);
+    assert!(matches!(client.recv_one(), Frame::Error(e) if e.code == ErrorCode::TOO_MANY_SUBSCRIBERS));
     // The unsubscribed ids matched nothing: a proof for their filter is recorded for none of them.
     let (mut publisher, _) = Client::hello(&relay);
     let seq = publisher.publish(&[proof(&commit, w, 0x33)]);
     assert_eq!(publisher.recv_until(|f| matches!(f, Frame::Ack { .. })), Frame::Ack { seq });
-    let (proofs, _, _) = client.fetch(sub(100), 0, 16);
+    client.send(&[Frame::Fetch { subscriber: sub(100), cursor: 0, proofs_max: 16 }]);
+    let proofs = match client.recv_until(|f| matches!(f, Frame::FetchReply { .. } | Frame::Error(_))) {
+        Frame::FetchReply { proofs, .. } => proofs,
+        other => panic!("expected FETCH_REPLY, got {other:?}"),
+    };
     assert!(proofs.is_empty(), "an unsubscribed id got {} proofs", proofs.len());
 }
 
 #[test]
-fn unsubscribes_of_random_ids_create_no_state() {
+fn unsubscribes_of_random_ids_create_no_state_and_spend_the_error_budget() {
     let relay = Relay::start(&["--shards", "2"]);
     let (mut client, params) = Client::hello(&relay);
     let per_message = params.limits.frames_per_message_max as usize;
-    let messages = 16;
-    for m in 0..messages {
-        let frames: Vec<Frame> = (0..per_message)
-            .map(|i| {
-                let mut id = [0xA5; 16];
-                id[..8].copy_from_slice(&((m * per_message + i) as u64).to_be_bytes());
-                Frame::Unsubscribe { subscriber: SubscriberId(id) }
-            })
-            .collect();
-        client.send(&frames);
+    // Ids this connection never claimed: each UNSUBSCRIBE is refused (NOT_CLAIMED, a protocol error) before
+    // any shard hears of it, and the connection is closed once the budget is spent (1008).
+    let frames: Vec<Frame> = (0..per_message)
+        .map(|i| {
+            let mut id = [0xA5; 16];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            Frame::Unsubscribe { subscriber: SubscriberId(id) }
+        })
+        .collect();
+    client.send(&frames);
+    let budget = params.policy.protocol_errors_max as usize;
+    let mut errors = Vec::new();
+    while errors.len() < budget {
+        // Several ERRORs may share one message.
+        errors.extend(client.recv().into_iter().map(|f| match f {
+            Frame::Error(e) => (e.code, e.detail),
+            other => panic!("expected ERROR(NOT_CLAIMED), got {other:?}"),
+        }));
     }
-    // Every shard has handled them once this FETCH (after them, to every shard) is answered.
-    client.send(&[Frame::Fetch { subscriber: sub(9), cursor: 0, proofs_max: 1 }]);
-    client.recv_until(|f| matches!(f, Frame::FetchReply { .. }));
+    assert_eq!(errors, vec![(ErrorCode::NOT_CLAIMED, 0x22); budget]);
+    assert_eq!(client.recv_close(), Some(1008));
+    assert_eq!(relay.wait_metric("tessera_protocol_errors_total", "", budget as u64), budget as u64);
     // The log gauges are published every 100 ms tick; watch a few ticks.
-    let flood = (messages * per_message) as u64;
-    let deadline = Instant::now() + Duration::from_millis(600);
+    let deadline = Instant::now() + Duration::from_millis(400);
     while Instant::now() < deadline {
-        let known = relay.metric("tessera_log_subscribers", "");
-        assert!(known < flood / 4, "{known} subscriber states after {flood} UNSUBSCRIBEs of unknown ids");
+        assert_eq!(relay.metric("tessera_log_subscribers", ""), 0, "no state for unclaimed ids");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

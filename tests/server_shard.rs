@@ -13,7 +13,7 @@ use tessera::log::LogConfig;
 use tessera::proto::frame::{Hello, Publish, Subscribe};
 use tessera::proto::{
     bucket_of, encode_message, fingerprint, BloomFilter, BloomParams, Codec, Frame, Limits, Proof, ProofBatch, Role,
-    SubscribeEntry, SubscriberId, CIPHERTEXT_LEN, PROTOCOL_VERSION, WINDOW_SECONDS,
+    SubscribeEntry, SubscriberKeyPair, CIPHERTEXT_LEN, PROTOCOL_VERSION, WINDOW_SECONDS,
 };
 use tessera::server::metrics::ShardMetrics;
 use tessera::server::msg::ConnId;
@@ -21,6 +21,15 @@ use tessera::server::shard::{Clock, FetchPage, ShardServer};
 use tessera::server::RelayConfig;
 
 const W: u64 = 1_700_000_000 - 1_700_000_000 % WINDOW_SECONDS;
+/// Every connection's CLAIM nonce here (a real driver draws a fresh one per connection).
+const NONCE: [u8; 16] = [3; 16];
+
+/// A subscriber key and the CLAIM of it for a connection of `server()` (node id [7; 16]).
+fn keyed(n: u8) -> (SubscriberKeyPair, Frame) {
+    let key = SubscriberKeyPair::from_secret(&[n; 32]);
+    let claim = Frame::Claim(key.claim(&[7; 16], &NONCE, &[0; 32]));
+    (key, claim)
+}
 
 fn clock(ms: u64) -> Clock {
     Clock { unix_s: W + 5, mono_us: ms * 1000 }
@@ -68,7 +77,7 @@ fn commit_all(s: &mut ShardServer, at_ms: u64) -> usize {
 #[test]
 fn replies_wait_for_durability_and_deliveries_do_not() {
     let mut s = server();
-    let conn = s.handle_conn_open(clock(0));
+    let conn = s.handle_conn_open(clock(0), NONCE);
     let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
     s.handle_message(conn, &encode_message(&[hello]), clock(1));
     assert_eq!(drain(&mut s), vec![conn]);
@@ -79,9 +88,10 @@ fn replies_wait_for_durability_and_deliveries_do_not() {
     let mut filter = BloomFilter::new(BloomParams::default());
     filter.insert_fingerprint(p.view().fingerprint());
     let entry = SubscribeEntry { bucket: p.view().bucket(), window_from_s: W, window_to_s: W + 600, filter };
-    let wire = SubscriberId([5; 16]);
+    let (key, claim) = keyed(5);
+    let wire = key.id();
     let subscribe = Frame::Subscribe(Subscribe { subscriber: wire, entries: vec![entry] });
-    s.handle_message(conn, &encode_message(&[subscribe]), clock(2));
+    s.handle_message(conn, &encode_message(&[claim, subscribe]), clock(2));
     drain(&mut s);
     assert!(!s.poll_late_work(), "nothing retained yet: no late scan");
     assert!(frames(&mut s, conn).is_empty(), "SUBSCRIBED waits for the commit");
@@ -124,7 +134,7 @@ fn replies_wait_for_durability_and_deliveries_do_not() {
 #[test]
 fn a_failed_commit_never_releases_an_ack() {
     let mut s = server();
-    let conn = s.handle_conn_open(clock(0));
+    let conn = s.handle_conn_open(clock(0), NONCE);
     let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
     let batch = ProofBatch::from_proofs([proof(3).view()]);
     let publish = Frame::Publish(Publish { seq: 7, proofs: batch });
@@ -144,7 +154,7 @@ fn a_failed_commit_never_releases_an_ack() {
 fn a_stalled_commit_holds_its_ack_refuses_new_publishes_and_releases_on_retry() {
     use tessera::proto::ErrorCode;
     let mut s = server();
-    let conn = s.handle_conn_open(clock(0));
+    let conn = s.handle_conn_open(clock(0), NONCE);
     let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
     let publish = |seq, n| Frame::Publish(Publish { seq, proofs: ProofBatch::from_proofs([proof(n).view()]) });
     s.handle_message(conn, &encode_message(&[hello, publish(7, 3)]), clock(1));
@@ -190,7 +200,7 @@ fn a_stalled_commit_holds_its_ack_refuses_new_publishes_and_releases_on_retry() 
 fn a_late_subscribe_is_matched_against_retained_proofs() {
     let mut s = server();
     // Alice publishes before anyone subscribed: the proof is stored, nobody matches it.
-    let alice = s.handle_conn_open(clock(0));
+    let alice = s.handle_conn_open(clock(0), NONCE);
     let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
     let p = proof(42);
     let publish = Frame::Publish(Publish { seq: 1, proofs: ProofBatch::from_proofs([p.view()]) });
@@ -201,13 +211,14 @@ fn a_late_subscribe_is_matched_against_retained_proofs() {
     assert!(frames(&mut s, alice).contains(&Frame::Ack { seq: 1 }));
 
     // Bob subscribes afterwards, with a range that starts in the past.
-    let bob = s.handle_conn_open(clock(3));
+    let bob = s.handle_conn_open(clock(3), NONCE);
     let mut filter = BloomFilter::new(BloomParams::default());
     filter.insert_fingerprint(p.view().fingerprint());
     let entry = SubscribeEntry { bucket: p.view().bucket(), window_from_s: W - 60, window_to_s: W + 600, filter };
-    let wire = SubscriberId([6; 16]);
+    let (key, claim) = keyed(6);
+    let wire = key.id();
     let subscribe = Frame::Subscribe(Subscribe { subscriber: wire, entries: vec![entry.clone()] });
-    s.handle_message(bob, &encode_message(&[hello, subscribe.clone()]), clock(4));
+    s.handle_message(bob, &encode_message(&[hello, claim, subscribe.clone()]), clock(4));
     drain(&mut s);
     frames(&mut s, bob); // HELLO_REPLY
     assert!(s.poll_late_work(), "the SUBSCRIBE reaches back before it was applied");

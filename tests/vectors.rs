@@ -18,6 +18,14 @@ use tessera::proto::{
 };
 
 use common::{hex, unhex, unhex_array};
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
+use curve25519_dalek::scalar::Scalar;
+use serde_json::json;
+use sha2::{Digest, Sha256, Sha512};
+use tessera::proto::claim::{
+    subscriber_id, verify_claim, Claim, ClaimError, SubscriberKeyPair, LABEL_CLAIM, LABEL_CLAIM_NONCE,
+    LABEL_SUBSCRIBER_ID, LABEL_SUBSCRIBER_KEY,
+};
 
 #[derive(Deserialize)]
 struct Derivations {
@@ -251,6 +259,7 @@ fn expected_frame(frame: &Value, bloom: BloomParams) -> Frame {
             node_id: unhex_array(str_of(&f["node_id"])),
             limits: limits(&f["limits"]),
             policy: policy(&f["policy"]),
+            auth_nonce: unhex_array(str_of(&f["auth_nonce"])),
         }),
         "PUBLISH" => Frame::Publish(Publish { seq: u64_of(&f["seq"]), proofs: proofs(&f["proofs"]) }),
         "ACK" => Frame::Ack { seq: u64_of(&f["seq"]) },
@@ -270,6 +279,9 @@ fn expected_frame(frame: &Value, bloom: BloomParams) -> Frame {
         }),
         "SUBSCRIBED" => Frame::Subscribed { subscriber: subscriber(&f["subscriber"]), entries: u16_of(&f["entries"]) },
         "UNSUBSCRIBE" => Frame::Unsubscribe { subscriber: subscriber(&f["subscriber"]) },
+        "CLAIM" => {
+            Frame::Claim(Claim { key: unhex_array(str_of(&f["key"])), signature: unhex_array(str_of(&f["signature"])) })
+        }
         "DELIVER" => Frame::Deliver { subscriber: subscriber(&f["subscriber"]), proofs: proofs(&f["proofs"]) },
         "FETCH" => Frame::Fetch {
             subscriber: subscriber(&f["subscriber"]),
@@ -324,7 +336,7 @@ fn frame_vectors_decode_and_reencode() {
         }
         assert_eq!(one_by_one.as_ref(), wire.as_slice(), "{name}: frame-by-frame encoding differs");
     }
-    assert_eq!(types_seen.len(), 11, "every frame type has a vector: {types_seen:?}");
+    assert_eq!(types_seen.len(), 12, "every frame type has a vector: {types_seen:?}");
 }
 
 #[test]
@@ -373,4 +385,93 @@ fn encode_deliver_fast_path_matches_vector() {
     let mut out = BytesMut::new();
     tessera::proto::codec::encode_deliver(&subscriber(&f["subscriber"]), batch.iter().map(|p| p.as_bytes()), &mut out);
     assert_eq!(hex(&out), str_of(&m["hex"]));
+}
+
+// ---- CLAIM: a fixed-key signature vector (tests/vectors/claim.json) ----
+
+const CLAIM_SECRET: [u8; 32] = [0x5E; 32];
+const CLAIM_NODE_ID: [u8; 16] = [0x0D; 16];
+const CLAIM_AUTH_NONCE: [u8; 16] = [0xA7; 16];
+const CLAIM_AUX: [u8; 32] = [0xC3; 32];
+
+fn wide(parts: &[&[u8]]) -> Scalar {
+    let mut h = Sha512::new();
+    for part in parts {
+        h.update(part);
+    }
+    Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
+
+/// Every intermediate value of one claim, recomputed here from docs/PROTOCOL.md §4.12 (not through
+/// `proto::claim`'s internals), and the claim `proto::claim` makes: they must agree.
+fn claim_vector() -> Value {
+    let x = wide(&[LABEL_SUBSCRIBER_KEY, &CLAIM_SECRET]);
+    let big_x = (&x * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes();
+    let id: [u8; 16] = Sha256::new().chain_update(LABEL_SUBSCRIBER_ID).chain_update(big_x).finalize()[..16]
+        .try_into()
+        .expect("16 bytes");
+    let mut transcript = Vec::new();
+    transcript.extend_from_slice(&CLAIM_NODE_ID);
+    transcript.extend_from_slice(&CLAIM_AUTH_NONCE);
+    transcript.extend_from_slice(&big_x);
+    let r = wide(&[LABEL_CLAIM_NONCE, x.as_bytes(), &CLAIM_AUX, &transcript]);
+    let big_r = (&r * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes();
+    let c = wide(&[LABEL_CLAIM, &transcript, &big_r]);
+    let s = r + c * x;
+
+    let pair = SubscriberKeyPair::from_secret(&CLAIM_SECRET);
+    let claim = pair.claim(&CLAIM_NODE_ID, &CLAIM_AUTH_NONCE, &CLAIM_AUX);
+    assert_eq!((pair.public(), pair.id().0), (&big_x, id), "key and id as specified");
+    assert_eq!((&claim.signature[..32], &claim.signature[32..]), (&big_r[..], &s.as_bytes()[..]), "R ‖ s");
+    json!({
+        "header": "A CLAIM (docs/PROTOCOL.md §4.12) for a fixed subscriber secret, with every intermediate value. \
+                   Written by tests/vectors.rs (regenerate: TESSERA_REGEN_VECTORS=1 cargo test --test vectors -- \
+                   --ignored); checked independently by tests/vectors/client_vectors_check.py.",
+        "labels": {
+            "subscriber_key": String::from_utf8_lossy(LABEL_SUBSCRIBER_KEY),
+            "subscriber_id": String::from_utf8_lossy(LABEL_SUBSCRIBER_ID),
+            "claim_nonce": String::from_utf8_lossy(LABEL_CLAIM_NONCE),
+            "claim": String::from_utf8_lossy(LABEL_CLAIM),
+        },
+        "secret": hex(&CLAIM_SECRET),
+        "scalar_x": hex(x.as_bytes()),
+        "public_key": hex(&big_x),
+        "subscriber_id": hex(&id),
+        "node_id": hex(&CLAIM_NODE_ID),
+        "auth_nonce": hex(&CLAIM_AUTH_NONCE),
+        "aux": hex(&CLAIM_AUX),
+        "transcript": hex(&transcript),
+        "nonce_r": hex(r.as_bytes()),
+        "commitment_R": hex(&big_r),
+        "challenge_c": hex(c.as_bytes()),
+        "response_s": hex(s.as_bytes()),
+        "signature": hex(&claim.signature),
+        "frame": hex(&encode_message(&[Frame::Claim(claim)])),
+    })
+}
+
+#[test]
+#[ignore = "writes tests/vectors/claim.json; run with TESSERA_REGEN_VECTORS=1 after a deliberate change"]
+fn regenerate_claim_vector() {
+    if std::env::var_os("TESSERA_REGEN_VECTORS").is_none() {
+        return;
+    }
+    let text = serde_json::to_string_pretty(&claim_vector()).expect("serialises") + "\n";
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/claim.json"), text).expect("write vector");
+}
+
+#[test]
+fn claim_vector_matches_and_verifies_only_for_its_connection() {
+    let v: Value = serde_json::from_str(include_str!("vectors/claim.json")).expect("claim.json parses");
+    assert_eq!(claim_vector(), v);
+    let claim = Claim { key: unhex_array(str_of(&v["public_key"])), signature: unhex_array(str_of(&v["signature"])) };
+    let id = verify_claim(&claim, &CLAIM_NODE_ID, &CLAIM_AUTH_NONCE).expect("the vector verifies");
+    assert_eq!(hex(&id.0), str_of(&v["subscriber_id"]));
+    assert_eq!(id, subscriber_id(&claim.key));
+    // Replayed on another connection (another nonce) or to another relay: refused.
+    assert_eq!(verify_claim(&claim, &CLAIM_NODE_ID, &[0; 16]), Err(ClaimError::Mismatch));
+    assert_eq!(verify_claim(&claim, &[0; 16], &CLAIM_AUTH_NONCE), Err(ClaimError::Mismatch));
+    // The frame decodes to the same claim.
+    let frames = Codec::default().decode_message(&Bytes::from(unhex(str_of(&v["frame"])))).expect("decodes");
+    assert_eq!(frames, vec![Frame::Claim(claim)]);
 }

@@ -45,6 +45,9 @@ pub const LABEL_SAFETY: &[u8] = b"tessera/v1/safety-code";
 pub const LABEL_PADDING: &[u8] = b"tessera/v1/padding";
 /// AAD prefix of a passphrase-encrypted key file.
 pub const LABEL_KEYFILE: &[u8] = b"tessera/v1/keyfile";
+/// The labels of capability subscriber ids and their CLAIMs: defined in `proto::claim` (the relay verifies
+/// claims, and proto sits below client), listed here with the others.
+pub use crate::proto::claim::{LABEL_CLAIM, LABEL_CLAIM_NONCE, LABEL_SUBSCRIBER_ID, LABEL_SUBSCRIBER_KEY};
 
 /// `1/2 mod ℓ = (ℓ + 1) / 2`, little-endian: lets points be computed halved so that
 /// `RistrettoPoint::double_and_compress_batch` encodes several of them with one shared field inversion

@@ -80,6 +80,7 @@
 pub mod base32;
 pub mod bounds;
 pub mod catchup;
+pub mod claims;
 pub mod config;
 pub mod contact;
 pub mod delivery;

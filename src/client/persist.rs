@@ -9,8 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// `version` of the persisted state.
-pub const STATE_VERSION: u32 = 1;
+/// `version` of the persisted state. Version 2 keeps subscriber *secrets* (capability ids, protocol
+/// version 3); a version-1 file (bare subscriber ids) is still read: its ids are dropped, since no CLAIM can
+/// be made for them, and new secrets are drawn and subscribed at once (`ClientState::new`).
+pub const STATE_VERSION: u32 = 2;
+/// The previous `version`, still read (its `subscriber_ids` are dropped).
+pub const STATE_VERSION_V1: u32 = 1;
 
 /// Per contact, keyed by the contact's base64url public key (stable across renames).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,9 +46,15 @@ pub struct Coverage {
 pub struct PersistedState {
     /// `STATE_VERSION`.
     pub version: u32,
-    /// Subscriber ids (hex), FETCH bearer capabilities: kept so that a restarted client fetches what was
-    /// matched for it while it was away.
+    /// Version 1 only: bare subscriber ids (hex). Read and dropped (no CLAIM can be made for them); never
+    /// written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriber_ids: Vec<String>,
+    /// Version 2: the 32-byte secret of each subscriber id (64 hex digits), in order; the ids are derived from
+    /// them. Kept so that a restarted client can CLAIM its ids and fetch what was matched while it was away.
+    /// Secret: anyone holding one can act as that subscriber (the file is mode 0600).
+    #[serde(default)]
+    pub subscriber_secrets: Vec<String>,
     /// Earliest window whose deliveries may be waiting for us (the first subscription's start).
     pub expect_from_s: Option<u64>,
     /// The last subscription sent.
@@ -67,6 +77,7 @@ impl Default for PersistedState {
         Self {
             version: STATE_VERSION,
             subscriber_ids: Vec::new(),
+            subscriber_secrets: Vec::new(),
             expect_from_s: None,
             subscribed: None,
             contacts: BTreeMap::new(),

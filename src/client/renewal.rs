@@ -4,7 +4,8 @@
 //! poll_subscribe(now_s, rng), when due (first call, a contact added, or the renewal time reached):
 //!   advance(now_s)                                   expectations for [from, current + ahead] (whole chunks)
 //!   entries = plan(expected of the grid chunks over [current − 1 window, current + ahead])
-//!   one Subscribe per subscriber id (new ids drawn from rng as needed; surplus ids get no entries)
+//!   one Subscribe per subscriber id (new secrets drawn from rng as needed, ids derived from them: claims.rs;
+//!   surplus ids get no entries)
 //! next renewal = start of window (sent_in + renew_every) − renew_lead_s
 //! pending coverage = [from, to] ──confirm_coverage (catchup.rs), once acknowledged──▶ covered through `to`
 //! ```
@@ -17,11 +18,12 @@
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::claims::SubscriberSecret;
 use super::persist::Coverage;
 use super::state::{ClientState, PendingCover, SUBSCRIBER_IDS_MAX};
 use super::subscription::{chunk_bounds, plan, Expectation, PlanError, PlanParams, SubscribeMode};
 use crate::proto::derive::window_start;
-use crate::proto::frame::{Subscribe, SubscriberId};
+use crate::proto::frame::Subscribe;
 
 impl ClientState {
     /// When the next SUBSCRIBE is due (Unix seconds); `0` when one is due now (never subscribed, or a
@@ -118,12 +120,13 @@ impl ClientState {
         }
     }
 
-    /// Draws subscriber ids until there are at least `count` (the planner keeps `count` within the limit).
+    /// Draws subscriber secrets (and so ids) until there are at least `count` (the planner keeps `count`
+    /// within the limit).
     pub(super) fn ensure_subscriber_ids<R: RngCore + CryptoRng>(&mut self, count: usize, rng: &mut R) {
         while self.subscriber_ids.len() < count {
-            let mut id = [0u8; 16];
-            rng.fill_bytes(&mut id);
-            self.subscriber_ids.push(SubscriberId(id));
+            let secret = SubscriberSecret::generate(rng);
+            self.subscriber_ids.push(secret.id());
+            self.subscriber_secrets.push(secret);
         }
     }
 }

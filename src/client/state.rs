@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::claims::SubscriberSecret;
 use super::config::{ClientConfig, ConfigError};
 use super::contact::{check_addition, Contact, ContactError};
 use super::delivery::SEQS_PER_WINDOW;
@@ -19,7 +20,7 @@ use super::expect::{half_point, ExpectSource, ExpectedTable};
 use super::identity::Identity;
 use super::kdf::LABEL_PADDING;
 use super::pairwise::{pair, Pairing, PairwiseError};
-use super::persist::{Coverage, PersistedContact, PersistedState, STATE_VERSION};
+use super::persist::{Coverage, PersistedContact, PersistedState, STATE_VERSION, STATE_VERSION_V1};
 use super::reassembly::Reassembly;
 use super::receive::ReceiveStats;
 use super::subscription::{chunk_bounds, chunk_windows_for, SubscribeMode};
@@ -50,8 +51,9 @@ pub enum StateError {
     /// The persisted state has another version.
     #[error("state file version {0} is not supported")]
     UnsupportedVersion(u32),
-    /// A persisted subscriber id is not 32 hex digits, or there are too many.
-    #[error("state file has a malformed subscriber id list")]
+    /// A persisted subscriber secret is not 64 hex digits, a FETCH cursor names an id of none of them, or
+    /// there are too many.
+    #[error("state file has a malformed subscriber secret list")]
     BadSubscriberIds,
 }
 
@@ -110,6 +112,8 @@ pub struct ClientState {
     pub(super) expected: ExpectedTable,
     pub(super) reassembly: Reassembly,
     pub(super) subscriber_ids: Vec<SubscriberId>,
+    /// The secret of each of `subscriber_ids`, in the same order (claims.rs).
+    pub(super) subscriber_secrets: Vec<SubscriberSecret>,
     /// Earliest window deliveries may be waiting for us in: the start of the first subscription.
     pub(super) expect_from_s: Option<u64>,
     /// The last subscription produced by `poll_subscribe`.
@@ -153,28 +157,39 @@ impl ClientState {
         config: ClientConfig,
     ) -> Result<Self, StateError> {
         config.check()?;
-        if persisted.version != STATE_VERSION {
+        // A version-1 file holds bare subscriber ids, which no CLAIM can be made for (protocol version 3): they
+        // are dropped with their FETCH cursors and every contact counts as never covered, so the first
+        // subscription (at once: `resubscribe`) draws new secrets and catches up every retained window
+        // (the relay matches those against what it kept), and the received set drops what was opened before.
+        let legacy_ids = persisted.version == STATE_VERSION_V1;
+        if persisted.version != STATE_VERSION && !legacy_ids {
             return Err(StateError::UnsupportedVersion(persisted.version));
         }
-        if persisted.subscriber_ids.len() > SUBSCRIBER_IDS_MAX {
+        if persisted.subscriber_secrets.len() > SUBSCRIBER_IDS_MAX
+            || persisted.subscriber_ids.len() > SUBSCRIBER_IDS_MAX
+        {
             return Err(StateError::BadSubscriberIds);
         }
-        let subscriber_ids = persisted
-            .subscriber_ids
+        if !legacy_ids && !persisted.subscriber_ids.is_empty() {
+            return Err(StateError::BadSubscriberIds);
+        }
+        let subscriber_secrets = persisted
+            .subscriber_secrets
             .iter()
-            .map(|s| parse_hex16(s))
+            .map(|s| SubscriberSecret::from_hex(s))
             .collect::<Option<Vec<_>>>()
             .ok_or(StateError::BadSubscriberIds)?;
+        let subscriber_ids: Vec<SubscriberId> = subscriber_secrets.iter().map(SubscriberSecret::id).collect();
         let mut fetch_cursors = BTreeMap::new();
-        for (id, &cursor) in &persisted.fetch_cursors {
+        for (id, &cursor) in persisted.fetch_cursors.iter().filter(|_| !legacy_ids) {
             let id = parse_hex16(id).filter(|id| subscriber_ids.contains(id)).ok_or(StateError::BadSubscriberIds)?;
             fetch_cursors.insert(id, cursor);
         }
         // A file from before `covered_through_s` existed: its contacts were subscribed through its last
         // subscription (the old client's only notion of coverage).
         let legacy_cover = match &persisted.covered_through_s {
-            None => persisted.subscribed.map(|c| c.to_s),
-            Some(_) => None,
+            None if !legacy_ids => persisted.subscribed.map(|c| c.to_s),
+            _ => None,
         };
         let pad_key =
             Zeroizing::new(Sha256::new().chain_update(LABEL_PADDING).chain_update(identity.seed()).finalize().into());
@@ -186,6 +201,7 @@ impl ClientState {
             expected: ExpectedTable::default(),
             reassembly: Reassembly::default(),
             subscriber_ids,
+            subscriber_secrets,
             expect_from_s: persisted.expect_from_s,
             subscribed: persisted.subscribed,
             fetch_cursors,
@@ -198,6 +214,7 @@ impl ClientState {
             let key = contact.public.to_base64();
             let saved = persisted.contacts.get(&key);
             let covered = match &persisted.covered_through_s {
+                Some(_) if legacy_ids => None,
                 Some(map) => map.get(&key).copied(),
                 None => legacy_cover.filter(|_| saved.is_some()),
             };
@@ -205,6 +222,8 @@ impl ClientState {
         }
         // A new run subscribes at once: the connection is new, and contacts may have been enrolled since.
         state.resubscribe = true;
+        // A migrated file must reach the disk in the new format before anything is sent with new ids.
+        state.dirty |= legacy_ids;
         Ok(state)
     }
 
@@ -391,7 +410,8 @@ impl ClientState {
             self.contacts.iter().filter_map(|c| Some((c.contact.public.to_base64(), c.covered_through_s?))).collect();
         PersistedState {
             version: STATE_VERSION,
-            subscriber_ids: self.subscriber_ids.iter().map(hex16).collect(),
+            subscriber_ids: Vec::new(),
+            subscriber_secrets: self.subscriber_secrets.iter().map(SubscriberSecret::to_hex).collect(),
             expect_from_s: self.expect_from_s,
             subscribed: self.subscribed,
             contacts,

@@ -11,6 +11,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::bloom::{BloomFilter, BloomParams};
+use super::claim::Claim;
 use super::error::DecodeError;
 use super::error_code::ErrorCode;
 use super::frame::{
@@ -116,6 +117,8 @@ impl Codec {
             ft::SUBSCRIBE => Frame::Subscribe(self.decode_subscribe(&mut r)?),
             ft::SUBSCRIBED => Frame::Subscribed { subscriber: r.subscriber()?, entries: r.u16()? },
             ft::UNSUBSCRIBE => Frame::Unsubscribe { subscriber: r.subscriber()? },
+            // Structure only: the key and signature are checked by the relay (`claim::verify_claim`).
+            ft::CLAIM => Frame::Claim(Claim { key: r.array()?, signature: r.array()? }),
             ft::DELIVER => {
                 let subscriber = r.subscriber()?;
                 Frame::Deliver { subscriber, proofs: self.batch(&mut r, false)? }
@@ -211,6 +214,7 @@ fn is_known_frame_type(frame_type: u8) -> bool {
             | ft::SUBSCRIBE
             | ft::SUBSCRIBED
             | ft::UNSUBSCRIBE
+            | ft::CLAIM
             | ft::DELIVER
             | ft::FETCH
             | ft::FETCH_REPLY
@@ -249,6 +253,7 @@ fn decode_relay_params(r: &mut Reader) -> Result<RelayParams, DecodeError> {
         idle_timeout_ms: r.u32()?,
         protocol_errors_max: r.u16()?,
     };
+    let auth_nonce = r.array()?;
     if num_buckets == 0 {
         return Err(DecodeError::InvalidParams("zero buckets"));
     }
@@ -285,6 +290,7 @@ fn decode_relay_params(r: &mut Reader) -> Result<RelayParams, DecodeError> {
         node_id,
         limits,
         policy,
+        auth_nonce,
     })
 }
 
@@ -398,6 +404,10 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
             out.put_u16(*entries);
         }
         Frame::Unsubscribe { subscriber } => out.put_slice(&subscriber.0),
+        Frame::Claim(c) => {
+            out.put_slice(&c.key);
+            out.put_slice(&c.signature);
+        }
         Frame::Deliver { subscriber, proofs } => {
             out.put_slice(&subscriber.0);
             put_batch(proofs, out);
@@ -493,6 +503,7 @@ fn encode_relay_params(p: &RelayParams, out: &mut BytesMut) {
     out.put_u32(policy.hello_timeout_ms);
     out.put_u32(policy.idle_timeout_ms);
     out.put_u16(policy.protocol_errors_max);
+    out.put_slice(&p.auth_nonce);
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

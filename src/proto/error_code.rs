@@ -48,6 +48,12 @@ codes! {
     /// A SUBSCRIBE entry's filter has more bits set than `FILTER_FINGERPRINTS_MAX` fingerprints can set
     /// (`min(m, k · 60)`); `detail` = entry index. The SUBSCRIBE is not applied.
     FILTER_SATURATED = 0x0016;
+    /// SUBSCRIBE, UNSUBSCRIBE or FETCH of a subscriber id not claimed on this connection (no valid CLAIM of
+    /// it was received on it); `detail` = frame type. A protocol error: nothing is done.
+    NOT_CLAIMED = 0x0017;
+    /// A CLAIM whose key or signature does not verify for this connection; `detail` = 1 bad key, 2 non-canonical
+    /// response, 3 mismatch. A protocol error: nothing is claimed.
+    BAD_CLAIM = 0x0018;
     /// A proof's bucket is not the one derived from its commit (or is `>= num_buckets`); `detail` = index.
     PROOF_BAD_BUCKET = 0x0020;
     /// A proof's fingerprint is not the one derived from its commit and window; `detail` = index.

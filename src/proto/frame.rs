@@ -4,6 +4,7 @@
 //! values and back. Proof-carrying frames hold a `ProofBatch` that points into the received message.
 
 use super::bloom::{BloomFilter, BloomParams};
+use super::claim::{AuthNonce, Claim};
 use super::error_code::ErrorCode;
 use super::limits::Limits;
 use super::proof::ProofBatch;
@@ -24,6 +25,8 @@ pub mod frame_type {
     pub const SUBSCRIBED: u8 = 0x21;
     /// Subscriber → relay: drop this subscriber's entries.
     pub const UNSUBSCRIBE: u8 = 0x22;
+    /// Client → relay: prove knowledge of a subscriber key's secret for this connection (version 3).
+    pub const CLAIM: u8 = 0x23;
     /// Relay → subscriber: matched proofs.
     pub const DELIVER: u8 = 0x30;
     /// Subscriber → relay: proofs matched while away, from a cursor.
@@ -50,8 +53,9 @@ pub enum Role {
 /// A relay's or peer's random node id (not an identity of any user).
 pub type NodeId = [u8; 16];
 
-/// A subscriber id: 16 random bytes chosen by the client, unlinkable to its identity. It is a bearer
-/// capability for FETCH, so it must come from a CSPRNG.
+/// A subscriber id: `SHA-256(label ‖ X)[0..16]` of a subscriber key `X` whose secret the client drew from a
+/// CSPRNG (`proto::claim`), unlinkable to its identity. Not a bearer capability: a connection may SUBSCRIBE,
+/// UNSUBSCRIBE or FETCH it only after a CLAIM proving knowledge of the secret (docs/PROTOCOL.md §4.12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriberId(pub [u8; 16]);
 
@@ -89,6 +93,8 @@ pub struct RelayParams {
     pub limits: Limits,
     /// What a client needs to predict the relay's behaviour (protocol version 2).
     pub policy: RelayPolicy,
+    /// Fresh per connection (relay CSPRNG), signed by every CLAIM on it (protocol version 3).
+    pub auth_nonce: AuthNonce,
 }
 
 impl RelayParams {
@@ -107,6 +113,7 @@ impl RelayParams {
             node_id,
             limits: Limits::default(),
             policy: RelayPolicy::default(),
+            auth_nonce: [0; 16],
         }
     }
 }
@@ -215,6 +222,8 @@ pub enum Frame {
         /// Number of entries now registered.
         entries: u16,
     },
+    /// See [`Claim`]: the sender may use `subscriber_id(key)` on this connection.
+    Claim(Claim),
     /// Drop all entries of `subscriber` and detach it from this connection.
     Unsubscribe {
         /// The subscriber.
@@ -263,6 +272,7 @@ impl Frame {
             Frame::Subscribe(_) => SUBSCRIBE,
             Frame::Subscribed { .. } => SUBSCRIBED,
             Frame::Unsubscribe { .. } => UNSUBSCRIBE,
+            Frame::Claim(_) => CLAIM,
             Frame::Deliver { .. } => DELIVER,
             Frame::Fetch { .. } => FETCH,
             Frame::FetchReply { .. } => FETCH_REPLY,

@@ -4,6 +4,7 @@
 //! here and in docs/PROTOCOL.md; the two must agree (tests/vectors/ pins both).
 
 pub mod bloom;
+pub mod claim;
 pub mod codec;
 pub mod derive;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod params;
 pub mod proof;
 
 pub use bloom::{BloomError, BloomFilter, BloomParams};
+pub use claim::{verify_claim, AuthNonce, Claim, ClaimError, SubscriberKeyPair};
 pub use codec::{encode_frame, encode_message, Codec};
 pub use derive::{bucket_of, fingerprint, window_start, Commit, Fingerprint};
 pub use error::DecodeError;

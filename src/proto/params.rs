@@ -5,8 +5,9 @@
 //! ours: it is fixed-size so that a real proof and a dummy proof are the same number of bytes on the wire.
 
 /// Native protocol version carried in HELLO and HELLO_REPLY. Version 2 added the relay's policy (shards,
-/// clock skew, timeouts, fingerprints per filter) to HELLO_REPLY; a relay speaks only this version.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// clock skew, timeouts, fingerprints per filter) to HELLO_REPLY; version 3 added HELLO_REPLY's per-connection
+/// `auth_nonce` and the CLAIM frame (capability subscriber ids). A relay speaks only this version.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Proof format version (first byte of every proof).
 pub const PROOF_VERSION: u8 = 1;
 

@@ -1,7 +1,10 @@
 //! Protocol state of one connection: handshake, error budget, PUBLISH sequencing and cumulative ACKs,
 //! the SUBSCRIBEs and FETCHes waiting for every shard's answer, and the subscribers it carries.
 //!
-//! A subscriber is known on the wire by its random id and everywhere else (engine, directory, disk) by its
+//! A subscriber id may be used only once claimed on the connection (a CLAIM verified against this connection's
+//! `auth_nonce`, docs/PROTOCOL.md §4.12); the claims live here and die with the connection.
+//!
+//! A subscriber is known on the wire by its id and everywhere else (engine, directory, disk) by its
 //! key `SubscriberKey::of(id)`, so a copy of the disk cannot be used to FETCH. The connection keeps both.
 //!
 //! A PUBLISH is split by owner shard into `parts`; each part completes when its shard has logged its proofs
@@ -11,7 +14,7 @@
 use std::collections::VecDeque;
 
 use crate::log::mailbox::SubscriberKey;
-use crate::proto::{ErrorCode, Role, SubscriberId};
+use crate::proto::{AuthNonce, ErrorCode, Role, SubscriberId};
 
 /// Protocol errors tolerated on one connection before it is closed with WebSocket code 1008.
 pub const PROTOCOL_ERRORS_MAX: u32 = 8;
@@ -87,6 +90,11 @@ pub struct ConnState {
     /// Subscribers registered from this connection as (wire id, internal id), bounded by
     /// `subscribers_per_connection_max`.
     subscribers: Vec<(SubscriberId, SubscriberKey)>,
+    /// The nonce announced in this connection's HELLO_REPLY (drawn by the driver, fresh per connection).
+    pub auth_nonce: AuthNonce,
+    /// Ids claimed on this connection, bounded by `subscribers_per_connection_max`; never released before the
+    /// connection ends (an UNSUBSCRIBE keeps the claim).
+    claimed: Vec<SubscriberId>,
 }
 
 impl ConnState {
@@ -94,6 +102,29 @@ impl ConnState {
     pub fn protocol_error(&mut self) -> bool {
         self.protocol_errors += 1;
         self.protocol_errors >= PROTOCOL_ERRORS_MAX
+    }
+
+    /// A connection whose HELLO_REPLY will announce `auth_nonce`.
+    pub fn with_auth_nonce(auth_nonce: AuthNonce) -> Self {
+        Self { auth_nonce, ..Self::default() }
+    }
+
+    /// Records a verified claim of `id`; `false` (nothing recorded) when `claims_max` other ids are claimed
+    /// already. Claiming an id again is a no-op.
+    pub fn claim(&mut self, id: SubscriberId, claims_max: usize) -> bool {
+        if self.claimed.contains(&id) {
+            return true;
+        }
+        if self.claimed.len() >= claims_max {
+            return false;
+        }
+        self.claimed.push(id);
+        true
+    }
+
+    /// Whether `id` was claimed on this connection.
+    pub fn is_claimed(&self, id: &SubscriberId) -> bool {
+        self.claimed.contains(id)
     }
 
     /// Registers PUBLISH `seq` split into `parts` (≥ 1) shard parts.
@@ -298,6 +329,18 @@ mod tests {
         assert_eq!(c.complete_fetch(100, vec![], false), None);
         assert_eq!(c.complete_fetch(100, vec![], false).unwrap().next_cursor, 99, "nothing new: same cursor");
         assert_eq!(c.complete_fetch(5, vec![], false), None, "unknown token");
+    }
+
+    #[test]
+    fn claims_are_bounded_and_idempotent() {
+        let (a, b) = (SubscriberId([1; 16]), SubscriberId([2; 16]));
+        let mut c = ConnState::with_auth_nonce([5; 16]);
+        assert_eq!(c.auth_nonce, [5; 16]);
+        assert!(!c.is_claimed(&a));
+        assert!(c.claim(a, 1));
+        assert!(c.claim(a, 1), "the same id again");
+        assert!(!c.claim(b, 1), "a second id past the limit");
+        assert!(c.is_claimed(&a) && !c.is_claimed(&b));
     }
 
     #[test]

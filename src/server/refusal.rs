@@ -9,7 +9,7 @@
 
 use crate::engine::SubscribeError;
 use crate::proto::frame::ErrorFrame;
-use crate::proto::{DecodeError, ErrorCode, Frame};
+use crate::proto::{ClaimError, DecodeError, ErrorCode, Frame};
 
 /// The WebSocket opcode of a text frame (RFC 6455 §5.2): the `detail` of `ERROR(BINARY_REQUIRED)`.
 const TEXT_OPCODE: u32 = 0x1;
@@ -84,12 +84,21 @@ pub enum Refusal {
         /// The limit.
         max: u16,
     },
-    /// More distinct subscribers on one connection than `subscribers_per_connection_max`.
+    /// More distinct subscribers (or claimed ids) on one connection than `subscribers_per_connection_max`.
     #[error("at most {max} subscribers per connection")]
     TooManySubscribers {
         /// The limit.
         max: u16,
     },
+    /// SUBSCRIBE, UNSUBSCRIBE or FETCH of an id not claimed on this connection (docs/PROTOCOL.md §4.12).
+    #[error("subscriber id not claimed on this connection: send CLAIM first")]
+    NotClaimed {
+        /// Type byte of the refused frame.
+        frame_type: u8,
+    },
+    /// A CLAIM that does not verify for this connection.
+    #[error("{0}")]
+    BadClaim(ClaimError),
 }
 
 impl Refusal {
@@ -106,6 +115,8 @@ impl Refusal {
             Refusal::TooManyFilters { .. } => ErrorCode::TOO_MANY_FILTERS,
             Refusal::TooManySubscribers { .. } => ErrorCode::TOO_MANY_SUBSCRIBERS,
             Refusal::FilterSaturated { .. } => ErrorCode::FILTER_SATURATED,
+            Refusal::NotClaimed { .. } => ErrorCode::NOT_CLAIMED,
+            Refusal::BadClaim(_) => ErrorCode::BAD_CLAIM,
         }
     }
 
@@ -113,7 +124,14 @@ impl Refusal {
     pub fn detail(&self) -> u32 {
         match self {
             Refusal::Malformed(e) => e.code(),
-            Refusal::HelloRequired { frame_type } | Refusal::UnexpectedFrame { frame_type } => (*frame_type).into(),
+            Refusal::HelloRequired { frame_type }
+            | Refusal::UnexpectedFrame { frame_type }
+            | Refusal::NotClaimed { frame_type } => (*frame_type).into(),
+            Refusal::BadClaim(e) => match e {
+                ClaimError::BadKey => 1,
+                ClaimError::NonCanonicalResponse => 2,
+                _ => 3,
+            },
             Refusal::TextMessage => TEXT_OPCODE,
             Refusal::SequenceNotIncreasing { .. } => 0,
             Refusal::BucketOutOfRange { entry, .. }
@@ -138,6 +156,8 @@ impl Refusal {
     /// that follows the spec builds one (at most `FILTER_FINGERPRINTS_MAX` fingerprints per filter), and each
     /// costs the relay a decode and a popcount of every entry, so a connection that keeps sending them is
     /// closed after the budget rather than served at the rate it can write (docs/PERFORMANCE.md §Hostile load).
+    /// An unclaimed id and a CLAIM that does not verify are protocol errors too: a client that follows the spec
+    /// claims its own ids with its own keys, so these come only from someone trying ids that are not theirs.
     pub fn is_protocol_error(&self) -> bool {
         matches!(
             self,
@@ -146,6 +166,8 @@ impl Refusal {
                 | Refusal::UnexpectedFrame { .. }
                 | Refusal::TextMessage
                 | Refusal::FilterSaturated { .. }
+                | Refusal::NotClaimed { .. }
+                | Refusal::BadClaim(_)
         )
     }
 
@@ -184,5 +206,9 @@ mod tests {
             (r.code(), r.ref_seq(), r.detail(), r.is_protocol_error()),
             (ErrorCode::BINARY_REQUIRED, 0, 1, true)
         );
+        let r = Refusal::NotClaimed { frame_type: 0x31 };
+        assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::NOT_CLAIMED, 0x31, true));
+        let r = Refusal::BadClaim(ClaimError::Mismatch);
+        assert_eq!((r.code(), r.detail(), r.is_protocol_error()), (ErrorCode::BAD_CLAIM, 3, true));
     }
 }

@@ -2,17 +2,19 @@
 //! the native protocol. Everything ends by itself: the relay is killed when the handle drops.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tessera::proto::derive::{bucket_of, fingerprint};
 use tessera::proto::frame::{Hello, Publish, Subscribe};
 use tessera::proto::{
-    BloomFilter, BloomParams, Codec, Frame, Proof, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId,
-    CIPHERTEXT_LEN, FILTER_FINGERPRINTS_MAX, PROTOCOL_VERSION, WINDOW_SECONDS,
+    BloomFilter, BloomParams, Claim, Codec, Frame, Proof, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId,
+    SubscriberKeyPair, CIPHERTEXT_LEN, FILTER_FINGERPRINTS_MAX, PROTOCOL_VERSION, WINDOW_SECONDS,
 };
 use tungstenite::{Message, WebSocket};
 
@@ -261,11 +263,35 @@ impl Drop for Relay {
     }
 }
 
+/// Every subscriber key made by `subscriber_for`, by id: `Client` claims an id with it (protocol version 3,
+/// docs/PROTOCOL.md §4.12) before its first SUBSCRIBE or FETCH on a connection.
+fn keys() -> &'static Mutex<HashMap<SubscriberId, SubscriberKeyPair>> {
+    static KEYS: OnceLock<Mutex<HashMap<SubscriberId, SubscriberKeyPair>>> = OnceLock::new();
+    KEYS.get_or_init(Mutex::default)
+}
+
+/// The subscriber id of the key with secret `secret` (remembered, so that a `Client` can claim it).
+pub fn subscriber_for(secret: [u8; 32]) -> SubscriberId {
+    let pair = SubscriberKeyPair::from_secret(&secret);
+    let id = pair.id();
+    keys().lock().expect("key table").insert(id, pair);
+    id
+}
+
+/// The subscriber id of the key with secret `[n; 32]`.
+pub fn subscriber(n: u8) -> SubscriberId {
+    subscriber_for([n; 32])
+}
+
 /// A blocking native-protocol client.
 pub struct Client {
     ws: WebSocket<TcpStream>,
     codec: Codec,
     next_seq: u64,
+    /// The relay's node id and this connection's `auth_nonce` (from HELLO_REPLY), once HELLO is done.
+    auth: Option<([u8; 16], [u8; 16])>,
+    /// Ids claimed on this connection.
+    claimed: Vec<SubscriberId>,
 }
 
 impl Client {
@@ -288,7 +314,7 @@ impl Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_nodelay(true).unwrap();
         let (ws, _) = tungstenite::client(relay.url(), stream).expect("WebSocket handshake");
-        Client { ws, codec: Codec::default(), next_seq: 1 }
+        Client { ws, codec: Codec::default(), next_seq: 1, auth: None, claimed: Vec::new() }
     }
 
     /// Connects as a browser page of `origin` would (an `Origin` header on the upgrade); the handshake's
@@ -318,12 +344,13 @@ impl Client {
         stream.set_read_timeout(Some(timeout)).ok()?;
         stream.set_nodelay(true).ok()?;
         let (ws, _) = tungstenite::client(relay.url(), stream).ok()?;
-        let mut client = Client { ws, codec: Codec::default(), next_seq: 1 };
+        let mut client = Client { ws, codec: Codec::default(), next_seq: 1, auth: None, claimed: Vec::new() };
         let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
         let bytes = tessera::proto::encode_message(&[hello]).to_vec();
         client.ws.send(Message::binary(bytes)).ok()?;
         match client.try_recv_frames()?.first() {
-            Some(Frame::HelloReply(_)) => {
+            Some(Frame::HelloReply(params)) => {
+                client.auth = Some((params.node_id, params.auth_nonce));
                 client.ws.get_ref().set_read_timeout(Some(WAIT)).ok()?;
                 Some(client)
             }
@@ -335,8 +362,28 @@ impl Client {
     pub fn hello_on(mut client: Client) -> (Client, RelayParams) {
         client.send(&[Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] })]);
         match client.recv_one() {
-            Frame::HelloReply(params) => (client, params),
+            Frame::HelloReply(params) => {
+                client.auth = Some((params.node_id, params.auth_nonce));
+                (client, params)
+            }
             other => panic!("expected HELLO_REPLY, got {other:?}"),
+        }
+    }
+
+    /// A CLAIM of `id` (made by `subscriber_for`) for this connection, as its HELLO_REPLY asks.
+    pub fn claim_frame(&self, id: SubscriberId) -> Claim {
+        let (node_id, nonce) = self.auth.expect("HELLO done before a claim");
+        let keys = keys().lock().expect("key table");
+        let pair = keys.get(&id).expect("a subscriber id made by subscriber_for");
+        pair.claim(&node_id, &nonce, &[0; 32])
+    }
+
+    /// Claims `id` on this connection (silent when valid), unless it already did.
+    pub fn claim(&mut self, id: SubscriberId) {
+        if !self.claimed.contains(&id) {
+            let claim = self.claim_frame(id);
+            self.send(&[Frame::Claim(claim)]);
+            self.claimed.push(id);
         }
     }
 
@@ -389,8 +436,9 @@ impl Client {
         }
     }
 
-    /// Subscribes and waits for SUBSCRIBED; returns the entry count.
+    /// Subscribes (claiming the id first on this connection) and waits for SUBSCRIBED; returns the entry count.
     pub fn subscribe(&mut self, subscriber: SubscriberId, entries: Vec<SubscribeEntry>) -> u16 {
+        self.claim(subscriber);
         self.send(&[Frame::Subscribe(Subscribe { subscriber, entries })]);
         match self.recv_until(|f| matches!(f, Frame::Subscribed { .. } | Frame::Error(_))) {
             Frame::Subscribed { entries, .. } => entries,
@@ -492,8 +540,9 @@ impl Client {
         got
     }
 
-    /// One FETCH: returns (proofs, next cursor, more).
+    /// One FETCH (claiming the id first on this connection): returns (proofs, next cursor, more).
     pub fn fetch(&mut self, subscriber: SubscriberId, cursor: u64, proofs_max: u16) -> (Vec<Bytes>, u64, bool) {
+        self.claim(subscriber);
         self.send(&[Frame::Fetch { subscriber, cursor, proofs_max }]);
         match self.recv_until(|f| matches!(f, Frame::FetchReply { .. } | Frame::Error(_))) {
             Frame::FetchReply { next_cursor, more, proofs, .. } => {

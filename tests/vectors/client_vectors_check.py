@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent check of tests/vectors/client_*.json (the Rust implementation wrote them).
+"""Independent check of tests/vectors/client_*.json and claim.json (the Rust implementation wrote them).
 
 Recomputes every value from the seeds with separate code: HKDF-SHA256 and AES-256-GCM from the
 `cryptography` package, SHA-256/512 from hashlib, and Ristretto255 implemented here from RFC 9496
@@ -246,6 +246,37 @@ def check_invite_v2(v):
     check("safety code v2", " ".join(f"{g:05d}" for g in groups), v["safety_code"])
 
 
+def neg(point):
+    x, y, z, t = point
+    return (-x % P, y, z, -t % P)
+
+
+def check_claim(v):
+    """A CLAIM (docs/PROTOCOL.md §4.12): key, id, hedged nonce, challenge, response, and the verification
+    equation s·B − c·X = R, all from the secret, node id, nonce and aux."""
+    labels = {k: val.encode() for k, val in v["labels"].items()}
+    x = sha512_scalar(labels["subscriber_key"], bytes.fromhex(v["secret"]))
+    check("claim scalar_x", le(x).hex(), v["scalar_x"])
+    big_x = mul(x, B)
+    pub = encode(big_x)
+    check("claim public_key", pub.hex(), v["public_key"])
+    check("claim subscriber_id", hashlib.sha256(labels["subscriber_id"] + pub).digest()[:16].hex(),
+          v["subscriber_id"])
+    transcript = bytes.fromhex(v["node_id"]) + bytes.fromhex(v["auth_nonce"]) + pub
+    check("claim transcript", transcript.hex(), v["transcript"])
+    r = sha512_scalar(labels["claim_nonce"], le(x), bytes.fromhex(v["aux"]), transcript)
+    check("claim nonce_r", le(r).hex(), v["nonce_r"])
+    big_r = encode(mul(r, B))
+    check("claim commitment_R", big_r.hex(), v["commitment_R"])
+    c = sha512_scalar(labels["claim"], transcript, big_r)
+    check("claim challenge_c", le(c).hex(), v["challenge_c"])
+    s = (r + c * x) % L
+    check("claim response_s", le(s).hex(), v["response_s"])
+    check("claim signature", (big_r + le(s)).hex(), v["signature"])
+    check("claim verifies", encode(add(mul(s, B), neg(mul(c, big_x)))), big_r)
+    check("claim frame", (bytes([0x23]) + (96).to_bytes(4, "big") + pub + big_r + le(s)).hex(), v["frame"])
+
+
 def load(name):
     with open(os.path.join(HERE, name)) as f:
         return json.load(f)
@@ -255,4 +286,5 @@ check_keys(load("client_keys.json"))
 check_envelope(load("client_envelope.json"))
 check_invite(load("client_invite.json"))
 check_invite_v2(load("client_invite_v2.json"))
+check_claim(load("claim.json"))
 print("all client vectors check")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Encoded-frame vectors for the native protocol v2 (docs/PROTOCOL.md §Frames).
+"""Encoded-frame vectors for the native protocol v3 (docs/PROTOCOL.md §Frames).
 
 Written from the byte layouts in docs/PROTOCOL.md with Python's `struct` (big-endian, `>`), sharing no code
 with the Rust codec: `tests/vectors.rs` decodes every `hex` and compares the fields, then re-encodes the
@@ -17,10 +17,10 @@ import json
 import struct
 
 HELLO, HELLO_REPLY, PUBLISH, ACK = 0x01, 0x02, 0x10, 0x11
-SUBSCRIBE, SUBSCRIBED, UNSUBSCRIBE = 0x20, 0x21, 0x22
+SUBSCRIBE, SUBSCRIBED, UNSUBSCRIBE, CLAIM = 0x20, 0x21, 0x22, 0x23
 DELIVER, FETCH, FETCH_REPLY, ERROR = 0x30, 0x31, 0x32, 0x7F
 NAMES = {HELLO: "HELLO", HELLO_REPLY: "HELLO_REPLY", PUBLISH: "PUBLISH", ACK: "ACK", SUBSCRIBE: "SUBSCRIBE",
-         SUBSCRIBED: "SUBSCRIBED", UNSUBSCRIBE: "UNSUBSCRIBE", DELIVER: "DELIVER", FETCH: "FETCH",
+         SUBSCRIBED: "SUBSCRIBED", UNSUBSCRIBE: "UNSUBSCRIBE", CLAIM: "CLAIM", DELIVER: "DELIVER", FETCH: "FETCH",
          FETCH_REPLY: "FETCH_REPLY", ERROR: "ERROR"}
 
 PROOF_LEN, CIPHERTEXT_LEN = 564, 512
@@ -89,10 +89,10 @@ def hello(version, role, node_id):
     return HELLO, f, b"TSRA" + struct.pack(">HBB16s", version, role, 0, node_id)
 
 
-def hello_reply(version, num_buckets, window_s, m_bits, k, retention_s, node_id, limits, policy):
+def hello_reply(version, num_buckets, window_s, m_bits, k, retention_s, node_id, limits, policy, auth_nonce):
     f = {"version": version, "num_buckets": num_buckets, "window_s": window_s, "m_bits": m_bits, "k": k,
          "proof_len": PROOF_LEN, "ciphertext_len": CIPHERTEXT_LEN, "retention_s": retention_s,
-         "node_id": node_id.hex(), "limits": limits, "policy": policy}
+         "node_id": node_id.hex(), "limits": limits, "policy": policy, "auth_nonce": auth_nonce.hex()}
     l = limits
     body = struct.pack(">HHIIBBIII16s", version, num_buckets, window_s, m_bits, k, 0, PROOF_LEN, CIPHERTEXT_LEN,
                        retention_s, node_id)
@@ -104,7 +104,8 @@ def hello_reply(version, num_buckets, window_s, m_bits, k, retention_s, node_id,
     body += struct.pack(">HHIIIIH", p["shards"], p["filter_fingerprints_max"], p["clock_skew_s"],
                         p["slow_consumer_grace_ms"], p["hello_timeout_ms"], p["idle_timeout_ms"],
                         p["protocol_errors_max"])
-    assert len(body) == 90
+    body += auth_nonce
+    assert len(body) == 106
     return HELLO_REPLY, f, body
 
 
@@ -130,6 +131,11 @@ def subscribed(subscriber, entries):
 
 def unsubscribe(subscriber):
     return UNSUBSCRIBE, {"subscriber": subscriber.hex()}, subscriber
+
+
+def claim(key, signature):
+    assert len(key) == 32 and len(signature) == 64
+    return CLAIM, {"key": key.hex(), "signature": signature.hex()}, key + signature
 
 
 def deliver(subscriber, proofs):
@@ -162,6 +168,14 @@ def message(name, frames, codec=None):
 
 
 def main():
+    # The fixed-key claim of tests/vectors/claim.json (a signature that verifies; checked by
+    # client_vectors_check.py), and its subscriber id.
+    import os
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "claim.json")) as fh:
+        cv = json.load(fh)
+    claim_key, claim_sig = bytes.fromhex(cv["public_key"]), bytes.fromhex(cv["signature"])
+    sub_claimed = bytes.fromhex(cv["subscriber_id"])
+    nonce = sha256(b"tessera-auth-nonce")[0:16]
     sub_a = bytes(range(16))
     sub_b = sha256(b"tessera-subscriber-b")[0:16]
     node = sha256(b"tessera-node")[0:16]
@@ -176,14 +190,14 @@ def main():
                          slow_consumer_grace_ms=0, hello_timeout_ms=4294967295, idle_timeout_ms=300000,
                          protocol_errors_max=1)
     msgs = [
-        message("HELLO client", [hello(2, 1, bytes(16))]),
-        message("HELLO peer with node id", [hello(2, 2, node)]),
-        message("HELLO version 1 (refused by a version-2 relay)", [hello(1, 1, bytes(16))]),
+        message("HELLO client", [hello(3, 1, bytes(16))]),
+        message("HELLO peer with node id", [hello(3, 2, node)]),
+        message("HELLO version 2 (refused by a version-3 relay)", [hello(2, 1, bytes(16))]),
         message("HELLO future version", [hello(0xFFFF, 1, bytes(16))]),
         message("HELLO_REPLY defaults",
-                [hello_reply(2, 64, 10, 1024, 3, 3600, node, DEFAULT_LIMITS, DEFAULT_POLICY)]),
-        message("HELLO_REPLY custom", [hello_reply(2, 65535, 60, 2048, 5, 0xFFFFFFFF, bytes(16), custom_limits,
-                                                   custom_policy)]),
+                [hello_reply(3, 64, 10, 1024, 3, 3600, node, DEFAULT_LIMITS, DEFAULT_POLICY, nonce)]),
+        message("HELLO_REPLY custom", [hello_reply(3, 65535, 60, 2048, 5, 0xFFFFFFFF, bytes(16), custom_limits,
+                                                   custom_policy, b"\xff" * 16)]),
         message("PUBLISH one proof", [publish(1, p[:1])]),
         message("PUBLISH three proofs, max seq", [publish(2**64 - 1, p[1:4])]),
         message("PUBLISH dummy-like proof (all-zero window, bucket 0)",
@@ -201,6 +215,9 @@ def main():
             codec={"m_bits": 2048, "k": 5}),
         message("SUBSCRIBED", [subscribed(sub_a, 2)]),
         message("UNSUBSCRIBE", [unsubscribe(sub_b)]),
+        message("CLAIM (the fixed-key vector of claim.json)", [claim(claim_key, claim_sig)]),
+        message("CLAIM not a point, any signature (decodes; the relay refuses it: BAD_CLAIM)",
+                [claim(b"\xff" * 32, bytes(range(64)))]),
         message("DELIVER two proofs", [deliver(sub_a, p[:2])]),
         message("FETCH from start", [fetch(sub_a, 0, 1024)]),
         message("FETCH page of one", [fetch(sub_b, 0x0102030405060708, 1)]),
@@ -211,13 +228,17 @@ def main():
         message("ERROR empty text, unknown code", [error(0xBEEF, 0, 0, "")]),
         message("ERROR text of 256 bytes", [error(0x0031, 1, 2, "x" * 256)]),
         message("batch: HELLO, SUBSCRIBE, FETCH", [
-            hello(2, 1, bytes(16)),
+            hello(3, 1, bytes(16)),
             subscribe(sub_a, [{"bucket": 1, "window_from_s": ws, "window_to_s": ws + 10, "filter": filt}]),
             fetch(sub_a, 0, 16)]),
+        message("batch: CLAIM, SUBSCRIBE, FETCH (a client's first use of an id on a connection)", [
+            claim(claim_key, claim_sig),
+            subscribe(sub_claimed, [{"bucket": 1, "window_from_s": ws, "window_to_s": ws + 10, "filter": filt}]),
+            fetch(sub_claimed, 0, 16)]),
         message("batch: ACK, DELIVER, ERROR", [ack(3), deliver(sub_b, p[3:4]), error(0x0015, 0, 0, "overloaded")]),
     ]
     doc = {
-        "header": ("Encoded native-protocol v2 messages with their field values. Generated INDEPENDENTLY of the "
+        "header": ("Encoded native-protocol v3 messages with their field values. Generated INDEPENDENTLY of the "
                    "Rust codec by tests/vectors/gen_frames.py using Python's struct (big-endian) from the layouts "
                    "in docs/PROTOCOL.md; tests/vectors.rs decodes each hex and compares fields, then re-encodes "
                    "and compares bytes. Do not edit by hand."),

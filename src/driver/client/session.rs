@@ -14,6 +14,8 @@
 //! next_message_or(interrupt): DELIVER ─▶ handle_batch ─▶ persist ─▶ message; renew (catch_up +
 //!          subscribe_now) when due; once the renewal is acknowledged: (FETCH if it caught up) ─▶ confirm
 //! ```
+//! Every SUBSCRIBE and FETCH of an id goes in one message after a CLAIM of that id, the first time the id is
+//! used on the connection (docs/PROTOCOL.md §4.12); the claims are forgotten with the connection.
 //! Every wait is bounded (`SessionOptions`), and every frame that arrives while the session waits for
 //! something else is absorbed: a DELIVER during an ACK wait queues its messages, a SUBSCRIBED is noted.
 //!
@@ -194,6 +196,8 @@ pub struct Session {
     hold_deliveries: bool,
     /// Told when a send waits for the next window.
     window_wait: Option<WindowWaitHook>,
+    /// Subscriber ids claimed on this connection (a CLAIM goes before an id's first use on a connection).
+    claimed: Vec<SubscriberId>,
 }
 
 impl std::fmt::Debug for Session {
@@ -231,6 +235,7 @@ impl Session {
             gap: None,
             hold_deliveries: false,
             window_wait: None,
+            claimed: Vec::new(),
         })
     }
 
@@ -254,6 +259,7 @@ impl Session {
     pub async fn reconnect(&mut self) -> Result<(), SessionError> {
         self.conn = connect_conn(&self.url, self.options.connect_timeout).await?;
         self.publish_seq = 1;
+        self.claimed.clear();
         self.pending.clear();
         self.subscribes.clear();
         self.fetch_after_subscribed = false;
@@ -369,10 +375,27 @@ impl Session {
     async fn pump_subscribes(&mut self) -> Result<bool, SessionError> {
         match self.subscribes.next_to_send(Instant::now()) {
             Some(subscribe) => {
-                self.conn.send(&[Frame::Subscribe(subscribe)]).await.map_err(SessionError::Transport)?;
+                let frames = self.claimed_frame(subscribe.subscriber, Frame::Subscribe(subscribe));
+                self.conn.send(&frames).await.map_err(SessionError::Transport)?;
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// `frame`, which uses subscriber `id`, preceded by a CLAIM of `id` the first time this connection uses it.
+    fn claimed_frame(&mut self, id: SubscriberId, frame: Frame) -> Vec<Frame> {
+        if self.claimed.contains(&id) {
+            return vec![frame];
+        }
+        let params = self.conn.params();
+        match self.state.claim(&id, &params.node_id, &params.auth_nonce, &mut OsRng) {
+            Some(claim) => {
+                self.claimed.push(id);
+                vec![Frame::Claim(claim), frame]
+            }
+            // Every id the session uses comes from the state, which holds its secret.
+            None => vec![frame],
         }
     }
 
@@ -390,10 +413,8 @@ impl Session {
         let proofs_max = self.options.fetch_page_proofs.clamp(1, self.conn.params().limits.proofs_per_batch_max.max(1));
         for _ in 0..FETCH_PAGES_MAX {
             let cursor = self.state.fetch_cursor(&id);
-            self.conn
-                .send(&[Frame::Fetch { subscriber: id, cursor, proofs_max }])
-                .await
-                .map_err(SessionError::Transport)?;
+            let frames = self.claimed_frame(id, Frame::Fetch { subscriber: id, cursor, proofs_max });
+            self.conn.send(&frames).await.map_err(SessionError::Transport)?;
             let deadline = Instant::now() + self.options.reply_timeout;
             let (next_cursor, more, proofs) = loop {
                 match self.next_frame(deadline, "FETCH_REPLY").await? {

@@ -2,8 +2,9 @@
 //! executor re-registers filters when they are due.
 //!
 //! ```text
-//! run(c): permit ─▶ connect + HELLO ─▶ one SUBSCRIBE {set A, set B} per subscriber of the connection (one
-//!         message) ─▶ hand the sender to the manager
+//! run(c): permit ─▶ connect + HELLO ─▶ one CLAIM per subscriber of the connection (one message, once per
+//!         connection: the hot path never signs) ─▶ one SUBSCRIBE {set A, set B} per subscriber (one message)
+//!         ─▶ hand the sender to the manager
 //!         receive loop: DELIVER ─▶ stamp ─▶ latency histogram (by phase tag), delivered/addressed counters
 //!                       SUBSCRIBED ─▶ Book::confirm (publishers now address the new set)
 //! manager (every 100 ms): per connection, the subscribers whose refresh is due (once per window, 2–8 s in)
@@ -30,7 +31,7 @@ use crate::perf::workload::{
     REFRESH_OFFSET_MS_MIN, ROTATION_INTERVAL_MS_MIN,
 };
 use crate::proto::frame::Subscribe;
-use crate::proto::{ErrorCode, Frame, SubscriberId};
+use crate::proto::{ErrorCode, Frame, SubscriberId, SubscriberKeyPair};
 
 /// How often the manager looks for subscriptions to renew.
 const MANAGER_TICK: Duration = Duration::from_millis(100);
@@ -122,20 +123,22 @@ pub(super) async fn run(
     indexes: std::ops::Range<usize>,
     permits: Rc<glommio::sync::Semaphore>,
 ) {
-    let ids: Vec<(SubscriberId, usize)> = {
+    let keys: Vec<(SubscriberKeyPair, usize)> = {
         let mut rng = local.rng.borrow_mut();
-        indexes.clone().map(|i| (SubscriberId(rng.gen()), i)).collect()
+        indexes.clone().map(|i| (SubscriberKeyPair::from_secret(&rng.gen()), i)).collect()
     };
-    let Some(receiver) = setup(&shared, &local, &ids, &permits).await else { return };
+    let ids: Vec<(SubscriberId, usize)> = keys.iter().map(|(k, i)| (k.id(), *i)).collect();
+    let Some(receiver) = setup(&shared, &local, &keys, &permits).await else { return };
     receive(&shared, &local, &ids, receiver).await;
 }
 
 async fn setup(
     shared: &Arc<Shared>,
     local: &Rc<Local>,
-    ids: &[(SubscriberId, usize)],
+    keys: &[(SubscriberKeyPair, usize)],
     permits: &glommio::sync::Semaphore,
 ) -> Option<ClientReceiver> {
+    let ids = keys;
     let _permit = permits.acquire_permit(1).await.ok()?;
     let first = ids.first().map_or(0, |&(_, i)| i);
     let options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
@@ -146,17 +149,27 @@ async fn setup(
             return None;
         }
     };
-    let (sender, receiver, params) = conn.split();
+    let (mut sender, receiver, params) = conn.split();
     let per_conn_max = params.limits.subscribers_per_connection_max as usize;
     let frames_max = params.limits.frames_per_message_max as usize;
     if ids.len() > per_conn_max.min(frames_max) {
         shared.fail(format!("{} subscribers per connection: the relay allows {per_conn_max}", ids.len()));
         return None;
     }
+    // Claims: once per connection, before the first SUBSCRIBE (docs/PROTOCOL.md §4.12); silent when valid.
+    let claims: Vec<Frame> = {
+        let mut rng = local.rng.borrow_mut();
+        keys.iter().map(|(k, _)| Frame::Claim(k.claim(&params.node_id, &params.auth_nonce, &rng.gen()))).collect()
+    };
+    if sender.send(&claims).await.is_err() {
+        shared.fail(format!("subscriber {first}: the connection closed during CLAIM"));
+        return None;
+    }
     let num_buckets = params.num_buckets.max(1);
     let subs = ids
         .iter()
-        .map(|&(id, index)| {
+        .map(|(key, index)| {
+            let (id, index) = (key.id(), *index);
             let bucket = (index % num_buckets as usize) as u16;
             Sub {
                 index,

@@ -226,7 +226,8 @@ impl ShardCtx {
             ShardMetrics::add(&self.metrics().connections_refused, 1);
             return None;
         }
-        Some(self.server.borrow_mut().handle_conn_open(self.clock()))
+        // A fresh CLAIM nonce per connection from the thread's CSPRNG (docs/PROTOCOL.md §4.2 `auth_nonce`).
+        Some(self.server.borrow_mut().handle_conn_open(self.clock(), rand::random()))
     }
 
     /// Takes a place for a socket just accepted on `listener` from `peer`, or `None` (counted, logged once per

@@ -2,14 +2,17 @@
 //! disk, and the connection's shard merges the pages into one FETCH_REPLY.
 //!
 //! ```text
-//! connection's shard: on_fetch ─token (keyed, unique)─▶ Request::Fetch to every shard (≤ proofs_max / shards each)
+//! connection's shard: on_fetch (id claimed here) ─token (SipHash-2-4 PRF)─▶ Request::Fetch to every shard (≤ proofs_max / shards each)
 //! every shard:        plan_fetch ─▶ LogState::fetch (cursor ─▶ durable matches) ─▶ FetchRead queued
 //!                     driver: poll_fetch_read ─▶ read + verify the records ─▶ handle_fetch_read
 //!                       ─▶ Response::Fetched (not held: a page is read only from durable records)
 //! connection's shard: on_fetched ─▶ when every shard answered: FETCH_REPLY (cursor = token if any page had proofs)
 //! ```
 
+use std::hash::Hasher;
+
 use bytes::{Bytes, BytesMut};
+use siphasher::sip::SipHasher24;
 
 use super::{Clock, ShardServer};
 use crate::log::mailbox::SubscriberKey;
@@ -47,9 +50,7 @@ impl ShardServer {
     /// `proofs_per_batch_max`, which the configuration keeps at least the number of shards).
     pub(super) fn on_fetch(&mut self, conn: ConnId, wire: SubscriberId, cursor: u64, proofs_max: u16, clock: Clock) {
         self.fetches += 1;
-        // Unique per FETCH (shard, counter) and non-zero (0 means "from the oldest"); keyed so that a client
-        // cannot predict another FETCH's token.
-        let token = mix64(self.token_key ^ ((self.id as u64) << 48) ^ self.fetches) | 1;
+        let token = fetch_token(&self.token_key, self.id, self.fetches);
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.state.begin_fetch(wire, cursor, token, self.shards as u16);
         let per_shard = (proofs_max as usize / self.shards).max(1) as u16;
@@ -143,9 +144,42 @@ impl ShardServer {
     }
 }
 
-/// SplitMix64's finaliser: a bijective mix of 64 bits.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// A FETCH token (the reply's cursor): SipHash-2-4 keyed with the shard's secret 128-bit `key` over
+/// `u16_be(shard) ‖ u64_be(counter)`, a PRF, so a client that saw any number of tokens cannot predict another;
+/// never 0 (0 means "from the oldest"). Distinct (shard, counter) pairs collide with probability 2⁻⁶⁴ per pair:
+/// a collision could only make two FETCHes of one connection share a cursor, never cross subscribers (each
+/// shard stages cursors per subscriber key).
+pub(super) fn fetch_token(key: &[u64; 2], shard: u16, counter: u64) -> u64 {
+    let mut h = SipHasher24::new_with_keys(key[0], key[1]);
+    h.write(&shard.to_be_bytes());
+    h.write(&counter.to_be_bytes());
+    h.finish().max(1)
+}
+
+/// The FETCH-token key, derived from the shard's secret `hash_key` (drawn by the driver from its CSPRNG) with
+/// SipHash-2-4 as a PRF under a label of its own, so it is independent of the key of the hash tables.
+pub(super) fn fetch_token_key(hash_key: [u64; 2]) -> [u64; 2] {
+    let half = |i: u8| {
+        let mut h = SipHasher24::new_with_keys(hash_key[0], hash_key[1]);
+        h.write(b"tessera/v1/fetch-token-key");
+        h.write(&[i]);
+        h.finish()
+    };
+    [half(0), half(1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_keyed_non_zero_and_distinct() {
+        let key = fetch_token_key([1, 2]);
+        assert_ne!(key, fetch_token_key([1, 3]));
+        let tokens: std::collections::HashSet<u64> =
+            (0..2).flat_map(|shard| (1..=1000).map(move |n| fetch_token(&key, shard, n))).collect();
+        assert_eq!(tokens.len(), 2000);
+        assert!(!tokens.contains(&0));
+        assert_ne!(fetch_token(&key, 0, 1), fetch_token(&fetch_token_key([1, 3]), 0, 1), "another key");
+    }
 }

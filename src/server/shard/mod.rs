@@ -4,7 +4,8 @@
 //! never waits.
 //!
 //! ```text
-//! handle_message(conn, bytes) ─decode─▶ HELLO / PUBLISH / SUBSCRIBE / UNSUBSCRIBE / FETCH      (this file)
+//! handle_message(conn, bytes) ─decode─▶ HELLO / PUBLISH / CLAIM / SUBSCRIBE / UNSUBSCRIBE / FETCH (this file)
+//!   CLAIM ─verify against the connection's auth_nonce─▶ id usable on this connection           (claim.rs)
 //!   PUBLISH ─split by owner─▶ Request::Publish ─▶ owner: engine ─▶ log ─▶ deliveries            (publish.rs)
 //!              ACK held until durable ─▶ Response::Published ─▶ this shard ─▶ ACK / ERROR
 //!   SUBSCRIBE ─checked whole─▶ Request::Subscribe per shard ─▶ index + journal ─▶ SUBSCRIBED  (subscribe.rs)
@@ -39,6 +40,7 @@
 //! call's output, and a connection's requests in the order its reader produced them. Handling a response
 //! never queues a request (so the response meshes cannot wait on the request meshes: no wait cycle).
 
+mod claim;
 mod durability;
 mod fetch;
 mod late;
@@ -62,10 +64,11 @@ use super::RelayConfig;
 use crate::engine::{EngineConfig, Rejection, Shard};
 use crate::log::mailbox::SubscriberKey;
 use crate::log::state::LogState;
-use crate::proto::frame::Hello;
+use crate::proto::claim::AUTH_NONCE_LEN;
+use crate::proto::frame::{frame_type, Hello};
 use crate::proto::{
-    Codec, ErrorCode, Frame, RelayParams, RelayPolicy, Role, CIPHERTEXT_LEN, FILTER_FINGERPRINTS_MAX, PROOF_LEN,
-    PROTOCOL_VERSION,
+    AuthNonce, Codec, ErrorCode, Frame, RelayParams, RelayPolicy, Role, CIPHERTEXT_LEN, FILTER_FINGERPRINTS_MAX,
+    PROOF_LEN, PROTOCOL_VERSION,
 };
 
 pub use durability::RetentionApplied;
@@ -111,16 +114,18 @@ pub struct ShardServer {
     limits: crate::proto::Limits,
     /// Decoder with this relay's limits and Bloom parameters.
     codec: Codec,
-    /// HELLO_REPLY, encoded once.
+    /// HELLO_REPLY, encoded once; each connection's copy ends with its own `auth_nonce`.
     hello_reply: Bytes,
+    /// This relay's node id (signed by every CLAIM).
+    node_id: [u8; 16],
     /// The routing engine for this shard's buckets; it appends to this shard's log (owned through it).
     engine: Shard<ServerLog>,
     /// Responses held until their log ticket is durable, tickets non-decreasing.
     held: VecDeque<Held>,
     /// FETCHes started by this shard (makes each FETCH's token unique).
     fetches: u64,
-    /// Secret mixed into FETCH tokens so they are not guessable from the outside.
-    token_key: u64,
+    /// Secret SipHash-2-4 key of FETCH tokens, so they are not predictable from the outside (`fetch::fetch_token`).
+    token_key: [u64; 2],
     /// Connections owned by this shard.
     conns: HashMap<ConnId, Conn>,
     /// Where each subscriber with entries in this shard is connected, if anywhere.
@@ -183,6 +188,8 @@ impl ShardServer {
                 idle_timeout_ms: config.idle_timeout_ms.min(u32::MAX.into()) as u32,
                 protocol_errors_max: crate::server::conn::PROTOCOL_ERRORS_MAX.min(u16::MAX.into()) as u16,
             },
+            // Replaced per connection (`on_hello`).
+            auth_nonce: [0; AUTH_NONCE_LEN],
         };
         let mut hello_reply = BytesMut::new();
         crate::proto::encode_frame(&Frame::HelloReply(params), &mut hello_reply);
@@ -198,10 +205,11 @@ impl ShardServer {
             limits: config.limits,
             codec: Codec::new(config.limits, bloom),
             hello_reply: hello_reply.freeze(),
+            node_id,
             engine,
             held: VecDeque::new(),
             fetches: 0,
-            token_key: hash_key[0] ^ hash_key[1].rotate_left(17),
+            token_key: fetch::fetch_token_key(hash_key),
             conns: HashMap::new(),
             directory: HashMap::new(),
             metrics,
@@ -238,8 +246,9 @@ impl ShardServer {
 
     // ---- connections ---------------------------------------------------------------------------------
 
-    /// Registers a new connection and returns its id.
-    pub fn handle_conn_open(&mut self, clock: Clock) -> ConnId {
+    /// Registers a new connection and returns its id. `auth_nonce` is announced in its HELLO_REPLY and signed
+    /// by its CLAIMs: the driver draws it from its CSPRNG for every connection (never reused).
+    pub fn handle_conn_open(&mut self, clock: Clock, auth_nonce: AuthNonce) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         let outbox = Outbox::new(
@@ -249,7 +258,8 @@ impl ShardServer {
             clock.mono_us / 1000,
         )
         .with_message_bytes_max(self.limits.message_bytes_max as usize);
-        self.conns.insert(id, Conn { state: ConnState::default(), outbox, close: None, wake_queued: false });
+        let state = ConnState::with_auth_nonce(auth_nonce);
+        self.conns.insert(id, Conn { state, outbox, close: None, wake_queued: false });
         ShardMetrics::add(&self.m().connections_accepted, 1);
         ShardMetrics::set(&self.m().connections_open, self.conns.len() as u64);
         id
@@ -319,10 +329,21 @@ impl ShardServer {
         match frame {
             Frame::Hello(hello) => self.on_hello(conn, hello),
             Frame::Publish(publish) => self.on_publish(conn, publish, clock),
-            Frame::Subscribe(subscribe) => self.on_subscribe(conn, subscribe, clock),
-            Frame::Unsubscribe { subscriber } => self.on_unsubscribe(conn, subscriber, clock),
+            Frame::Claim(claim) => self.on_claim(conn, claim),
+            Frame::Subscribe(subscribe) => {
+                if self.check_claimed(conn, &subscribe.subscriber, frame_type::SUBSCRIBE) {
+                    self.on_subscribe(conn, subscribe, clock);
+                }
+            }
+            Frame::Unsubscribe { subscriber } => {
+                if self.check_claimed(conn, &subscriber, frame_type::UNSUBSCRIBE) {
+                    self.on_unsubscribe(conn, subscriber, clock);
+                }
+            }
             Frame::Fetch { subscriber, cursor, proofs_max } => {
-                self.on_fetch(conn, subscriber, cursor, proofs_max, clock);
+                if self.check_claimed(conn, &subscriber, frame_type::FETCH) {
+                    self.on_fetch(conn, subscriber, cursor, proofs_max, clock);
+                }
             }
             Frame::Error(e) => {
                 // Logged and counted, never answered (an answer could start an error loop between peers).
@@ -346,8 +367,11 @@ impl ShardServer {
             return;
         }
         c.state.role = Some(hello.role);
-        let reply = self.hello_reply.clone();
-        self.push_encoded(conn, reply);
+        // The template's last field is `auth_nonce` (docs/PROTOCOL.md §4.2): this connection's goes there.
+        let mut reply = BytesMut::from(&self.hello_reply[..]);
+        let at = reply.len() - AUTH_NONCE_LEN;
+        reply[at..].copy_from_slice(&c.state.auth_nonce);
+        self.push_encoded(conn, reply.freeze());
     }
 
     /// The peer closed `conn` (or it failed): stop queueing for it and let its writer finish.
@@ -601,7 +625,7 @@ fn frame_allowed(role: Role, frame: &Frame, hello_allowed: bool) -> bool {
     match frame {
         Frame::Hello(_) => hello_allowed,
         Frame::Publish(_) | Frame::Error(_) => true,
-        Frame::Subscribe(_) | Frame::Unsubscribe { .. } | Frame::Fetch { .. } => role == Role::Client,
+        Frame::Claim(_) | Frame::Subscribe(_) | Frame::Unsubscribe { .. } | Frame::Fetch { .. } => role == Role::Client,
         _ => false,
     }
 }
@@ -622,7 +646,7 @@ mod tests {
         let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
         let mut s = ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log);
         let clock = Clock { unix_s: 1_700_000_000, mono_us: 0 };
-        let conn = s.handle_conn_open(clock);
+        let conn = s.handle_conn_open(clock, [3; 16]);
         s.handle_text_message(conn, 15);
         s.handle_text_message(conn, 15);
         assert_eq!(s.close_reason(conn), Some(CloseReason::TextMessage));

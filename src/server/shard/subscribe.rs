@@ -222,7 +222,9 @@ mod tests {
     use crate::log::state::LogState;
     use crate::log::LogConfig;
     use crate::proto::frame::Hello;
-    use crate::proto::{encode_message, BloomFilter, BloomParams, Codec, Limits, Role, PROTOCOL_VERSION};
+    use crate::proto::{
+        encode_message, BloomFilter, BloomParams, Codec, Limits, Role, SubscriberKeyPair, PROTOCOL_VERSION,
+    };
     use crate::server::close::CloseReason;
     use crate::server::RelayConfig;
 
@@ -245,7 +247,7 @@ mod tests {
 
     /// A connection past HELLO, its queue emptied.
     fn client(s: &mut ShardServer) -> ConnId {
-        let conn = s.handle_conn_open(clock(0));
+        let conn = s.handle_conn_open(clock(0), [3; 16]);
         let hello = Frame::Hello(Hello { version: PROTOCOL_VERSION, role: Role::Client, node_id: [0; 16] });
         s.handle_message(conn, &encode_message(&[hello]), clock(0));
         frames(s, conn);
@@ -279,32 +281,101 @@ mod tests {
         (s.engine.counters().subscribers, s.log().subscriptions().len())
     }
 
+    /// A CLAIM of `pair` for a connection of `server` (node id [7; 16], every connection's nonce [3; 16]).
+    fn claim(pair: &SubscriberKeyPair) -> Frame {
+        Frame::Claim(pair.claim(&[7; 16], &[3; 16], &[0; 32]))
+    }
+
+    /// A CLAIM of the key with secret `[n; 32]` for any connection of `server`, and that key's id.
+    fn keyed(n: u8) -> (Frame, SubscriberId) {
+        let pair = SubscriberKeyPair::from_secret(&[n; 32]);
+        (claim(&pair), pair.id())
+    }
+
     #[test]
     fn an_unsubscribe_of_an_id_not_attached_here_reaches_no_shard() {
         let mut s = server(2);
         let (owner, other) = (client(&mut s), client(&mut s));
-        let wire = SubscriberId([4; 16]);
-        s.handle_message(owner, &encode_message(&[subscribe(wire)]), clock(1));
+        let (pair, own) = (SubscriberKeyPair::from_secret(&[4; 32]), SubscriberKeyPair::from_secret(&[9; 32]));
+        let wire = pair.id();
+        s.handle_message(owner, &encode_message(&[claim(&pair), subscribe(wire)]), clock(1));
         while s.poll_request().is_some() {}
         settle(&mut s);
         let before = subscribers(&s);
         assert_eq!(before.0, 1, "the owner's subscriber is registered here");
-        for id in [wire, SubscriberId([9; 16])] {
-            s.handle_message(other, &encode_message(&[Frame::Unsubscribe { subscriber: id }]), clock(2));
-            assert!(s.poll_request().is_none(), "no shard hears of an UNSUBSCRIBE of a foreign or unknown id");
+        // Another connection's own claimed id that is not attached there: ignored, no reply.
+        s.handle_message(other, &encode_message(&[claim(&own), Frame::Unsubscribe { subscriber: own.id() }]), clock(2));
+        assert!(s.poll_request().is_none(), "no shard hears of an UNSUBSCRIBE of an id not attached here");
+        assert!(frames(&mut s, other).is_empty(), "ignored: no reply, not a protocol error");
+        // The owner's id, seen on the wire but never claimed on this connection: refused.
+        s.handle_message(other, &encode_message(&[Frame::Unsubscribe { subscriber: wire }]), clock(2));
+        assert!(s.poll_request().is_none(), "no shard hears of an UNSUBSCRIBE of a foreign id");
+        match &frames(&mut s, other)[..] {
+            [Frame::Error(e)] => assert_eq!((e.code, e.detail), (ErrorCode::NOT_CLAIMED, 0x22)),
+            other => panic!("expected ERROR(NOT_CLAIMED), got {other:?}"),
         }
         settle(&mut s);
         assert_eq!(subscribers(&s), before, "nothing removed, no state created");
-        assert!(frames(&mut s, other).is_empty(), "ignored: no reply, not a protocol error");
         assert_eq!(s.directory.get(&SubscriberKey::of(&wire)).map(|a| a.conn), Some(owner));
+    }
+
+    #[test]
+    fn claims_gate_subscribe_and_fetch_and_a_bad_claim_is_a_protocol_error() {
+        let mut s = server(1);
+        let (owner, thief) = (client(&mut s), client(&mut s));
+        let pair = SubscriberKeyPair::from_secret(&[4; 32]);
+        // Unclaimed: SUBSCRIBE and FETCH refused, nothing registered.
+        let fetch = Frame::Fetch { subscriber: pair.id(), cursor: 0, proofs_max: 8 };
+        s.handle_message(owner, &encode_message(&[subscribe(pair.id()), fetch.clone()]), clock(1));
+        let codes: Vec<_> = frames(&mut s, owner)
+            .into_iter()
+            .map(|f| match f {
+                Frame::Error(e) => (e.code, e.detail),
+                other => panic!("expected ERRORs, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(codes, vec![(ErrorCode::NOT_CLAIMED, 0x20), (ErrorCode::NOT_CLAIMED, 0x31)]);
+        assert_eq!(subscribers(&s).0, 0);
+        // A tampered signature is refused and nothing is claimed.
+        let mut forged = pair.claim(&[7; 16], &[3; 16], &[0; 32]);
+        forged.signature[0] ^= 1;
+        s.handle_message(thief, &encode_message(&[Frame::Claim(forged)]), clock(1));
+        match &frames(&mut s, thief)[..] {
+            [Frame::Error(e)] => assert_eq!(e.code, ErrorCode::BAD_CLAIM),
+            other => panic!("expected ERROR(BAD_CLAIM), got {other:?}"),
+        }
+        assert!(!s.conns[&thief].state.is_claimed(&pair.id()));
+        // Claimed: silent, then SUBSCRIBE is applied.
+        s.handle_message(owner, &encode_message(&[claim(&pair), subscribe(pair.id())]), clock(1));
+        settle(&mut s);
+        assert!(matches!(&frames(&mut s, owner)[..], [Frame::Subscribed { entries: 1, .. }]));
+    }
+
+    #[test]
+    fn claims_past_the_per_connection_limit_are_refused() {
+        let mut config = RelayConfig::defaults(1);
+        config.limits.subscribers_per_connection_max = 1;
+        let metrics: Arc<[CachePadded<ShardMetrics>]> =
+            vec![CachePadded::new(ShardMetrics::for_buckets(config.bucket_range(0)))].into();
+        let params = ShardParams::for_shard(0, 1, config.num_buckets, config.window_s as u32);
+        let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
+        let mut s = ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log);
+        let conn = client(&mut s);
+        let (a, b) = (SubscriberKeyPair::from_secret(&[1; 32]), SubscriberKeyPair::from_secret(&[2; 32]));
+        s.handle_message(conn, &encode_message(&[claim(&a), claim(&a), claim(&b)]), clock(1));
+        match &frames(&mut s, conn)[..] {
+            [Frame::Error(e)] => assert_eq!((e.code, e.detail), (ErrorCode::TOO_MANY_SUBSCRIBERS, 1)),
+            other => panic!("expected one ERROR(TOO_MANY_SUBSCRIBERS), got {other:?}"),
+        }
+        assert!(s.conns[&conn].state.is_claimed(&a.id()) && !s.conns[&conn].state.is_claimed(&b.id()));
     }
 
     #[test]
     fn subscribe_then_unsubscribe_in_one_message_is_answered_and_leaves_nothing() {
         let mut s = server(1);
         let conn = client(&mut s);
-        let wire = SubscriberId([5; 16]);
-        let message = encode_message(&[subscribe(wire), Frame::Unsubscribe { subscriber: wire }]);
+        let (claimed, wire) = keyed(5);
+        let message = encode_message(&[claimed, subscribe(wire), Frame::Unsubscribe { subscriber: wire }]);
         s.handle_message(conn, &message, clock(1));
         settle(&mut s);
         assert_eq!(frames(&mut s, conn), vec![Frame::Subscribed { subscriber: wire, entries: 1 }]);
@@ -319,9 +390,10 @@ mod tests {
         let mut s = server(1);
         let conn = client(&mut s);
         let saturated = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).expect("128 bytes");
-        let Frame::Subscribe(mut sub) = subscribe(SubscriberId([8; 16])) else { unreachable!() };
+        let (claimed, wire) = keyed(8);
+        let Frame::Subscribe(mut sub) = subscribe(wire) else { unreachable!() };
         sub.entries.push(SubscribeEntry { filter: saturated, ..sub.entries[0].clone() });
-        s.handle_message(conn, &encode_message(&[Frame::Subscribe(sub.clone())]), clock(1));
+        s.handle_message(conn, &encode_message(&[claimed, Frame::Subscribe(sub.clone())]), clock(1));
         assert!(s.poll_request().is_none(), "refused before any shard hears of it");
         let Some(Frame::Error(e)) = frames(&mut s, conn).pop() else { panic!("an ERROR") };
         assert_eq!((e.code, e.detail), (ErrorCode::FILTER_SATURATED, 1));
@@ -340,9 +412,10 @@ mod tests {
         let saturated = BloomFilter::from_bytes(BloomParams::default(), &[0xFF; 128]).expect("128 bytes");
         let max = crate::server::conn::PROTOCOL_ERRORS_MAX;
         for n in 1..=max {
-            let Frame::Subscribe(mut sub) = subscribe(SubscriberId([n as u8; 16])) else { unreachable!() };
+            let (claimed, wire) = keyed(n as u8);
+            let Frame::Subscribe(mut sub) = subscribe(wire) else { unreachable!() };
             sub.entries[0].filter = saturated.clone();
-            s.handle_message(conn, &encode_message(&[Frame::Subscribe(sub)]), clock(1));
+            s.handle_message(conn, &encode_message(&[claimed, Frame::Subscribe(sub)]), clock(1));
             let expected = if n < max { None } else { Some(CloseReason::ProtocolErrors) };
             assert_eq!(s.close_reason(conn), expected, "after {n} saturated SUBSCRIBEs");
         }
@@ -357,11 +430,11 @@ mod tests {
         let mut s = server(1);
         let staged = |s: &ShardServer| s.log().subscriptions().staged_records();
         let conn = client(&mut s);
-        let wire = SubscriberId([6; 16]);
+        let (claimed, wire) = keyed(6);
         s.apply_unsubscribe(SubscriberKey::of(&wire));
         assert_eq!(staged(&s), 0, "no journal record for a subscriber without entries here");
         assert_eq!(s.log().subscriptions().len(), 0, "and no state");
-        s.handle_message(conn, &encode_message(&[subscribe(wire)]), clock(1));
+        s.handle_message(conn, &encode_message(&[claimed, subscribe(wire)]), clock(1));
         let subscribed = staged(&s);
         assert!(subscribed > 0);
         s.handle_message(conn, &encode_message(&[Frame::Unsubscribe { subscriber: wire }]), clock(2));

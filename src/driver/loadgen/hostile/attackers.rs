@@ -5,7 +5,7 @@
 //! Attack::start(plan)
 //!   idle TCP   : N sockets that connect and send nothing          ─▶ reopened when the relay hangs up
 //!   silent WS  : N sockets that finish the upgrade, never HELLO    ─▶ reopened when the relay hangs up
-//!   saturating : N connections × 64 subscriber ids, each SUBSCRIBE with all-ones filters over the longest
+//!   saturating : N connections × 64 subscriber ids (each validly claimed), each SUBSCRIBE with all-ones filters over the longest
 //!                window range, one entry per bucket ─▶ SUBSCRIBED (accepted: a defect) | ERROR (refused)
 //!                | close (the relay's protocol-error budget, 8); then 5 s, then a new connection and round
 //!   flooder    : PUBLISHes of refused proofs, pipelined, replies never read ─▶ blocked (backpressure) | closed
@@ -27,7 +27,7 @@ use crate::perf::hostile::AttackCounts;
 use crate::proto::frame::{Publish, Subscribe};
 use crate::proto::{
     encode_message, BloomFilter, Codec, ErrorCode, Frame, Hello, Proof, ProofBatch, RelayParams, Role, SubscribeEntry,
-    SubscriberId, CIPHERTEXT_LEN, PROTOCOL_VERSION,
+    SubscriberKeyPair, CIPHERTEXT_LEN, PROTOCOL_VERSION,
 };
 
 /// How long one connect or upgrade may take.
@@ -255,14 +255,17 @@ fn saturating(plan: &AttackPlan, index: usize, stop: &AtomicBool, c: &Counters) 
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let mut subscriber = [0u8; 16];
-            subscriber[..8].copy_from_slice(&(index as u64).to_be_bytes());
-            subscriber[8..].copy_from_slice(&(round << 8 | id as u64).to_be_bytes());
+            // A key of its own per id, claimed (validly) in the SUBSCRIBE's message: the attack is the filters.
+            let mut secret = [0u8; 32];
+            secret[..8].copy_from_slice(&(index as u64).to_be_bytes());
+            secret[8..16].copy_from_slice(&(round << 8 | id as u64).to_be_bytes());
+            let key = SubscriberKeyPair::from_secret(&secret);
+            let claim = Frame::Claim(key.claim(&params.node_id, &params.auth_nonce, &[0; 32]));
             let entries = (0..params.num_buckets)
                 .map(|bucket| SubscribeEntry { bucket, window_from_s: from, window_to_s: to, filter: filter.clone() })
                 .collect();
-            let frame = Frame::Subscribe(Subscribe { subscriber: SubscriberId(subscriber), entries });
-            if std::io::Write::write_all(&mut s, &binary_frame(&encode_message(&[frame]))).is_err() {
+            let frame = Frame::Subscribe(Subscribe { subscriber: key.id(), entries });
+            if std::io::Write::write_all(&mut s, &binary_frame(&encode_message(&[claim, frame]))).is_err() {
                 break;
             }
             c.saturating_sent.fetch_add(1, Ordering::Relaxed);
