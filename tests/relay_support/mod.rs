@@ -329,7 +329,7 @@ impl Client {
             tungstenite::HandshakeError::Failure(e) => e,
             tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
         })?;
-        Ok(Client { ws, codec: Codec::default(), next_seq: 1 })
+        Ok(Client { ws, codec: Codec::default(), next_seq: 1, auth: None, claimed: Vec::new() })
     }
 
     /// Connects and completes HELLO; returns the relay's parameters.
