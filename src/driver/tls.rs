@@ -129,7 +129,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = std::fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_owned(), source })?;
     let not_pem = |reason: String| TlsError::NotPem { what, path: path.to_owned(), reason };
-    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| not_pem(e.to_string()))?;
+    let certs =
+        CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| not_pem(e.to_string()))?;
     if certs.is_empty() {
         return Err(not_pem("no CERTIFICATE section".into()));
     }

@@ -20,8 +20,8 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_lite::AsyncWriteExt;
+use futures_util::StreamExt;
 use glommio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
@@ -98,7 +98,10 @@ impl ClientError {
     /// The relay is not the one the client trusts (untrusted certificate, pin mismatch) or the TLS options are
     /// unusable: retrying cannot help.
     pub fn is_trust_failure(&self) -> bool {
-        matches!(self, ClientError::TlsConfig(_) | ClientError::TlsUntrusted { .. } | ClientError::TlsPinMismatch { .. })
+        matches!(
+            self,
+            ClientError::TlsConfig(_) | ClientError::TlsUntrusted { .. } | ClientError::TlsPinMismatch { .. }
+        )
     }
 }
 
@@ -272,7 +275,9 @@ async fn secure(
     match futures_rustls::TlsConnector::from(config).connect(name, stream).await {
         Ok(mut tls) => {
             // Makes sure the Finished flight has left (the WebSocket request follows in the same direction anyway).
-            tls.flush().await.map_err(|e| ClientError::TlsHandshake { addr: addr.to_string(), reason: e.to_string() })?;
+            tls.flush()
+                .await
+                .map_err(|e| ClientError::TlsHandshake { addr: addr.to_string(), reason: e.to_string() })?;
             Ok(MaybeTls::Client(Box::new(tls)))
         }
         Err(e) => Err(match classify(&e) {

@@ -201,7 +201,12 @@ pub async fn serve_http_only(ctx: Rc<ShardCtx>, stream: TcpStream) {
     answer(&ctx, &mut stream, deadline, &response).await;
 }
 
-/// Reads until the end of the request head; `None` on EOF, error or an oversized head.
+/// First byte of a TLS handshake record: a wss:// client on a plain port. No HTTP request starts with it, so the
+/// relay answers at once (400, which the client's TLS layer reports as a failed handshake) instead of waiting
+/// `http_timeout_ms` for a request head that will never come.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Reads until the end of the request head; `None` on EOF, error, an oversized head or TLS bytes.
 async fn read_head(stream: &mut MaybeTls, buf: &mut Vec<u8>) -> Option<usize> {
     let mut chunk = [0u8; 2048];
     loop {
@@ -216,6 +221,9 @@ async fn read_head(stream: &mut MaybeTls, buf: &mut Vec<u8>) -> Option<usize> {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+        if buf.first() == Some(&TLS_HANDSHAKE_RECORD) {
+            return None;
+        }
     }
 }
 

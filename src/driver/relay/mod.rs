@@ -204,7 +204,8 @@ pub fn start_line(config: &RelayConfig, addr: std::net::SocketAddr, metrics: Opt
         .collect();
     let metrics = metrics.unwrap_or(addr);
     let scheme = if config.tls() { "wss" } else { "ws" };
-    let metrics_scheme = if config.tls() && (config.metrics_tls || config.metrics_port.is_none()) { "https" } else { "http" };
+    let metrics_scheme =
+        if config.tls() && (config.metrics_tls || config.metrics_port.is_none()) { "https" } else { "http" };
     let plaintext = if config.danger_plaintext && !config.tls() { " plaintext=DANGER" } else { "" };
     let durability = if config.danger_log_skip_fdatasync { " durability=NONE (danger)" } else { "" };
     let cover = if config.danger_disable_cover_traffic {
