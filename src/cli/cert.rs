@@ -12,19 +12,18 @@
 //! and every client pinning it stops connecting).
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::driver::tls::{CertPin, TlsClientOptions};
+use crate::driver::tls::{CertPin, SelfSignedError, TlsClientOptions};
 
 /// Name of the certificate file `cert new` writes.
 pub const CERT_FILE: &str = "cert.pem";
 /// Name of the key file `cert new` writes.
 pub const KEY_FILE: &str = "key.pem";
 /// Mode of the key file: owner read/write only.
-const KEY_MODE: u32 = 0o600;
+pub const KEY_MODE: u32 = 0o600;
 
 /// TLS options of the client commands that connect to a relay (wss:// URLs).
 #[derive(Args, Debug, Clone, Default)]
@@ -98,22 +97,10 @@ pub enum CertError {
 
 /// A new self-signed pair for `host`: (certificate PEM, key PEM, pin).
 pub fn generate(host: &str) -> Result<(String, String, CertPin), CertError> {
-    let bad = |e: String| CertError::BadHost(host.to_owned(), e);
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    let san = match host.parse::<IpAddr>() {
-        Ok(ip) => rcgen::SanType::IpAddress(ip),
-        Err(_) => {
-            // rcgen takes any IA5 string; a client could never name it in a URL, so check it as rustls will.
-            rustls::pki_types::DnsName::try_from(host).map_err(|e| bad(e.to_string()))?;
-            rcgen::SanType::DnsName(host.try_into().map_err(|e: rcgen::Error| bad(e.to_string()))?)
-        }
-    };
-    params.subject_alt_names = vec![san];
-    params.distinguished_name.push(rcgen::DnType::CommonName, host);
-    let key = rcgen::KeyPair::generate()?;
-    let cert = params.self_signed(&key)?;
-    let pin = CertPin::of_der(cert.der());
-    Ok((cert.pem(), key.serialize_pem(), pin))
+    crate::driver::tls::self_signed(host).map_err(|e| match e {
+        SelfSignedError::BadHost(host, reason) => CertError::BadHost(host, reason),
+        SelfSignedError::Generate(e) => CertError::Generate(e),
+    })
 }
 
 /// Writes `contents` to a new file `path` with `mode` (refusing an existing one unless `force`).

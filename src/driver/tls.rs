@@ -155,6 +155,38 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
+/// Why a self-signed pair could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SelfSignedError {
+    /// The name is neither an IP address nor a valid DNS name.
+    #[error("{0:?} is neither an IP address nor a DNS name: {1}")]
+    BadHost(String, String),
+    /// rcgen failed.
+    #[error("cannot generate the certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A new self-signed certificate for `host` (its only SAN: an IP address if it parses as one, else a DNS
+/// name), ECDSA P-256: (certificate PEM, key PEM, pin).
+pub fn self_signed(host: &str) -> Result<(String, String, CertPin), SelfSignedError> {
+    let bad = |e: String| SelfSignedError::BadHost(host.to_owned(), e);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    let san = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => rcgen::SanType::IpAddress(ip),
+        Err(_) => {
+            // rcgen takes any IA5 string; a client could never name it in a URL, so check it as rustls will.
+            rustls::pki_types::DnsName::try_from(host).map_err(|e| bad(e.to_string()))?;
+            rcgen::SanType::DnsName(host.try_into().map_err(|e: rcgen::Error| bad(e.to_string()))?)
+        }
+    };
+    params.subject_alt_names = vec![san];
+    params.distinguished_name.push(rcgen::DnType::CommonName, host);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    let pin = CertPin::of_der(cert.der());
+    Ok((cert.pem(), key.serialize_pem(), pin))
+}
+
 /// How a client authenticates the relay over wss://.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsClientOptions {

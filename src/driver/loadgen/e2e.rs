@@ -21,6 +21,7 @@ use super::process::{http_get, machine_ticks, raise_nofile_limit, ProcSample, Re
 use super::{LoadSpec, Shared};
 use crate::driver::client::conn::{resolve, ClientError};
 use crate::driver::loadgen;
+use crate::driver::tls::TlsClientOptions;
 use crate::perf::procfs::{bucket_quantile, cpu_model, histogram_buckets, metric_sum};
 use crate::perf::report::{
     Addressed, Errors, Latency, Machine, Params, PhaseReport, RelayCounters, RelayLatency, Report,
@@ -63,6 +64,10 @@ pub struct E2eConfig {
     pub threads: usize,
     /// Unacknowledged PUBLISHes per publisher.
     pub inflight_batches: usize,
+    /// Start our relay with TLS (a fresh self-signed pair) and connect over wss://.
+    pub tls: bool,
+    /// A wss:// `relay`'s CA or self-signed certificate (beside the system roots).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Why the run failed.
@@ -125,7 +130,7 @@ struct Edge {
 impl Edge {
     fn sample(shared: &Shared, pid: Option<u32>) -> Self {
         Edge {
-            metrics: http_get(shared.spec.addr, "/metrics"),
+            metrics: http_get(shared.spec.metrics_addr, "/metrics"),
             counters: shared.counters.snapshot(),
             relay_cpu_s: relay_cpu(pid),
             own_cpu_s: own_cpu(),
@@ -171,7 +176,7 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
         Some(url) => (url.clone(), config.relay_pid),
         None => {
             let exe = std::env::current_exe().map_err(|e| E2eError::Relay(RelayProcessError::Spawn(e)))?;
-            let relay = RelayProcess::start(&exe, config.shards)?;
+            let relay = RelayProcess::start(&exe, config.shards, config.tls)?;
             let _ = writeln!(progress, "perf e2e: started relay pid {}: {}", relay.pid(), relay.start_line);
             let started = (relay.url.clone(), Some(relay.pid()));
             own = Some(relay);
@@ -179,10 +184,19 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
         }
     };
     let addr = resolve(&url)?;
+    let metrics_addr = own.as_ref().and_then(|r| r.metrics_addr).unwrap_or(addr);
+    let tls = if url.starts_with("wss://") {
+        let ca_file = own.as_ref().and_then(|r| r.tls_cert.clone()).or_else(|| config.tls_ca.clone());
+        Some(crate::driver::tls::client_config(&TlsClientOptions { ca_file, pin: None }).map_err(ClientError::from)?)
+    } else {
+        None
+    };
     let phases = if config.rate.is_some() { 1 } else { 2 };
     let spec = LoadSpec {
         url: url.clone(),
         addr,
+        metrics_addr,
+        tls,
         publishers: config.publishers,
         subscribers: config.subscribers,
         subscribers_per_conn: config.subscribers_per_conn,
@@ -197,7 +211,7 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
     shared.control.stop();
     let histograms = pool.join(phases);
     let peak_rss_bytes = pid.and_then(ProcSample::read).map(|s| s.peak_rss_bytes);
-    let relay_counters = http_get(addr, "/metrics").map(|text| relay_counters(&text));
+    let relay_counters = http_get(metrics_addr, "/metrics").map(|text| relay_counters(&text));
     if let Some(relay) = own.as_mut() {
         if !relay.stop() {
             let _ = writeln!(progress, "perf e2e: the relay did not exit cleanly after SIGTERM");

@@ -16,6 +16,7 @@
 //! report are in `crate::perf` (pure); this module only moves them over sockets and processes.
 
 pub mod e2e;
+pub mod handshakes;
 pub mod hostile;
 pub mod process;
 mod publisher;
@@ -54,6 +55,10 @@ pub struct LoadSpec {
     pub url: String,
     /// Its resolved address.
     pub addr: SocketAddr,
+    /// Where its `/metrics` answers in plain HTTP (the client port, or `--metrics-port` when it serves TLS).
+    pub metrics_addr: SocketAddr,
+    /// wss:// URLs: the clients' TLS configuration, built once for every connection.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Publisher connections.
     pub publishers: usize,
     /// Subscribers, spread evenly over the buckets.
