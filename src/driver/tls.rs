@@ -117,12 +117,19 @@ impl std::str::FromStr for CertPin {
     }
 }
 
-/// The crypto provider: ring only (see Cargo.toml). rustls 0.23.48 deprecated it because ring has no
-/// post-quantum key exchange (X25519MLKEM768 is aws-lc-rs only); X25519 and the NIST curves remain. Moving to
-/// aws-lc-rs for hybrid key exchange is a one-line change here once its build cost is accepted.
+/// The crypto provider: ring only (see Cargo.toml), with X25519 as the preferred key exchange. rustls 0.23.48
+/// deprecated ring's provider because ring has no post-quantum key exchange (X25519MLKEM768 is aws-lc-rs
+/// only), and in the same release put P-384 first in its default groups; ring computes P-384 on its portable
+/// bignum code, and a handshake then cost the relay ~1.4 ms of CPU, almost all of it in that key exchange
+/// (docs/PERFORMANCE.md §TLS). X25519 is constant-time, fast, and what every TLS 1.3 client offers; the NIST
+/// curves stay as fallbacks. Moving to aws-lc-rs for hybrid key exchange is a change here once its build cost
+/// is accepted.
 #[allow(deprecated)]
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(provider)
 }
 
 /// Reads the certificate chain of a PEM file (at least one certificate).
@@ -338,6 +345,12 @@ mod tests {
         assert_eq!(text.to_uppercase().parse::<CertPin>(), Ok(pin));
         assert!("abcd".parse::<CertPin>().is_err());
         assert!("zz".repeat(32).parse::<CertPin>().is_err());
+    }
+
+    #[test]
+    fn x25519_is_the_preferred_key_exchange() {
+        let groups: Vec<_> = provider().kx_groups.iter().map(|g| g.name()).collect();
+        assert_eq!(groups.first(), Some(&rustls::NamedGroup::X25519), "{groups:?}");
     }
 
     #[test]
