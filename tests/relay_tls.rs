@@ -185,3 +185,34 @@ fn start_up_refusals_are_one_line_exit_2() {
     let relay = Relay::start(&["--host", "0.0.0.0", "--danger-plaintext"]);
     assert!(relay.start_line.contains("ws://0.0.0.0:") && relay.start_line.contains("plaintext=DANGER"));
 }
+
+#[test]
+fn metrics_tls_serves_https_on_the_metrics_port() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key, _) = cert_new(&tmp.path().join("tls"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut relay = tls_relay(&cert, &key, &["--metrics-port", &port.to_string(), "--metrics-tls"]);
+    assert!(relay.start_line.contains(&format!("https://127.0.0.1:{port}/metrics")), "{}", relay.start_line);
+    // Plain HTTP gets no answer: the TLS layer refuses the bytes and the socket closes.
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    plain.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/1.1"), "plain HTTP answered on a TLS metrics port");
+    // HTTPS, trusting the relay's certificate.
+    let options = tessera::driver::tls::TlsClientOptions { ca_file: Some(cert.into()), pin: None };
+    let config = tessera::driver::tls::client_config(&options).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, socket);
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = Vec::new();
+    let _ = tls.read_to_end(&mut body);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.starts_with("HTTP/1.1 200") && body.contains("tessera_"), "{body}");
+    assert!(relay.exited().is_none());
+}
