@@ -45,3 +45,34 @@ fn perf_e2e_reports_routed_delivered_and_ordered_latency() {
     assert_eq!(report["errors"]["connections_lost"], 0);
     assert_eq!(report["relay_counters"]["proofs_duplicate"], 0, "random commits never repeat");
 }
+
+/// `--tls`: the load runs over wss:// against a relay serving a fresh self-signed pair; the report is as
+/// complete as over ws:// (the relay's counters come from its separate plain metrics port).
+#[test]
+fn perf_e2e_runs_over_tls_and_counts_handshakes() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([&["perf", "e2e", "--threads", "1", "--shards", "1"][..], args].concat())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run tessera perf e2e");
+        assert!(output.status.success(), "perf e2e {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let json = run(&["--tls", "--seconds", "1", "--subscribers", "32", "--publishers", "1", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert!(report["params"]["relay"].as_str().unwrap().starts_with("wss://127.0.0.1:"), "{report}");
+    assert!(report["routed_per_s"].as_f64().unwrap() > 0.0);
+    let addressed = &report["addressed"];
+    assert!(addressed["sent"].as_u64().unwrap() > 0);
+    assert_eq!(addressed["delivered"], addressed["sent"], "{report}");
+    assert!(report["relay_counters"].is_object(), "metrics read from the plain metrics port: {report}");
+
+    for tls in [false, true] {
+        let line = run(if tls { &["--handshakes", "40", "--tls"] } else { &["--handshakes", "40"] });
+        let expected =
+            if tls { "handshakes TLS: 40 completed (0 failed)" } else { "handshakes plain: 40 completed (0 failed)" };
+        assert!(line.starts_with(expected), "{line}");
+        assert!(line.contains("/s, relay CPU "), "{line}");
+    }
+}

@@ -76,6 +76,8 @@ pub struct EnrollArgs {
     relay: Option<String>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
+    #[command(flatten)]
+    tls: super::cert::TlsArgs,
 }
 
 /// Prints this identity's invite code on stdout; returns the exit code.
@@ -189,8 +191,10 @@ fn register(home: Home, args: &EnrollArgs, url: String) {
             return;
         }
     };
+    let tls = args.tls.clone();
     let outcome = run_local(move || async move {
-        let options = SessionOptions { connect_timeout: ENROLL_CONNECT_TIMEOUT, ..SessionOptions::default() };
+        let options =
+            SessionOptions { connect_timeout: ENROLL_CONNECT_TIMEOUT, tls: tls.options(), ..SessionOptions::default() };
         let mut session = Session::connect(&url, home, identity, options).await.map_err(|e| e.to_string())?;
         let registered = session.register().await.map_err(|e| e.to_string());
         let gap = session.take_coverage_gap();

@@ -45,6 +45,8 @@ pub struct ClientArgs {
     relay: Option<String>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
+    #[command(flatten)]
+    tls: super::cert::TlsArgs,
 }
 
 /// Arguments of `tessera send`.
@@ -86,6 +88,8 @@ struct Prepared {
     home: Home,
     identity: Identity,
     url: String,
+    /// The session's options (TLS from `--tls-ca`, `--tls-pin`).
+    options: SessionOptions,
 }
 
 /// Opens the key directory, unlocks the identity, and picks the relay: `--relay`, else the first relay of
@@ -106,7 +110,8 @@ fn prepare(args: &ClientArgs, contact: Option<&str>) -> Result<Prepared, Box<dyn
         None => contacts.iter().find_map(relay_of),
     };
     let url = args.relay.clone().or(from_invite).unwrap_or_else(|| RELAY_URL_DEFAULT.to_owned());
-    Ok(Prepared { home, identity, url })
+    let options = SessionOptions { tls: args.tls.options(), ..SessionOptions::default() };
+    Ok(Prepared { home, identity, url, options })
 }
 
 /// Runs an async command body on a client executor; maps its error to exit code 1.
@@ -133,8 +138,8 @@ pub fn run_send(args: SendArgs) -> i32 {
     };
     let SendArgs { to, text, .. } = args;
     execute(move || async move {
-        let Prepared { home, identity, url } = prepared;
-        let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
+        let Prepared { home, identity, url, options } = prepared;
+        let mut session = Session::connect(&url, home, identity, options).await.map_err(show)?;
         session.on_window_wait(print_window_wait);
         let sent = session.send(&to, &text).await.map_err(show)?;
         session.close().await;
@@ -155,11 +160,11 @@ pub fn run_recv(args: RecvArgs) -> i32 {
     };
     let (follow, json) = (args.follow, args.json);
     execute(move || async move {
-        let Prepared { home, identity, url } = prepared;
+        let Prepared { home, identity, url, options } = prepared;
         let mut session = if follow {
-            connect_retrying(&url, &home, &identity).await.map_err(show)?
+            connect_retrying(&url, &home, &identity, &options).await.map_err(show)?
         } else {
-            Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?
+            Session::connect(&url, home, identity, options).await.map_err(show)?
         };
         match session.sync().await {
             Ok(messages) => messages.iter().for_each(|m| print_message(m, json)),
@@ -196,8 +201,8 @@ pub fn run_chat(args: ChatArgs) -> i32 {
     };
     let contact = args.contact;
     execute(move || async move {
-        let Prepared { home, identity, url } = prepared;
-        let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
+        let Prepared { home, identity, url, options } = prepared;
+        let mut session = Session::connect(&url, home, identity, options).await.map_err(show)?;
         session.on_window_wait(print_window_wait);
         for message in session.sync().await.map_err(show)? {
             print_message(&message, false);
@@ -279,12 +284,17 @@ fn stdin_lines() -> glommio::channels::local_channel::LocalReceiver<std::io::Res
 
 /// Connects to `url`, retrying like `reconnect` while the relay cannot be reached (`recv --follow` started
 /// before its relay); any other failure (key directory in use, bad state) ends it at once.
-async fn connect_retrying(url: &str, home: &Home, identity: &Identity) -> Result<Session, SessionError> {
+async fn connect_retrying(
+    url: &str,
+    home: &Home,
+    identity: &Identity,
+    options: &SessionOptions,
+) -> Result<Session, SessionError> {
     let mut delay = RECONNECT_DELAY_MIN;
     loop {
         // Each try consumes its copy of the identity.
         let attempt = Identity::from_seed(identity.seed());
-        match Session::connect(url, home.clone(), attempt, SessionOptions::default()).await {
+        match Session::connect(url, home.clone(), attempt, options.clone()).await {
             Ok(session) => {
                 if delay > RECONNECT_DELAY_MIN {
                     eprintln!("connected to {url}");

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
+pub mod cert;
 pub mod contacts;
 pub mod dp;
 pub mod home;
@@ -53,6 +54,8 @@ pub enum Command {
     Dp(dp::DpArgs),
     /// Privacy simulators: linkability under cover policies, bucket anonymity, Bloom false positives.
     Sim(sim::SimArgs),
+    /// TLS certificates: `cert new` writes a self-signed pair for a relay and prints its pin.
+    Cert(cert::CertArgs),
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -83,6 +86,7 @@ pub fn run() -> i32 {
         Command::Chat(args) => messaging::run_chat(args),
         Command::Dp(args) => dp::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Cert(args) => cert::run(args),
     }
 }
 

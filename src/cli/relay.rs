@@ -94,6 +94,18 @@ pub struct RelayArgs {
     /// Group commit: or once its oldest record waited this long, µs [default: 200].
     #[arg(long)]
     pub log_group_commit_delay_us_max: Option<u64>,
+    /// PEM certificate chain: serve wss:// (TLS) on the client port (`tessera cert new` makes a pair).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS (https://) on the --metrics-addr listener too, with the same certificate.
+    #[arg(long)]
+    pub metrics_tls: bool,
+    /// DANGER: listen on a non-loopback address without TLS; the link then shows who publishes where. Logged loudly.
+    #[arg(long)]
+    pub danger_plaintext: bool,
 }
 
 impl RelayArgs {
@@ -125,6 +137,10 @@ impl RelayArgs {
             danger_log_skip_fdatasync: self.danger_log_skip_fdatasync.then_some(true),
             log_group_commit_records_max: self.log_group_commit_records_max,
             log_group_commit_delay_us_max: self.log_group_commit_delay_us_max,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            metrics_tls: self.metrics_tls.then_some(true),
+            danger_plaintext: self.danger_plaintext.then_some(true),
             limits: None,
         }
     }

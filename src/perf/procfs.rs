@@ -53,11 +53,13 @@ pub fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// `ws://host:port/` from the relay's start line (`tessera relay listening on ws://host:port ...`).
+/// `ws://host:port/` (or `wss://`, a relay serving TLS) from the relay's start line (`tessera relay listening
+/// on ws://host:port ...`).
 pub fn start_line_url(line: &str) -> Option<String> {
-    let rest = line.split("ws://").nth(1)?;
-    let host_port = rest.split_whitespace().next()?.trim_end_matches('/');
-    (!host_port.is_empty()).then(|| format!("ws://{host_port}/"))
+    let url = line.split("listening on ").nth(1)?.split_whitespace().next()?;
+    let (scheme, rest) = url.split_once("://").filter(|(s, _)| *s == "ws" || *s == "wss")?;
+    let host_port = rest.trim_end_matches('/');
+    (!host_port.is_empty()).then(|| format!("{scheme}://{host_port}/"))
 }
 
 /// The metrics listener's address from the relay's start line (`(metrics http://host:port/metrics)`).
@@ -138,6 +140,8 @@ mod tests {
         assert_eq!(start_line_metrics_addr(line), Some("127.0.0.1:41234".parse().unwrap()));
         assert_eq!(start_line_metrics_addr("error: storage locked"), None);
         assert_eq!(start_line_url("error: storage locked"), None);
+        let tls = "tessera relay listening on wss://127.0.0.1:41234 (metrics https://127.0.0.1:41234/metrics) shards=2";
+        assert_eq!(start_line_url(tls).as_deref(), Some("wss://127.0.0.1:41234/"));
     }
 
     #[test]

@@ -143,6 +143,16 @@ pub struct RelayConfig {
     pub log_group_commit_records_max: u32,
     /// Group commit: or once its oldest record has waited this long, microseconds.
     pub log_group_commit_delay_us_max: u64,
+    /// PEM certificate chain: with `tls_key`, the client port serves wss:// (TLS) instead of ws://.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS (https://) on the metrics listener too, with the same certificate.
+    pub metrics_tls: bool,
+    /// DANGER: allow listening on a non-loopback address without TLS: every observer of the link then reads
+    /// per-bucket PUBLISH counts, subscriber ids, and the identical bytes of a PUBLISH and its DELIVER. Logged
+    /// loudly.
+    pub danger_plaintext: bool,
     /// Limits announced in HELLO_REPLY and enforced.
     pub limits: Limits,
 }
@@ -177,6 +187,10 @@ impl RelayConfig {
             danger_log_skip_fdatasync: false,
             log_group_commit_records_max: crate::log::commit::GroupCommitPolicy::RECORDS_MAX_DEFAULT,
             log_group_commit_delay_us_max: crate::log::commit::GroupCommitPolicy::DELAY_US_MAX_DEFAULT,
+            tls_cert: None,
+            tls_key: None,
+            metrics_tls: false,
+            danger_plaintext: false,
             limits: Limits::default(),
         }
     }
@@ -210,6 +224,14 @@ impl RelayConfig {
         set(&mut self.danger_log_skip_fdatasync, layer.danger_log_skip_fdatasync);
         set(&mut self.log_group_commit_records_max, layer.log_group_commit_records_max);
         set(&mut self.log_group_commit_delay_us_max, layer.log_group_commit_delay_us_max);
+        if layer.tls_cert.is_some() {
+            self.tls_cert.clone_from(&layer.tls_cert);
+        }
+        if layer.tls_key.is_some() {
+            self.tls_key.clone_from(&layer.tls_key);
+        }
+        set(&mut self.metrics_tls, layer.metrics_tls);
+        set(&mut self.danger_plaintext, layer.danger_plaintext);
         if let Some(l) = &layer.limits {
             let limits = &mut self.limits;
             set(&mut limits.message_bytes_max, l.message_bytes_max);
@@ -221,6 +243,34 @@ impl RelayConfig {
             set(&mut limits.subscription_windows_ahead_max, l.subscription_windows_ahead_max);
             set(&mut limits.connections_max, l.connections_max);
             set(&mut limits.send_queue_proofs_max, l.send_queue_proofs_max);
+        }
+        Ok(())
+    }
+
+    /// Whether the client port serves TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// TLS comes as a certificate and its key; a relay reachable beyond this machine speaks only TLS unless
+    /// the operator says `danger_plaintext`.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let shown = |p: &Option<PathBuf>| p.as_ref().map_or_else(String::new, |p| p.display().to_string());
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(ConfigError::new("tls-cert", shown(&self.tls_cert), "needs --tls-key")),
+            (None, Some(_)) => return Err(ConfigError::new("tls-key", shown(&self.tls_key), "needs --tls-cert")),
+            _ => {}
+        }
+        if self.metrics_tls && !self.tls() {
+            return Err(ConfigError::new("metrics-tls", true, "needs --tls-cert and --tls-key"));
+        }
+        if !self.host.is_loopback() && !self.tls() && !self.danger_plaintext {
+            return Err(ConfigError::new(
+                "host",
+                self.host,
+                "is not a loopback address: serve TLS (--tls-cert, --tls-key; `tessera cert new` makes a pair) \
+                 or pass --danger-plaintext",
+            ));
         }
         Ok(())
     }
@@ -259,6 +309,7 @@ impl RelayConfig {
                 ),
             ));
         }
+        self.validate_tls()?;
         super::edge::validate(self)?;
         if !(1..=HELLO_TIMEOUT_MS_MAX).contains(&self.hello_timeout_ms) {
             let reason = format!("must be in 1..={HELLO_TIMEOUT_MS_MAX} ms");
@@ -444,6 +495,14 @@ pub struct ConfigLayer {
     pub log_group_commit_records_max: Option<u32>,
     /// See [`RelayConfig::log_group_commit_delay_us_max`].
     pub log_group_commit_delay_us_max: Option<u64>,
+    /// See [`RelayConfig::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`RelayConfig::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`RelayConfig::metrics_tls`].
+    pub metrics_tls: Option<bool>,
+    /// See [`RelayConfig::danger_plaintext`].
+    pub danger_plaintext: Option<bool>,
     /// See [`Limits`].
     pub limits: Option<LimitsLayer>,
 }

@@ -129,8 +129,9 @@ impl Relay {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read start line");
+        // The first URL of the line: `ws://host:port` (or `wss://host:port` for a relay serving TLS).
         let addr = line
-            .split("ws://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in start line {line:?}"))

@@ -1,25 +1,33 @@
-//! A native-protocol client connection on glommio: WebSocket (async-tungstenite) over a glommio `TcpStream`.
+//! A native-protocol client connection on glommio: WebSocket (async-tungstenite) over a glommio `TcpStream`,
+//! plain (ws://) or TLS (wss://, rustls).
 //!
 //! ```text
-//! connect(url) ─TCP─▶ WebSocket handshake ─▶ HELLO ─▶ HELLO_REPLY (the relay's parameters and limits)
+//! connect(url) ─TCP─▶ [wss: TLS handshake, SNI = the URL's host, ClientOptions::tls: roots + CA file, or a pin]
+//!              ─▶ WebSocket handshake ─▶ HELLO ─▶ HELLO_REPLY (the relay's parameters and limits)
 //!                                                         ─▶ check_relay_params (refused: ClientError::RelayParams)
 //!   ClientConn ─split─▶ ClientSender   send(frames) / send_message(pre-encoded bytes): one WebSocket message
 //!              └──────▶ ClientReceiver recv() ─▶ Codec::decode_message (the relay's announced limits) ─▶ frames
 //! ```
 //! The two halves may live in different tasks of one executor (a publisher sends while its ACK reader
-//! receives). Used by the load generator and by the client commands; only `ws://` is supported.
+//! receives). Used by the load generator and by the client commands. A TLS failure is typed: the certificate
+//! is not trusted, it is not the pinned one, or the handshake failed otherwise (the peer does not speak TLS).
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
 use futures_util::StreamExt;
 use glommio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use crate::client::bounds::{check_relay_params, RelayParamsError};
+use crate::driver::tls::{classify, CertPin, HandshakeFailure, TlsClientOptions, TlsError};
+use crate::driver::tls_stream::MaybeTls;
 use crate::proto::frame::ErrorFrame;
 use crate::proto::{Codec, DecodeError, Frame, Hello, Limits, RelayParams, Role, PROTOCOL_VERSION};
 
@@ -27,9 +35,39 @@ use crate::proto::{Codec, DecodeError, Frame, Hello, Limits, RelayParams, Role, 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The URL is not `ws://host:port[/path]`.
-    #[error("bad relay URL {0:?}: expected ws://host:port")]
+    /// The URL is not `ws://host:port[/path]` or `wss://host:port[/path]`.
+    #[error("bad relay URL {0:?}: expected ws://host:port or wss://host:port")]
     BadUrl(String),
+    /// The TLS options could not be used (the CA file is missing or not PEM).
+    #[error("{0}")]
+    TlsConfig(#[from] TlsError),
+    /// The relay's certificate does not chain to a trusted root (system roots, `--tls-ca`) or does not name the
+    /// URL's host.
+    #[error("the TLS certificate of {host} is not trusted ({reason}): give its CA with --tls-ca FILE or pin it with --tls-pin HEX")]
+    TlsUntrusted {
+        /// The URL's host.
+        host: String,
+        /// What the verifier said.
+        reason: String,
+    },
+    /// A pin was given and the relay presented another certificate.
+    #[error("the TLS certificate of {host} is {got}, not the pinned {expected}")]
+    TlsPinMismatch {
+        /// The URL's host.
+        host: String,
+        /// The pin given.
+        expected: CertPin,
+        /// The SHA-256 of the certificate presented.
+        got: CertPin,
+    },
+    /// The TLS handshake failed for another reason (the port does not speak TLS, an alert, a reset).
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    TlsHandshake {
+        /// Where.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
     /// The host did not resolve or the TCP connection failed.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
@@ -56,19 +94,44 @@ pub enum ClientError {
     RelayParams(#[from] RelayParamsError),
 }
 
+impl ClientError {
+    /// The relay is not the one the client trusts (untrusted certificate, pin mismatch) or the TLS options are
+    /// unusable: retrying cannot help.
+    pub fn is_trust_failure(&self) -> bool {
+        matches!(
+            self,
+            ClientError::TlsConfig(_) | ClientError::TlsUntrusted { .. } | ClientError::TlsPinMismatch { .. }
+        )
+    }
+}
+
 /// Connection options.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Largest WebSocket message accepted from the relay before HELLO_REPLY announces its limits (and the
     /// WebSocket layer's limit for the life of the connection).
     pub message_bytes_max: usize,
     /// The WebSocket read buffer (allocated up front: keep it small for thousands of idle connections).
     pub read_buffer_bytes: usize,
+    /// The TLS configuration for wss:// URLs (`tls::client_config`, built once and shared); `None`: the system
+    /// roots only, built at each wss:// connect.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { message_bytes_max: Limits::default().message_bytes_max as usize, read_buffer_bytes: 64 * 1024 }
+        Self {
+            message_bytes_max: Limits::default().message_bytes_max as usize,
+            read_buffer_bytes: 64 * 1024,
+            tls: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options whose wss:// connections trust `tls` (the CA file is read now).
+    pub fn with_tls(self, tls: &TlsClientOptions) -> Result<Self, ClientError> {
+        Ok(Self { tls: Some(crate::driver::tls::client_config(tls)?), ..self })
     }
 }
 
@@ -81,25 +144,42 @@ pub struct ClientConn {
 
 /// The sending half.
 pub struct ClientSender {
-    sink: WebSocketSender<TcpStream>,
+    sink: WebSocketSender<MaybeTls>,
 }
 
 /// The receiving half.
 pub struct ClientReceiver {
-    stream: WebSocketReceiver<TcpStream>,
+    stream: WebSocketReceiver<MaybeTls>,
     codec: Codec,
     /// Frames that arrived in one message with HELLO_REPLY, handed out first.
     pending: VecDeque<Frame>,
 }
 
-/// `host:port` of a `ws://host:port[/path]` URL.
+/// `host:port` of a `ws://host:port[/path]` or `wss://host:port[/path]` URL.
 fn authority(url: &str) -> Result<&str, ClientError> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+    Ok(split_url(url)?.1)
+}
+
+/// Whether the URL is wss://, and its `host:port`.
+fn split_url(url: &str) -> Result<(bool, &str), ClientError> {
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(ClientError::BadUrl(url.to_owned())),
+    };
     let host_port = rest.split('/').next().unwrap_or_default();
-    if host_port.is_empty() {
+    if host(host_port).is_empty() {
         return Err(ClientError::BadUrl(url.to_owned()));
     }
-    Ok(host_port)
+    Ok((tls, host_port))
+}
+
+/// The host of `host[:port]` (an IPv6 literal without its brackets): the TLS server name.
+fn host(host_port: &str) -> &str {
+    if let Some(rest) = host_port.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    host_port.rsplit_once(':').map_or(host_port, |(host, _)| host)
 }
 
 /// Resolves a `ws://` URL to a socket address (an IP literal resolves without a lookup).
@@ -115,11 +195,20 @@ impl ClientConn {
     /// Connects to `url` (`ws://host:port/`) at `addr` (from [`resolve`], done once for many connections),
     /// completes the WebSocket handshake and HELLO, and returns the connection with the relay's parameters.
     pub async fn connect(url: &str, addr: SocketAddr, options: ClientOptions) -> Result<Self, ClientError> {
-        authority(url)?;
+        let (tls, host_port) = split_url(url)?;
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| ClientError::Connect { addr: addr.to_string(), source: e.into() })?;
         stream.set_nodelay(true).map_err(|e| ClientError::Connect { addr: addr.to_string(), source: e.into() })?;
+        let stream = if tls {
+            let config = match options.tls {
+                Some(config) => config,
+                None => crate::driver::tls::client_config(&TlsClientOptions::default())?,
+            };
+            secure(stream, config, host(host_port), addr).await?
+        } else {
+            MaybeTls::Plain(stream)
+        };
         let config = WebSocketConfig::default()
             .read_buffer_size(options.read_buffer_bytes)
             .write_buffer_size(0)
@@ -175,6 +264,32 @@ impl ClientConn {
     }
 }
 
+/// The TLS handshake as a client, the server name being the URL's host (a DNS name or an IP address).
+async fn secure(
+    stream: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    addr: SocketAddr,
+) -> Result<MaybeTls, ClientError> {
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| ClientError::BadUrl(host.to_owned()))?;
+    match futures_rustls::TlsConnector::from(config).connect(name, stream).await {
+        Ok(mut tls) => {
+            // Makes sure the Finished flight has left (the WebSocket request follows in the same direction anyway).
+            tls.flush()
+                .await
+                .map_err(|e| ClientError::TlsHandshake { addr: addr.to_string(), reason: e.to_string() })?;
+            Ok(MaybeTls::Client(Box::new(tls)))
+        }
+        Err(e) => Err(match classify(&e) {
+            HandshakeFailure::Untrusted(reason) => ClientError::TlsUntrusted { host: host.to_owned(), reason },
+            HandshakeFailure::PinMismatch { expected, got } => {
+                ClientError::TlsPinMismatch { host: host.to_owned(), expected, got }
+            }
+            HandshakeFailure::Other(reason) => ClientError::TlsHandshake { addr: addr.to_string(), reason },
+        }),
+    }
+}
+
 impl ClientSender {
     /// Sends frames as one message.
     pub async fn send(&mut self, frames: &[Frame]) -> Result<(), ClientError> {
@@ -222,7 +337,13 @@ mod tests {
     fn urls() {
         assert_eq!(authority("ws://127.0.0.1:8100/").unwrap(), "127.0.0.1:8100");
         assert_eq!(authority("ws://127.0.0.1:8100").unwrap(), "127.0.0.1:8100");
-        assert!(matches!(authority("wss://h:1/"), Err(ClientError::BadUrl(_))));
+        assert_eq!(split_url("wss://relay.example:443/").unwrap(), (true, "relay.example:443"));
+        assert_eq!(host("relay.example:443"), "relay.example");
+        assert_eq!(host("[::1]:8100"), "::1");
+        assert_eq!(host("127.0.0.1:8100"), "127.0.0.1");
+        assert!(matches!(authority("wss:///x"), Err(ClientError::BadUrl(_))), "wss URL without a host");
+        assert!(matches!(authority("wss://:443/"), Err(ClientError::BadUrl(_))), "wss URL without a host");
+        assert!(matches!(authority("https://h:1/"), Err(ClientError::BadUrl(_))));
         assert!(matches!(authority("ws:///x"), Err(ClientError::BadUrl(_))));
         assert_eq!(resolve("ws://127.0.0.1:9/").unwrap(), "127.0.0.1:9".parse().unwrap());
     }

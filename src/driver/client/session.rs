@@ -65,8 +65,8 @@ const IO_MEMORY_BYTES: usize = 256 << 10;
 /// WebSocket read buffer: one FETCH page or DELIVER at a time.
 const READ_BUFFER_BYTES: usize = 64 << 10;
 
-/// Bounds on every wait of a session.
-#[derive(Debug, Clone, Copy)]
+/// Bounds on every wait of a session, and how it authenticates a wss:// relay.
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
     /// TCP connect, WebSocket handshake and HELLO together.
     pub connect_timeout: Duration,
@@ -77,6 +77,8 @@ pub struct SessionOptions {
     /// When a contact's sequence numbers of the current window are used up (8 parts per 10 s), wait for the
     /// next window instead of failing with `SendError::WindowFull`.
     pub wait_for_free_window: bool,
+    /// wss:// only: extra trust anchors (`--tls-ca`) and the relay certificate's pin (`--tls-pin`, or an invite's).
+    pub tls: crate::driver::tls::TlsClientOptions,
 }
 
 impl Default for SessionOptions {
@@ -86,6 +88,7 @@ impl Default for SessionOptions {
             reply_timeout: Duration::from_secs(10),
             fetch_page_proofs: FETCH_PAGE_PROOFS,
             wait_for_free_window: true,
+            tls: crate::driver::tls::TlsClientOptions::default(),
         }
     }
 }
@@ -151,10 +154,14 @@ fn lock_home(home: &Home) -> Result<File, SessionError> {
 }
 
 /// Connects and completes HELLO within `timeout`.
-async fn connect_conn(url: &str, timeout: Duration) -> Result<ClientConn, SessionError> {
+async fn connect_conn(url: &str, session: &SessionOptions) -> Result<ClientConn, SessionError> {
+    let timeout = session.connect_timeout;
     let unreachable = |source| SessionError::Unreachable { url: url.to_owned(), source };
     let addr = resolve(url).map_err(unreachable)?;
-    let options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
+    let mut options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
+    if url.starts_with("wss://") {
+        options = options.with_tls(&session.tls).map_err(unreachable)?;
+    }
     let connect = async { Some(ClientConn::connect(url, addr, options).await) };
     match or(connect, async {
         glommio::timer::sleep(timeout).await;
@@ -218,7 +225,7 @@ impl Session {
         let lock = lock_home(&home)?;
         let contacts = home.read_contacts(identity.public())?;
         let persisted: PersistedState = home.read_state()?;
-        let conn = connect_conn(url, options.connect_timeout).await?;
+        let conn = connect_conn(url, &options).await?;
         let state = ClientState::new(identity, contacts, persisted, ClientConfig::for_relay(conn.params()))?;
         Ok(Self {
             state,
@@ -257,7 +264,7 @@ impl Session {
     /// Replaces a broken connection with a new one to the same relay (then call [`Session::sync`] to
     /// re-subscribe and fetch what arrived meanwhile). The state is kept.
     pub async fn reconnect(&mut self) -> Result<(), SessionError> {
-        self.conn = connect_conn(&self.url, self.options.connect_timeout).await?;
+        self.conn = connect_conn(&self.url, &self.options).await?;
         self.publish_seq = 1;
         self.claimed.clear();
         self.pending.clear();

@@ -92,7 +92,8 @@ impl SessionError {
                 | SessionError::Timeout { .. }
                 | SessionError::ConnectionLost
                 | SessionError::Transport(_)
-        ) || matches!(self, SessionError::Relay(e) if e.code == ErrorCode::SHUTTING_DOWN)
+        ) && !matches!(self, SessionError::Unreachable { source, .. } if source.is_trust_failure())
+            || matches!(self, SessionError::Relay(e) if e.code == ErrorCode::SHUTTING_DOWN)
     }
 }
 

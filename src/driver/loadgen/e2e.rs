@@ -21,6 +21,7 @@ use super::process::{http_get, machine_ticks, raise_nofile_limit, ProcSample, Re
 use super::{LoadSpec, Shared};
 use crate::driver::client::conn::{resolve, ClientError};
 use crate::driver::loadgen;
+use crate::driver::tls::TlsClientOptions;
 use crate::perf::procfs::{bucket_quantile, cpu_model, histogram_buckets, metric_sum};
 use crate::perf::report::{
     Addressed, Errors, Latency, Machine, Params, PhaseReport, RelayCounters, RelayLatency, Report,
@@ -63,6 +64,10 @@ pub struct E2eConfig {
     pub threads: usize,
     /// Unacknowledged PUBLISHes per publisher.
     pub inflight_batches: usize,
+    /// Start our relay with TLS (a fresh self-signed pair) and connect over wss://.
+    pub tls: bool,
+    /// A wss:// `relay`'s CA or self-signed certificate (beside the system roots).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Why the run failed.
@@ -172,7 +177,7 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
         Some(url) => (url.clone(), config.relay_pid, None),
         None => {
             let exe = std::env::current_exe().map_err(|e| E2eError::Relay(RelayProcessError::Spawn(e)))?;
-            let relay = RelayProcess::start(&exe, config.shards)?;
+            let relay = RelayProcess::start(&exe, config.shards, config.tls)?;
             let _ = writeln!(progress, "perf e2e: started relay pid {}: {}", relay.pid(), relay.start_line);
             let metrics_addr = crate::perf::procfs::start_line_metrics_addr(&relay.start_line);
             let started = (relay.url.clone(), Some(relay.pid()), metrics_addr);
@@ -185,11 +190,18 @@ pub fn run(config: &E2eConfig, progress: &mut dyn Write) -> Result<Report, E2eEr
         let port = addr.port().checked_add(1)?;
         addr.ip().is_loopback().then(|| std::net::SocketAddr::new(addr.ip(), port))
     });
+    let tls = if url.starts_with("wss://") {
+        let ca_file = own.as_ref().and_then(|r| r.tls_cert.clone()).or_else(|| config.tls_ca.clone());
+        Some(crate::driver::tls::client_config(&TlsClientOptions { ca_file, pin: None }).map_err(ClientError::from)?)
+    } else {
+        None
+    };
     let phases = if config.rate.is_some() { 1 } else { 2 };
     let spec = LoadSpec {
         url: url.clone(),
         addr,
         metrics_addr,
+        tls,
         publishers: config.publishers,
         subscribers: config.subscribers,
         subscribers_per_conn: config.subscribers_per_conn,

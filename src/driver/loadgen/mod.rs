@@ -16,6 +16,7 @@
 //! report are in `crate::perf` (pure); this module only moves them over sockets and processes.
 
 pub mod e2e;
+pub mod handshakes;
 pub mod hostile;
 pub mod process;
 mod publisher;
@@ -56,6 +57,8 @@ pub struct LoadSpec {
     pub addr: SocketAddr,
     /// Its metrics listener (`/metrics`), where known: the relay's own counters and latency histograms.
     pub metrics_addr: Option<SocketAddr>,
+    /// wss:// URLs: the clients' TLS configuration, built once for every connection.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Publisher connections.
     pub publishers: usize,
     /// Subscribers, spread evenly over the buckets.

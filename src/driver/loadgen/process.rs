@@ -4,6 +4,8 @@
 //! ```text
 //! raise_nofile_limit ─▶ soft RLIMIT_NOFILE = hard (children inherit it: the relay needs as many descriptors)
 //! RelayProcess::start ─▶ `<this exe> relay --port 0 --storage <temp> --shards S` ─▶ start line ─▶ ws:// URL
+//!   with TLS: a fresh self-signed pair for 127.0.0.1 in `<temp>-tls` ─▶ `--tls-cert --tls-key` ─▶ wss:// URL,
+//!   the certificate for the clients to trust; /metrics: the plain loopback listener the start line names
 //! ProcSample::read(pid) ─▶ utime + stime (/proc/PID/stat), VmHWM (/proc/PID/status)
 //! RelayProcess::stop ─▶ SIGTERM ─▶ wait (bounded) ─▶ SIGKILL if it hangs ─▶ storage removed
 //! ```
@@ -107,19 +109,32 @@ pub struct RelayProcess {
     pub url: String,
     /// The start line it printed.
     pub start_line: String,
+    /// With TLS: the certificate the relay serves (the clients' trust anchor) and its directory.
+    pub tls_cert: Option<PathBuf>,
+    /// Where `/metrics` is served in plain HTTP (the client port when it is plain, a separate one with TLS).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RelayProcess {
     /// Starts `exe relay --port 0 --storage <temp dir> --shards <shards> --danger-exact-metrics` (the report
     /// reads the relay's exact counters; its metrics stay on loopback) and waits for its start line.
     /// Its stderr is ours; `RUST_LOG` defaults to `warn` for it.
-    pub fn start(exe: &std::path::Path, shards: usize) -> Result<Self, RelayProcessError> {
+    pub fn start(exe: &std::path::Path, shards: usize, tls: bool) -> Result<Self, RelayProcessError> {
         let nanos = crate::driver::clock::unix_now_ns();
         let storage = std::env::temp_dir().join(format!("tessera-perf-e2e-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&storage).map_err(RelayProcessError::Spawn)?;
-        let mut child = Command::new(exe)
-            .args(["relay", "--port", "0", "--danger-exact-metrics", "--shards", &shards.to_string(), "--storage"])
-            .arg(&storage)
+        let mut command = Command::new(exe);
+        command.args(["relay", "--port", "0", "--danger-exact-metrics", "--shards", &shards.to_string(), "--storage"]);
+        command.arg(&storage);
+        let mut tls_cert = None;
+        if tls {
+            let (cert, key) = write_pair(&tls_dir(&storage))?;
+            command.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+            tls_cert = Some(cert);
+        }
+        // Read from the start line below: the metrics listener is plain HTTP on loopback, TLS or not.
+        let metrics_addr = None;
+        let mut child = command
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -138,7 +153,8 @@ impl RelayProcess {
         let received = rx.recv_timeout(START_TIMEOUT);
         let mut relay = match received {
             Ok((stdout, line)) => {
-                Self { child, _stdout: stdout, storage, url: String::new(), start_line: line.trim_end().to_owned() }
+                let start_line = line.trim_end().to_owned();
+                Self { child, _stdout: stdout, storage, url: String::new(), start_line, tls_cert, metrics_addr }
             }
             Err(_) => {
                 let _ = child.kill();
@@ -148,7 +164,10 @@ impl RelayProcess {
             }
         };
         match crate::perf::procfs::start_line_url(&relay.start_line) {
-            Some(url) => relay.url = url,
+            Some(url) => {
+                relay.metrics_addr = crate::perf::procfs::start_line_metrics_addr(&relay.start_line);
+                relay.url = url;
+            }
             None => {
                 let line = relay.start_line.clone();
                 relay.stop();
@@ -181,6 +200,7 @@ impl RelayProcess {
             }
         };
         let _ = std::fs::remove_dir_all(&self.storage);
+        let _ = std::fs::remove_dir_all(tls_dir(&self.storage));
         clean
     }
 }
@@ -192,7 +212,29 @@ impl Drop for RelayProcess {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.storage);
+        let _ = std::fs::remove_dir_all(tls_dir(&self.storage));
     }
+}
+
+/// Where a TLS relay's pair lives: beside its storage, not inside it (the log owns that directory).
+fn tls_dir(storage: &std::path::Path) -> PathBuf {
+    let mut dir = storage.as_os_str().to_owned();
+    dir.push("-tls");
+    dir.into()
+}
+
+/// Writes a fresh self-signed pair for 127.0.0.1 into `dir`: (cert.pem, key.pem).
+fn write_pair(dir: &std::path::Path) -> Result<(PathBuf, PathBuf), RelayProcessError> {
+    let (cert, key, _pin) = crate::driver::tls::self_signed("127.0.0.1")
+        .map_err(|e| RelayProcessError::Spawn(std::io::Error::other(e.to_string())))?;
+    std::fs::create_dir_all(dir).map_err(RelayProcessError::Spawn)?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert).map_err(RelayProcessError::Spawn)?;
+    std::fs::write(&key_path, key).map_err(RelayProcessError::Spawn)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    let owner_only = std::fs::Permissions::from_mode(0o600);
+    std::fs::set_permissions(&key_path, owner_only).map_err(RelayProcessError::Spawn)?;
+    Ok((cert_path, key_path))
 }
 
 /// Body of a plain `GET path` to `addr` (the relay's `/metrics`), with short timeouts; `None` on any failure.

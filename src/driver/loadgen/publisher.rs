@@ -59,7 +59,11 @@ struct InFlight {
 
 /// Runs publisher `index` until the stop.
 pub(super) async fn run(shared: Arc<Shared>, local: Rc<Local>, index: usize) {
-    let options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
+    let options = ClientOptions {
+        read_buffer_bytes: READ_BUFFER_BYTES,
+        tls: shared.spec.tls.clone(),
+        ..ClientOptions::default()
+    };
     let conn = match ClientConn::connect(&shared.spec.url, shared.spec.addr, options).await {
         Ok(conn) => conn,
         Err(e) => {

@@ -141,7 +141,11 @@ async fn setup(
     let ids = keys;
     let _permit = permits.acquire_permit(1).await.ok()?;
     let first = ids.first().map_or(0, |&(_, i)| i);
-    let options = ClientOptions { read_buffer_bytes: READ_BUFFER_BYTES, ..ClientOptions::default() };
+    let options = ClientOptions {
+        read_buffer_bytes: READ_BUFFER_BYTES,
+        tls: shared.spec.tls.clone(),
+        ..ClientOptions::default()
+    };
     let conn = match ClientConn::connect(&shared.spec.url, shared.spec.addr, options).await {
         Ok(conn) => conn,
         Err(e) => {

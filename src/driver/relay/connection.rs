@@ -1,10 +1,10 @@
-//! One accepted TCP connection: HTTP request head → a WebSocket session (client port), or `/metrics`,
-//! `/healthz` (metrics listener, `serve_http_only`).
+//! One accepted TCP connection: TLS (when the relay has a certificate), HTTP request head → a WebSocket
+//! session (client port), or `/metrics`, `/healthz` (metrics listener, `serve_http_only`).
 //!
 //! ```text
-//! accept ─▶ read head (≤ 8 KiB) ─┬─ plain GET (even /metrics) ─▶ 404, close          (all within http_timeout_ms)
-//!                                ├─ upgrade, wrong path | Origin not allowed ─▶ 404 | 403, close
-//!                                └─ Upgrade: websocket ─▶ 101 ──────────────────────┘
+//! accept ─▶ [TLS handshake] ─▶ read head (≤ 8 KiB) ─┬─ plain GET (even /metrics) ─▶ 404, close  (all within http_timeout_ms)
+//!                                                   ├─ upgrade, wrong path | Origin not allowed ─▶ 404 | 403, close
+//!                                                   └─ Upgrade: websocket ─▶ 101 ─────────────────┘
 //!          ─▶ FrameGate (large frames whole) ─▶ reader loop (ReadDeadline: HELLO, idle) ──handle_message──▶ ShardServer
 //!             writer task ◀──poll_message─── ShardServer
 //! ```
@@ -20,6 +20,9 @@
 //! frame and stops the reader; a writer stuck on a peer that never reads is cancelled after a grace period.
 //! Plain HTTP answers are bounded the same way: a client that never reads its `/metrics` response holds the
 //! task and the descriptor for `http_timeout_ms` at most.
+//! TLS: the handshake runs here, in the admission task queue, inside the same `http_timeout_ms` deadline as the
+//! request head (a client that starts a handshake and never finishes it is closed then, like a slow head);
+//! everything after it reads and writes a [`MaybeTls`], plain or TLS, so the session code is the same for both.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -33,6 +36,8 @@ use async_tungstenite::WebSocketStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::{SinkExt, StreamExt};
 use glommio::net::TcpStream;
+
+use crate::driver::tls_stream::MaybeTls;
 
 use super::frame_gate::FrameGate;
 use super::shard_ctx::ShardCtx;
@@ -50,7 +55,7 @@ use crate::server::msg::ConnId;
 /// announced message length either way).
 const WS_READ_BYTES: usize = 16 * 1024;
 /// The socket as the WebSocket layer sees it (large frames are handed over whole: frame_gate.rs).
-type WsSocket = FrameGate<TcpStream>;
+type WsSocket = FrameGate<MaybeTls>;
 
 /// How long a closing connection's writer may take to drain and send its close frame.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
@@ -84,8 +89,8 @@ async fn before<T>(deadline: Instant, work: impl Future<Output = T>) -> Option<T
 }
 
 /// Writes a whole HTTP response and closes, within `deadline`; counts a cut (`tessera_http_timeouts_total`).
-async fn answer(ctx: &ShardCtx, stream: &mut TcpStream, deadline: Instant, response: &str) {
-    let _ = socket2::SockRef::from(&*stream).set_send_buffer_size(HTTP_SEND_BUFFER_BYTES);
+async fn answer(ctx: &ShardCtx, stream: &mut MaybeTls, deadline: Instant, response: &str) {
+    let _ = socket2::SockRef::from(stream.tcp()).set_send_buffer_size(HTTP_SEND_BUFFER_BYTES);
     let written = before(deadline, async {
         stream.write_all(response.as_bytes()).await?;
         stream.close().await
@@ -96,10 +101,30 @@ async fn answer(ctx: &ShardCtx, stream: &mut TcpStream, deadline: Instant, respo
     }
 }
 
+/// The TLS handshake if `tls` and the relay has a certificate, within `deadline`; `None` when it failed (not
+/// TLS, an alert, a reset) or did not finish in time (counted as an HTTP timeout): the socket is then closed.
+async fn secure(ctx: &ShardCtx, stream: TcpStream, deadline: Instant, tls: bool) -> Option<MaybeTls> {
+    let Some(config) = ctx.shared.tls.as_ref().filter(|_| tls) else {
+        return Some(MaybeTls::Plain(stream));
+    };
+    match before(deadline, futures_rustls::TlsAcceptor::from(config.clone()).accept(stream)).await {
+        Some(Ok(tls)) => Some(MaybeTls::Server(Box::new(tls))),
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        None => {
+            ShardMetrics::add(&ctx.metrics().http_timeouts, 1);
+            None
+        }
+    }
+}
+
 /// Serves one accepted TCP connection to the end.
-pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + ctx.http_timeout();
+    let Some(mut stream) = secure(&ctx, stream, deadline, true).await else { return };
     let mut buf = Vec::with_capacity(1024);
     let head_len = match before(deadline, read_head(&mut stream, &mut buf)).await {
         Some(Some(len)) => len,
@@ -120,7 +145,12 @@ pub async fn serve(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                 return answer(&ctx, &mut stream, deadline, &response).await;
             }
             let accept = http::websocket_accept_response(&key);
-            match before(deadline, stream.write_all(accept.as_bytes())).await {
+            // Flushed: over TLS the 101 may otherwise wait in the record layer.
+            let written = async {
+                stream.write_all(accept.as_bytes()).await?;
+                stream.flush().await
+            };
+            match before(deadline, written).await {
                 Some(Ok(())) => {}
                 Some(Err(_)) => return,
                 None => {
@@ -157,8 +187,10 @@ fn bad_head() -> String {
 
 /// Serves plain HTTP only (the `--metrics-addr` listener): `/metrics`, `/healthz`, 404 otherwise; the whole
 /// exchange within `http_timeout_ms`.
-pub async fn serve_http_only(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+pub async fn serve_http_only(ctx: Rc<ShardCtx>, stream: TcpStream) {
     let deadline = Instant::now() + ctx.http_timeout();
+    let tls = ctx.shared.config.metrics_tls;
+    let Some(mut stream) = secure(&ctx, stream, deadline, tls).await else { return };
     let mut buf = Vec::with_capacity(512);
     let head = before(deadline, read_head(&mut stream, &mut buf)).await;
     let response = match head.flatten().map(|len| http::parse_request_head(&buf[..len])) {
@@ -177,8 +209,13 @@ pub async fn serve_http_only(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     answer(&ctx, &mut stream, deadline, &response).await;
 }
 
-/// Reads until the end of the request head; `None` on EOF, error or an oversized head.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+/// First byte of a TLS handshake record: a wss:// client on a plain port. No HTTP request starts with it, so the
+/// relay answers at once (400, which the client's TLS layer reports as a failed handshake) instead of waiting
+/// `http_timeout_ms` for a request head that will never come.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Reads until the end of the request head; `None` on EOF, error, an oversized head or TLS bytes.
+async fn read_head(stream: &mut MaybeTls, buf: &mut Vec<u8>) -> Option<usize> {
     let mut chunk = [0u8; 2048];
     loop {
         if let Some(len) = http::head_len(buf) {
@@ -192,6 +229,9 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+        if buf.first() == Some(&TLS_HANDSHAKE_RECORD) {
+            return None;
+        }
     }
 }
 

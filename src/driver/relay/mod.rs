@@ -64,6 +64,11 @@ pub struct Started {
 pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     startup::check_shards(config.shards, cores)?;
+    // Loaded once, before anything else is opened: a bad certificate is a configuration error (exit 2).
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::driver::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let _lock = startup::lock_storage(&config.storage)?;
     // Absolute from here on: glommio cannot open a relative directory path (EBADF), and the start line is
     // clearer with the real location.
@@ -103,6 +108,13 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
              can subtract the cover traffic's noise; tests and benchmarks only"
         );
     }
+    if config.danger_plaintext && tls.is_none() {
+        tracing::warn!(
+            host = %config.host,
+            "DANGER: serving plaintext ws:// (--danger-plaintext): anyone on the path reads per-bucket PUBLISH \
+             counts and subscriber ids and links each DELIVER to its PUBLISH; use --tls-cert/--tls-key"
+        );
+    }
     if config.danger_log_skip_fdatasync {
         tracing::warn!(
             "DANGER: the log does not fdatasync (--danger-log-skip-fdatasync): acknowledged proofs can be lost in a \
@@ -126,6 +138,7 @@ pub fn run_relay(config: RelayConfig) -> Result<(), StartError> {
         sources: admission::SourceCounts::new(config.connections_per_ip_max, config.connections_per_loopback_max),
         fds: admission::FdBudget::new(nofile, shards),
         shutdown,
+        tls,
     });
     let requests = MeshBuilder::full(shards, REQUEST_CHANNEL_MESSAGES);
     let responses = MeshBuilder::full(shards, RESPONSE_CHANNEL_MESSAGES);
@@ -205,6 +218,9 @@ pub fn start_line(config: &RelayConfig, addr: std::net::SocketAddr, metrics: Opt
         })
         .collect();
     let metrics = metrics.unwrap_or(addr);
+    let scheme = if config.tls() { "wss" } else { "ws" };
+    let metrics_scheme = if config.tls() && config.metrics_tls { "https" } else { "http" };
+    let plaintext = if config.danger_plaintext && !config.tls() { " plaintext=DANGER" } else { "" };
     let durability = if config.danger_log_skip_fdatasync { " durability=NONE (danger)" } else { "" };
     let cover = if config.danger_disable_cover_traffic {
         "DISABLED (danger)".to_owned()
@@ -212,8 +228,8 @@ pub fn start_line(config: &RelayConfig, addr: std::net::SocketAddr, metrics: Opt
         format!("epsilon={} delta={}", config.cover_traffic_epsilon, config.cover_traffic_delta)
     };
     format!(
-        "tessera relay listening on ws://{addr} (metrics http://{metrics}/metrics) shards={} buckets=[{}] \
-         window={}s bloom=m{}/k{} cover {} storage={} retention={}s{durability}",
+        "tessera relay listening on {scheme}://{addr} (metrics {metrics_scheme}://{metrics}/metrics) shards={} \
+         buckets=[{}] window={}s bloom=m{}/k{} cover {} storage={} retention={}s{durability}{plaintext}",
         config.shards,
         ranges.join(" "),
         config.window_s,

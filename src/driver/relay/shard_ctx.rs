@@ -65,6 +65,8 @@ pub struct Shared {
     pub fds: FdBudget,
     /// Set by SIGINT/SIGTERM.
     pub shutdown: Arc<AtomicBool>,
+    /// The TLS configuration (`--tls-cert`, `--tls-key`), loaded once at start-up, read-only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What a shard tells the main thread during start-up, in this order (`startup::wait_ready` bounds the first

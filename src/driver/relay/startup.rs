@@ -65,6 +65,9 @@ pub enum StartError {
     /// The executors could not be started.
     #[error("cannot start the shard executors: {0}")]
     Executor(String),
+    /// The TLS certificate or key cannot be used (missing, not PEM, not matching).
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::driver::tls::TlsError),
 }
 
 /// Exit status of a configuration the relay cannot use, the same as an invalid value (README §Quick start).
@@ -82,7 +85,8 @@ impl StartError {
             StartError::Storage { .. }
             | StartError::StorageLocked(_)
             | StartError::Bind { .. }
-            | StartError::TooManyShards { .. } => EXIT_CONFIGURATION,
+            | StartError::TooManyShards { .. }
+            | StartError::Tls(_) => EXIT_CONFIGURATION,
             StartError::Executor(_) => EXIT_FAILURE,
         }
     }

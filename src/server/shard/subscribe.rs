@@ -355,8 +355,7 @@ mod tests {
     fn claims_past_the_per_connection_limit_are_refused() {
         let mut config = RelayConfig::defaults(1);
         config.limits.subscribers_per_connection_max = 1;
-        let metrics: Arc<[CachePadded<ShardMetrics>]> =
-            vec![CachePadded::new(ShardMetrics::default())].into();
+        let metrics: Arc<[CachePadded<ShardMetrics>]> = vec![CachePadded::new(ShardMetrics::default())].into();
         let params = ShardParams::for_shard(0, 1, config.num_buckets, config.window_s as u32);
         let log = LogState::new(LogConfig::new(params)).expect("a fresh log state");
         let mut s = ShardServer::new(0, &config, [7; 16], [1, 2], metrics, log);

@@ -121,7 +121,7 @@ fn with_relay<T>(
     f: impl FnOnce(&RelayProcess, &mut dyn Write) -> Result<T, E2eError>,
 ) -> Result<T, E2eError> {
     let exe = std::env::current_exe().map_err(|e| E2eError::Relay(RelayProcessError::Spawn(e)))?;
-    let mut relay = RelayProcess::start(&exe, config.shards)?;
+    let mut relay = RelayProcess::start(&exe, config.shards, false)?;
     let _ = writeln!(progress, "perf hostile: started relay pid {}: {}", relay.pid(), relay.start_line);
     let result = f(&relay, progress);
     if !relay.stop() {
@@ -148,6 +148,8 @@ fn pair_runs(
         shards: config.shards,
         threads: config.threads,
         inflight_batches: 8,
+        tls: false,
+        tls_ca: None,
     };
     let fixed = E2eConfig { rate: Some(config.latency_rate), ..saturate.clone() };
     Ok((e2e::run(&fixed, progress)?, e2e::run(&saturate, progress)?))
