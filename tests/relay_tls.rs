@@ -94,6 +94,39 @@ fn clients_talk_over_wss_with_a_ca_or_a_pin_and_fail_typed_otherwise() {
     assert!(ok(&["send", "--to", "bob", "still up", "--home", &a, "--tls-pin", &pin]).contains("acknowledged"));
 }
 
+/// An invite that pins the relay's certificate is enough: no `--tls-ca`, no `--tls-pin` on any command; an
+/// invite pinning another certificate makes the commands refuse the relay.
+#[test]
+fn a_pin_in_the_invite_is_checked_without_any_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key, _) = cert_new(&tmp.path().join("tls"));
+    let (other_cert, _, other_pin) = cert_new(&tmp.path().join("other"));
+    let relay = tls_relay(&cert, &key, &[]);
+    let url = format!("wss://{}/", relay.addr);
+    let (a, b) = (path(&tmp.path().join("alice")).to_owned(), path(&tmp.path().join("bob")).to_owned());
+    ok(&["id", "new", "--home", &a]);
+    ok(&["id", "new", "--home", &b]);
+    let pinned = format!("{url}={cert}");
+    let code_a = ok(&["invite", "--home", &a, "--relay", &url, "--relay-cert", &pinned]).trim().to_owned();
+    let code_b = ok(&["invite", "--home", &b, "--relay", &url, "--relay-cert", &pinned]).trim().to_owned();
+    ok(&["enroll", &code_a, "--name", "alice", "--home", &b]);
+    ok(&["enroll", &code_b, "--name", "bob", "--home", &a]);
+    assert_eq!(ok(&["recv", "--home", &b]), "");
+    assert!(ok(&["send", "--to", "bob", "pinned by invite", "--home", &a]).contains("acknowledged as durable"));
+    assert!(ok(&["recv", "--home", &b]).ends_with("alice: pinned by invite\n"));
+
+    // Carol enrols an invite of Alice's pinning another certificate for the same URL: refused, typed.
+    let c = path(&tmp.path().join("carol")).to_owned();
+    ok(&["id", "new", "--home", &c]);
+    let wrong = format!("{url}={other_cert}");
+    let code_wrong = ok(&["invite", "--home", &a, "--relay", &url, "--relay-cert", &wrong]).trim().to_owned();
+    let _ = tessera(&["enroll", &code_wrong, "--name", "alice", "--home", &c]);
+    let refused = tessera(&["recv", "--home", &c]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains(&format!("not the pinned {other_pin}")), "{err}");
+}
+
 #[test]
 fn a_tls_client_on_a_plain_port_fails_cleanly() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,7 +6,8 @@
 //!   NAME ─▶ SAN (an IP address if it parses as one, else a DNS name) ─▶ rcgen: ECDSA P-256 key, self-signed
 //!   ─▶ DIR/cert.pem (0644), DIR/key.pem (0600, created with that mode: never readable by others, not even
 //!      briefly) ─▶ prints both paths and the pin: SHA-256 of the certificate's DER, 64 lowercase hex digits
-//! client commands: --tls-ca FILE, --tls-pin HEX ─▶ TlsClientOptions ─▶ SessionOptions::tls
+//! client commands: --tls-ca FILE, --tls-pin HEX (else the pin of an enrolled invite for that URL)
+//!   ─▶ TlsClientOptions ─▶ SessionOptions::tls
 //! ```
 //! Existing files are never overwritten without `--force` (a relay's key replaced by mistake changes its pin,
 //! and every client pinning it stops connecting).
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use crate::client::Relay;
 use crate::driver::tls::{CertPin, SelfSignedError, TlsClientOptions};
 
 /// Name of the certificate file `cert new` writes.
@@ -41,6 +43,13 @@ impl TlsArgs {
     /// The session's TLS options.
     pub fn options(&self) -> TlsClientOptions {
         TlsClientOptions { ca_file: self.tls_ca.clone(), pin: self.tls_pin }
+    }
+
+    /// The session's TLS options for `url`: `--tls-pin` if given, else the pin an enrolled invite carries for
+    /// exactly that URL (so a pinned relay from an invite is checked without any flag).
+    pub fn options_for<'a>(&self, url: &str, invite_relays: impl IntoIterator<Item = &'a Relay>) -> TlsClientOptions {
+        let from_invite = || invite_relays.into_iter().find(|r| r.url == url).and_then(|r| r.pin).map(CertPin);
+        TlsClientOptions { ca_file: self.tls_ca.clone(), pin: self.tls_pin.or_else(from_invite) }
     }
 }
 

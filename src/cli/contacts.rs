@@ -30,6 +30,7 @@ use super::relay_pin::pinned_relays;
 use crate::client::contact::check_addition;
 use crate::client::{safety_code, Contact, Home, Invite, PublicKey};
 use crate::driver::client::session::{run_local, Session, SessionOptions};
+use crate::driver::tls::TlsClientOptions;
 
 /// How long `enroll` tries to reach the relay: enrolment must not hang on a relay that is down.
 const ENROLL_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -136,7 +137,8 @@ pub fn run_enroll(args: EnrollArgs) -> i32 {
             .clone()
             .or_else(|| contacts.iter().find_map(|c| c.first_relay().map(|r| r.url.clone())))
             .unwrap_or_else(|| RELAY_URL_DEFAULT.to_owned());
-        register(home, &args, url);
+        let tls = args.tls.options_for(&url, contacts.iter().flat_map(|c| &c.relays));
+        register(home, &args, url, tls);
         Ok(())
     })();
     result.map_or_else(|e| fail(e.as_ref()), |()| 0)
@@ -181,7 +183,7 @@ pub fn run_safety(args: SafetyArgs) -> i32 {
 
 /// Registers every contact's subscriptions at `url` (catching up the new one's past windows), and says
 /// whether it did; never fails the enrolment.
-fn register(home: Home, args: &EnrollArgs, url: String) {
+fn register(home: Home, args: &EnrollArgs, url: String, tls: TlsClientOptions) {
     let name = args.name.clone();
     let later = format!("{name}'s messages will be fetched on the next `tessera recv`");
     let identity = match unlock(&home, &args.passphrase) {
@@ -191,10 +193,8 @@ fn register(home: Home, args: &EnrollArgs, url: String) {
             return;
         }
     };
-    let tls = args.tls.clone();
     let outcome = run_local(move || async move {
-        let options =
-            SessionOptions { connect_timeout: ENROLL_CONNECT_TIMEOUT, tls: tls.options(), ..SessionOptions::default() };
+        let options = SessionOptions { connect_timeout: ENROLL_CONNECT_TIMEOUT, tls, ..SessionOptions::default() };
         let mut session = Session::connect(&url, home, identity, options).await.map_err(|e| e.to_string())?;
         let registered = session.register().await.map_err(|e| e.to_string());
         let gap = session.take_coverage_gap();

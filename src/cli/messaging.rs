@@ -88,7 +88,7 @@ struct Prepared {
     home: Home,
     identity: Identity,
     url: String,
-    /// The session's options (TLS from `--tls-ca`, `--tls-pin`).
+    /// The session's options (TLS from `--tls-ca`, `--tls-pin`, else the invite's pin for `url`).
     options: SessionOptions,
 }
 
@@ -110,7 +110,8 @@ fn prepare(args: &ClientArgs, contact: Option<&str>) -> Result<Prepared, Box<dyn
         None => contacts.iter().find_map(relay_of),
     };
     let url = args.relay.clone().or(from_invite).unwrap_or_else(|| RELAY_URL_DEFAULT.to_owned());
-    let options = SessionOptions { tls: args.tls.options(), ..SessionOptions::default() };
+    let tls = args.tls.options_for(&url, contacts.iter().flat_map(|c| &c.relays));
+    let options = SessionOptions { tls, ..SessionOptions::default() };
     Ok(Prepared { home, identity, url, options })
 }
 

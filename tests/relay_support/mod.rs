@@ -136,9 +136,11 @@ impl Relay {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in start line {line:?}"))
             .to_owned();
+        // `(metrics http://host:port/metrics)`, or https:// with `--metrics-tls`.
         let metrics_addr = line
-            .split("(metrics http://")
+            .split("(metrics ")
             .nth(1)
+            .and_then(|rest| rest.split("://").nth(1))
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("no metrics address in start line {line:?}"))
             .to_owned();
