@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::cover_args::{cover_queued_text, CoverArgs};
 use super::home::{fail, unlock, HomeArgs, PassphraseArgs, RELAY_URL_DEFAULT};
 use crate::client::{Contact, CoverageGap, Home, Identity, ReceivedMessage, SEQS_PER_WINDOW};
 use crate::driver::client::session::{run_local, Next, Session, SessionError, SessionOptions, WindowWait};
@@ -45,6 +46,8 @@ pub struct ClientArgs {
     relay: Option<String>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
+    #[command(flatten)]
+    cover: CoverArgs,
 }
 
 /// Arguments of `tessera send`.
@@ -86,6 +89,7 @@ struct Prepared {
     home: Home,
     identity: Identity,
     url: String,
+    options: SessionOptions,
 }
 
 /// Opens the key directory, unlocks the identity, and picks the relay: `--relay`, else the first relay of
@@ -106,7 +110,7 @@ fn prepare(args: &ClientArgs, contact: Option<&str>) -> Result<Prepared, Box<dyn
         None => contacts.iter().find_map(relay_of),
     };
     let url = args.relay.clone().or(from_invite).unwrap_or_else(|| RELAY_URL_DEFAULT.to_owned());
-    Ok(Prepared { home, identity, url })
+    Ok(Prepared { home, identity, url, options: args.cover.session_options() })
 }
 
 /// Runs an async command body on a client executor; maps its error to exit code 1.
@@ -133,8 +137,10 @@ pub fn run_send(args: SendArgs) -> i32 {
     };
     let SendArgs { to, text, .. } = args;
     execute(move || async move {
-        let Prepared { home, identity, url } = prepared;
-        let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
+        let Prepared { home, identity, url, options } = prepared;
+        // A one-shot send is no connected session: it publishes at once (the link shows the connection anyway).
+        let options = SessionOptions { client_cover: false, ..options };
+        let mut session = Session::connect(&url, home, identity, options).await.map_err(show)?;
         session.on_window_wait(print_window_wait);
         let sent = session.send(&to, &text).await.map_err(show)?;
         session.close().await;
@@ -155,11 +161,11 @@ pub fn run_recv(args: RecvArgs) -> i32 {
     };
     let (follow, json) = (args.follow, args.json);
     execute(move || async move {
-        let Prepared { home, identity, url } = prepared;
+        let Prepared { home, identity, url, options } = prepared;
         let mut session = if follow {
-            connect_retrying(&url, &home, &identity).await.map_err(show)?
+            connect_retrying(&url, &home, &identity, options).await.map_err(show)?
         } else {
-            Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?
+            Session::connect(&url, home, identity, options).await.map_err(show)?
         };
         match session.sync().await {
             Ok(messages) => messages.iter().for_each(|m| print_message(m, json)),
@@ -196,9 +202,11 @@ pub fn run_chat(args: ChatArgs) -> i32 {
     };
     let contact = args.contact;
     execute(move || async move {
-        let Prepared { home, identity, url } = prepared;
-        let mut session = Session::connect(&url, home, identity, SessionOptions::default()).await.map_err(show)?;
+        let Prepared { home, identity, url, options } = prepared;
+        let mut session = Session::connect(&url, home, identity, options).await.map_err(show)?;
         session.on_window_wait(print_window_wait);
+        let (k, window_s) = (options.cover_proofs_per_round, u64::from(session.relay_params().window_s));
+        session.on_cover_queued(move |q| cover_queued_text(q, k, window_s).iter().for_each(|t| eprintln!("{t}")));
         for message in session.sync().await.map_err(show)? {
             print_message(&message, false);
         }
@@ -279,12 +287,17 @@ fn stdin_lines() -> glommio::channels::local_channel::LocalReceiver<std::io::Res
 
 /// Connects to `url`, retrying like `reconnect` while the relay cannot be reached (`recv --follow` started
 /// before its relay); any other failure (key directory in use, bad state) ends it at once.
-async fn connect_retrying(url: &str, home: &Home, identity: &Identity) -> Result<Session, SessionError> {
+async fn connect_retrying(
+    url: &str,
+    home: &Home,
+    identity: &Identity,
+    options: SessionOptions,
+) -> Result<Session, SessionError> {
     let mut delay = RECONNECT_DELAY_MIN;
     loop {
         // Each try consumes its copy of the identity.
         let attempt = Identity::from_seed(identity.seed());
-        match Session::connect(url, home.clone(), attempt, SessionOptions::default()).await {
+        match Session::connect(url, home.clone(), attempt, options).await {
             Ok(session) => {
                 if delay > RECONNECT_DELAY_MIN {
                     eprintln!("connected to {url}");

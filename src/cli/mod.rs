@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use clap::{Parser, Subcommand};
 
 pub mod contacts;
+pub mod cover_args;
 pub mod dp;
 pub mod home;
 pub mod id;
