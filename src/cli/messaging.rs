@@ -119,6 +119,8 @@ where
     G: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = Result<(), String>> + 'static,
 {
+    // Logs (RUST_LOG, default info) on stderr: warnings, and the session's debug lines when asked for.
+    super::init_tracing();
     match run_local(make) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {

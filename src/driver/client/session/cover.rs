@@ -118,7 +118,8 @@ impl Session {
         c.stats.rounds += 1;
         c.stats.real_proofs += u64::from(real_count);
         c.stats.cover_proofs += u64::from(k.saturating_sub(real_count));
-        tracing::debug!(window_start_s, real = real_count, dummies, "client cover round");
+        let cover_received = self.state.stats().cover;
+        tracing::debug!(window_start_s, real = real_count, dummies, cover_received, "client cover round");
         proofs.shuffle(&mut OsRng);
         // Counters first: the real proofs carry sequence numbers that must never be sealed again.
         self.persist()?;
