@@ -78,7 +78,7 @@ fn connected_session_publishes_k_per_round_and_drops_its_own_cover() {
     let alice_out = lines_of(alice.stdout.take().unwrap());
     let alice_err = lines_of(alice.stderr.take().unwrap());
     let mut stderr = Vec::new();
-    let mut wait_for = |what: &str, stderr: &mut Vec<String>| {
+    let wait_for = |what: &str, stderr: &mut Vec<String>| {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if let Ok(line) = alice_err.recv_timeout(Duration::from_millis(100)) {
