@@ -84,6 +84,9 @@ struct Round {
     first_send_offset_us: Option<u64>,
 }
 
+/// An observer: its name and how it scores a round (higher: "talking").
+type Observer = (&'static str, fn(&Round) -> f64);
+
 /// A message typed at `at_us` of `parts` parts.
 struct Typed {
     at_us: u64,
@@ -178,7 +181,7 @@ fn results(
     queue_refusals: u64,
 ) -> Vec<LinkObserverResult> {
     let proofs: u64 = rounds.iter().map(|r| u64::from(r.proofs)).sum();
-    let observers: [(&'static str, fn(&Round) -> f64); 2] =
+    let observers: [Observer; 2] =
         [("count", |r| f64::from(r.proofs)), ("timing", |r| r.first_send_offset_us.map_or(-1.0, |o| o as f64))];
     observers
         .iter()
