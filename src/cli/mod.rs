@@ -14,6 +14,7 @@ pub mod params;
 pub mod perf;
 pub mod perf_e2e;
 pub mod perf_hostile;
+pub mod perf_idle_cover;
 pub mod relay;
 pub mod sim;
 

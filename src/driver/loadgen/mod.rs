@@ -17,6 +17,7 @@
 
 pub mod e2e;
 pub mod hostile;
+pub mod idle_cover;
 pub mod process;
 mod publisher;
 mod subscriber;
