@@ -68,7 +68,9 @@ fn send_through(reply: fn(&Publish) -> Vec<Frame>, text: String) -> (Result<usiz
     let tmp = tempfile::tempdir().unwrap();
     let (home, identity) = alice_home(tmp.path());
     let (url, seen) = scripted_relay(home.path().to_owned(), reply);
-    let options = SessionOptions { reply_timeout: Duration::from_millis(300), ..SessionOptions::default() };
+    // Without client cover: these tests pin when and how a send publishes (tests/client_cover.rs has cover).
+    let options =
+        SessionOptions { reply_timeout: Duration::from_millis(300), client_cover: false, ..SessionOptions::default() };
     let result = run_local(move || async move {
         let mut session = Session::connect(&url, home, identity, options).await?;
         session.send("bob", &text).await.map(|sent| sent.proofs)

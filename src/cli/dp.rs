@@ -5,7 +5,7 @@
 
 use clap::{Args, Subcommand};
 
-use crate::dp::{CoverMechanism, CoverPlan};
+use crate::dp::{ClientCoverPlan, CoverMechanism, CoverPlan};
 use crate::proto::{NUM_BUCKETS_DEFAULT, WINDOW_SECONDS};
 use crate::server::config::RETENTION_S_DEFAULT;
 
@@ -42,6 +42,10 @@ pub struct PlanArgs {
     /// Retention the disk figure is for: seconds, or with a unit (90s, 30m, 1h, 2d) [default: the relay's, 1h].
     #[arg(long, value_parser = crate::cli::relay::parse_duration_s, default_value_t = RETENTION_S_DEFAULT)]
     pub retention: u64,
+    /// Client cover: proofs each connected client publishes per round (the bandwidth per client shown).
+    #[arg(long, default_value_t = crate::client::COVER_PROOFS_PER_ROUND_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::client::COVER_PROOFS_PER_ROUND_MAX)))]
+    pub client_cover_proofs_per_round: u32,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -75,9 +79,12 @@ fn run_plan(args: PlanArgs) -> i32 {
         }
     };
     let rounded = !mechanism.epsilon().is_exactly(args.epsilon);
+    // Clients round on the relay's window; the relay's cover round is the window by default.
+    let client = ClientCoverPlan::new(args.client_cover_proofs_per_round, WINDOW_SECONDS as f64);
     if args.json {
         let mut value = serde_json::to_value(&plan).unwrap_or_default();
         value["epsilon_requested"] = serde_json::json!(args.epsilon);
+        value["client_cover"] = serde_json::to_value(&client).unwrap_or_default();
         println!("{value}");
         return 0;
     }
@@ -115,5 +122,24 @@ fn run_plan(args: PlanArgs) -> i32 {
     // Retention deletes whole segments, so each shard's oldest one lingers until its newest proof expires.
     println!("                     plus up to one more segment per shard until its newest proof expires");
     println!("  schedule memory    ≤ {} KiB per round (all buckets at the cap)", plan.schedule_bytes_max / 1024);
+    print_client(&client);
     0
+}
+
+/// The client-cover lines of the text plan.
+fn print_client(c: &ClientCoverPlan) {
+    println!("client cover (per connected client: recv --follow, chat)");
+    println!(
+        "  proofs per round   {} every {} s (the relay's window), real messages first",
+        c.proofs_per_round, c.round_seconds
+    );
+    println!(
+        "  bandwidth          {:.1} B/s up ({} B per round), {:.1} B/s down ({} B per round: its cover back + ACK)",
+        c.up_bytes_per_second, c.up_bytes_per_round, c.down_bytes_per_second, c.down_bytes_per_round
+    );
+    println!(
+        "  latency            a message waits for the round's random send instant: {:.1} s mean, {:.0} s at most",
+        c.latency_mean_seconds, c.latency_max_seconds
+    );
+    println!("  relay load         {:.0} proofs/s for 4,800 connected clients", c.relay_proofs_per_second_4800_clients);
 }

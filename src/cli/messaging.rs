@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::cover_args::{cover_queued_text, CoverArgs};
 use super::home::{fail, unlock, HomeArgs, PassphraseArgs, RELAY_URL_DEFAULT};
 use crate::client::{Contact, CoverageGap, Home, Identity, ReceivedMessage, SEQS_PER_WINDOW};
 use crate::driver::client::session::{run_local, Next, Session, SessionError, SessionOptions, WindowWait};
@@ -47,6 +48,8 @@ pub struct ClientArgs {
     passphrase: PassphraseArgs,
     #[command(flatten)]
     tls: super::cert::TlsArgs,
+    #[command(flatten)]
+    cover: CoverArgs,
 }
 
 /// Arguments of `tessera send`.
@@ -111,7 +114,7 @@ fn prepare(args: &ClientArgs, contact: Option<&str>) -> Result<Prepared, Box<dyn
     };
     let url = args.relay.clone().or(from_invite).unwrap_or_else(|| RELAY_URL_DEFAULT.to_owned());
     let tls = args.tls.options_for(&url, contacts.iter().flat_map(|c| &c.relays));
-    let options = SessionOptions { tls, ..SessionOptions::default() };
+    let options = SessionOptions { tls, ..args.cover.session_options() };
     Ok(Prepared { home, identity, url, options })
 }
 
@@ -121,6 +124,8 @@ where
     G: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = Result<(), String>> + 'static,
 {
+    // Logs (RUST_LOG, default info) on stderr: warnings, and the session's debug lines when asked for.
+    super::init_tracing();
     match run_local(make) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {
@@ -140,6 +145,8 @@ pub fn run_send(args: SendArgs) -> i32 {
     let SendArgs { to, text, .. } = args;
     execute(move || async move {
         let Prepared { home, identity, url, options } = prepared;
+        // A one-shot send is no connected session: it publishes at once (the link shows the connection anyway).
+        let options = SessionOptions { client_cover: false, ..options };
         let mut session = Session::connect(&url, home, identity, options).await.map_err(show)?;
         session.on_window_wait(print_window_wait);
         let sent = session.send(&to, &text).await.map_err(show)?;
@@ -203,8 +210,11 @@ pub fn run_chat(args: ChatArgs) -> i32 {
     let contact = args.contact;
     execute(move || async move {
         let Prepared { home, identity, url, options } = prepared;
+        let k = options.cover_proofs_per_round;
         let mut session = Session::connect(&url, home, identity, options).await.map_err(show)?;
         session.on_window_wait(print_window_wait);
+        let (k, window_s) = (k, u64::from(session.relay_params().window_s));
+        session.on_cover_queued(move |q| cover_queued_text(q, k, window_s).iter().for_each(|t| eprintln!("{t}")));
         for message in session.sync().await.map_err(show)? {
             print_message(&message, false);
         }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod cert;
 pub mod contacts;
+pub mod cover_args;
 pub mod dp;
 pub mod home;
 pub mod id;
@@ -14,6 +15,7 @@ pub mod params;
 pub mod perf;
 pub mod perf_e2e;
 pub mod perf_hostile;
+pub mod perf_idle_cover;
 pub mod relay;
 pub mod relay_pin;
 pub mod sim;

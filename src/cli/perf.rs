@@ -42,6 +42,8 @@ pub enum PerfCommand {
     /// A healthy publisher/subscriber pair on an idle relay, then under hostile load (idle TCP, silent
     /// WebSockets, saturating subscribers, a reply flooder): throughput and p99 ratios, relay peak RSS.
     Hostile(super::perf_hostile::HostileArgs),
+    /// N connected idle clients sending client cover at the default rate: relay cores they cost.
+    IdleCover(super::perf_idle_cover::IdleCoverArgs),
 }
 
 /// Options shared by every workload.
@@ -97,6 +99,7 @@ pub fn run(args: PerfArgs) -> i32 {
         PerfCommand::Subscribe(a) => (a.common, subscribe(&a)),
         PerfCommand::E2e(a) => return super::perf_e2e::run(a),
         PerfCommand::Hostile(a) => return super::perf_hostile::run(a),
+        PerfCommand::IdleCover(a) => return super::perf_idle_cover::run(a),
     };
     if common.json {
         println!("{report}");

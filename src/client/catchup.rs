@@ -171,6 +171,7 @@ impl ClientState {
                 window_start_s: e.id.window_start_s,
                 fingerprint: e.routing.fingerprint,
             })
+            .chain(self.cover_expectations(items_from, items_to))
             .collect();
         for (index, c) in self.contacts.iter().enumerate() {
             let source = c.expect_source(index);

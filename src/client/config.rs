@@ -68,6 +68,10 @@ pub struct ClientConfig {
     pub fingerprints_per_filter_max: usize,
     /// Padded every-bucket registration, or not.
     pub subscribe_mode: SubscribeMode,
+    /// Client cover proofs per round whose self-addressed fingerprints the filters hold (`client::cover`);
+    /// 0: none. The session sets it (default 1) whether or not this run publishes cover, so a client's
+    /// filters for a grid chunk are the same in every run.
+    pub cover_proofs_per_round: u32,
 }
 
 impl Default for ClientConfig {
@@ -85,6 +89,7 @@ impl Default for ClientConfig {
             renew_lead_s: 2,
             fingerprints_per_filter_max: FINGERPRINTS_PER_FILTER_DEFAULT,
             subscribe_mode: SubscribeMode::EveryBucketPadded,
+            cover_proofs_per_round: 0,
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct ReceiveStats {
     pub bad_envelope: u64,
     /// Parts that did not fit their message, or messages that were not UTF-8.
     pub bad_message: u64,
+    /// Our own cover proofs, recognised and dropped (`client::cover`).
+    pub cover: u64,
 }
 
 impl ClientState {
@@ -113,6 +115,7 @@ impl ClientState {
             Ok(opened) => opened,
             Err(error) => {
                 let counter = match error {
+                    OpenError::UnknownCommit if self.is_own_cover(proof) => &mut self.stats.cover,
                     OpenError::UnknownCommit => &mut self.stats.unknown,
                     OpenError::WrongWindow { .. } | OpenError::HeaderMismatch => &mut self.stats.bad_header,
                     OpenError::Replayed => &mut self.stats.replayed,

@@ -78,6 +78,7 @@ impl ClientState {
                 window_start_s: e.id.window_start_s,
                 fingerprint: e.routing.fingerprint,
             })
+            .chain(self.cover_expectations(items_from, items_to))
             .collect();
         let params = self.plan_params(chunk_windows);
         let mut slots = plan(&items, from, to, &params, &self.pad_key)?;

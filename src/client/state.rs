@@ -319,7 +319,8 @@ impl ClientState {
     /// Chunk length (windows) of the padded subscription grid for the current contacts, at most the span
     /// of one subscription (longer chunks would only add precomputation for windows not yet subscribed).
     pub(super) fn chunk_windows(&self) -> u64 {
-        let per_window = self.contacts.len() as u64 * u64::from(SEQS_PER_WINDOW);
+        // Our own cover fingerprints count against the filters' budget like a contact's.
+        let per_window = self.contacts.len() as u64 * u64::from(SEQS_PER_WINDOW) + self.cover_per_window();
         let natural = chunk_windows_for(per_window, self.config.num_buckets, self.config.fingerprints_per_filter_max);
         natural.min(u64::from(self.config.ahead_windows) + 2)
     }

@@ -30,6 +30,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod client_plan;
 pub mod dummy;
 pub mod epsilon;
 pub mod error;
@@ -42,6 +43,7 @@ pub mod stats;
 
 pub use audit::{epsilon_lower_bound, EpsilonLowerBound, TestOutcomes};
 pub use check::{check_dummy_counts, CountCheck, CHECK_Z_DEFAULT};
+pub use client_plan::ClientCoverPlan;
 pub use dummy::build_dummy_proof;
 pub use epsilon::Epsilon;
 pub use error::{CheckError, CoverConfigError, DummyError, ScheduleError};

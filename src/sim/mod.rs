@@ -7,6 +7,8 @@
 //!              audited ε lower bound (dp::audit), dummies per round
 //! anonymity:   N users' commits ──proto::derive::bucket_of──▶ bucket occupancy (min, median)
 //!              random fingerprints ──proto::bloom──▶ false-positive rate, analytic vs measured
+//! link observer: one client's rounds (talking or not) ──none | client::CoverSchedule──▶ proofs and send time
+//!              per round on its link ──count / timing observer──▶ AUC + CI
 //! ```
 //!
 //! Pure: each simulator takes its configuration and a seeded CSPRNG and returns a report; `crate::cli::sim`
@@ -14,4 +16,5 @@
 
 pub mod anonymity;
 pub mod auc;
+pub mod link_observer;
 pub mod linkability;

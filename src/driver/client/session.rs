@@ -46,10 +46,14 @@ use crate::client::envelope::CHUNK_LEN_MAX;
 use crate::client::persist::PersistedState;
 use crate::client::store::FILE_MODE;
 use crate::client::{ClientConfig, ClientState, CoverageGap, Home, Identity, ReceivedMessage, SendError, StoreError};
+use crate::client::{COVER_PROOFS_PER_ROUND_DEFAULT, COVER_PROOFS_PER_ROUND_MAX};
 use crate::driver::clock::{unix_now_s, unix_now_us};
 use crate::driver::flock::{lock_exclusive, LockError};
 use crate::proto::frame::{ErrorFrame, Publish, Subscribe};
-use crate::proto::{ErrorCode, Frame, ProofBatch, RelayParams, SubscriberId};
+use crate::proto::{ErrorCode, Frame, Proof, ProofBatch, RelayParams, SubscriberId};
+
+mod cover;
+pub use cover::{CoverStats, Queued};
 
 /// Name of the lock file in the key directory.
 pub const LOCK_FILE: &str = "lock";
@@ -79,6 +83,12 @@ pub struct SessionOptions {
     pub wait_for_free_window: bool,
     /// wss:// only: extra trust anchors (`--tls-ca`) and the relay certificate's pin (`--tls-pin`, or an invite's).
     pub tls: crate::driver::tls::TlsClientOptions,
+    /// Client cover: proofs per round (the relay's window) whose self-addressed fingerprints the filters
+    /// hold, and that a connected session publishes when `client_cover` is on (1..=8; docs/PRIVACY.md).
+    pub cover_proofs_per_round: u32,
+    /// Publish `cover_proofs_per_round` proofs every round while connected, real messages first (see
+    /// `cover`). Off: messages go at once and the link shows when this client talks.
+    pub client_cover: bool,
 }
 
 impl Default for SessionOptions {
@@ -89,6 +99,8 @@ impl Default for SessionOptions {
             fetch_page_proofs: FETCH_PAGE_PROOFS,
             wait_for_free_window: true,
             tls: crate::driver::tls::TlsClientOptions::default(),
+            cover_proofs_per_round: COVER_PROOFS_PER_ROUND_DEFAULT,
+            client_cover: true,
         }
     }
 }
@@ -205,6 +217,8 @@ pub struct Session {
     window_wait: Option<WindowWaitHook>,
     /// Subscriber ids claimed on this connection (a CLAIM goes before an id's first use on a connection).
     claimed: Vec<SubscriberId>,
+    /// Client cover: the round schedule, when on.
+    cover: Option<cover::CoverDriver>,
 }
 
 impl std::fmt::Debug for Session {
@@ -226,7 +240,10 @@ impl Session {
         let contacts = home.read_contacts(identity.public())?;
         let persisted: PersistedState = home.read_state()?;
         let conn = connect_conn(url, &options).await?;
-        let state = ClientState::new(identity, contacts, persisted, ClientConfig::for_relay(conn.params()))?;
+        let k = options.cover_proofs_per_round.min(COVER_PROOFS_PER_ROUND_MAX);
+        let config = ClientConfig { cover_proofs_per_round: k, ..ClientConfig::for_relay(conn.params()) };
+        let state = ClientState::new(identity, contacts, persisted, config)?;
+        let cover = (options.client_cover && k > 0).then(|| cover::CoverDriver::new(k, config.window_s));
         Ok(Self {
             state,
             home,
@@ -243,6 +260,7 @@ impl Session {
             hold_deliveries: false,
             window_wait: None,
             claimed: Vec::new(),
+            cover,
         })
     }
 
@@ -447,6 +465,9 @@ impl Session {
     /// Seals `text` to `contact`, persists the send counters, publishes, and waits until the relay
     /// acknowledges every proof as durable. Messages that arrive meanwhile are kept for `next_message_or`.
     pub async fn send(&mut self, contact: &str, text: &str) -> Result<Sent, SessionError> {
+        if self.cover.is_some() {
+            return self.send_covered(contact, text).await;
+        }
         let proofs = loop {
             match self.state.prepare_send(contact, text, unix_now_s(), &mut OsRng) {
                 Ok(proofs) => break proofs,
@@ -465,16 +486,19 @@ impl Session {
         let window_start_s = proofs[0].view().window_start();
         // Counters first: the proofs carry sequence numbers that must never be sealed again.
         self.persist()?;
+        self.publish_confirmed(&proofs).await?;
+        Ok(Sent { proofs: proofs.len(), window_start_s })
+    }
+
+    /// Publishes `proofs` (one PUBLISH per `proofs_per_batch_max`) and waits until the relay acknowledges
+    /// every one as durable; a refusal of any is `SessionError::Refused`.
+    async fn publish_confirmed(&mut self, proofs: &[Proof]) -> Result<(), SessionError> {
         let batch_max = usize::from(self.conn.params().limits.proofs_per_batch_max.max(1));
         let mut seqs = Vec::new();
         for chunk in proofs.chunks(batch_max) {
-            let seq = self.publish_seq;
-            self.publish_seq += 1;
-            let batch = ProofBatch::from_proofs(chunk.iter().map(|p| p.view()));
-            self.conn.send(&[Frame::Publish(Publish { seq, proofs: batch })]).await.map_err(SessionError::Transport)?;
-            seqs.push(seq);
+            seqs.push(self.publish(chunk).await?);
         }
-        let last = *seqs.last().expect("a message has at least one part");
+        let Some(&last) = seqs.last() else { return Ok(()) };
         let deadline = Instant::now() + self.options.reply_timeout;
         let mut first_refusal: Option<ErrorFrame> = None;
         let mut refused = 0;
@@ -497,8 +521,17 @@ impl Session {
             Some(error) => {
                 Err(SessionError::Refused { error, refused: refused.min(proofs.len()), proofs: proofs.len() })
             }
-            None => Ok(Sent { proofs: proofs.len(), window_start_s }),
+            None => Ok(()),
         }
+    }
+
+    /// Sends one PUBLISH of `proofs` without waiting; its sequence number.
+    async fn publish(&mut self, proofs: &[Proof]) -> Result<u64, SessionError> {
+        let seq = self.publish_seq;
+        self.publish_seq += 1;
+        let batch = ProofBatch::from_proofs(proofs.iter().map(|p| p.view()));
+        self.conn.send(&[Frame::Publish(Publish { seq, proofs: batch })]).await.map_err(SessionError::Transport)?;
+        Ok(seq)
     }
 
     /// Waits for the next message, renewing the subscription when due, or until `interrupt` finishes.
@@ -516,6 +549,9 @@ impl Session {
                 continue;
             }
             self.pump_subscribes().await?;
+            if self.serve_idle_cover().await? {
+                continue;
+            }
             if self.subscribes.is_idle() && self.state.has_unconfirmed_coverage() {
                 // The renewal is acknowledged; what a catch-up matched is recorded for FETCH.
                 if std::mem::take(&mut self.fetch_after_subscribed) {
@@ -536,6 +572,7 @@ impl Session {
             if let Some(at) = self.subscribes.retry_at() {
                 renew_in = renew_in.min(at.saturating_duration_since(Instant::now()));
             }
+            renew_in = renew_in.min(self.cover_wait().unwrap_or(Duration::MAX));
             enum Woke<T> {
                 Frames(Result<Option<Vec<Frame>>, ClientError>),
                 Interrupted(T),

@@ -54,6 +54,9 @@ pub enum SessionError {
         /// Proofs of the message.
         proofs: usize,
     },
+    /// A message could not be queued for client cover (empty, too long, or the queue is full).
+    #[error(transparent)]
+    CoverQueue(#[from] crate::client::CoverQueueError),
     /// The relay refused a SUBSCRIBE (range, bucket, filter or subscriber limits); the previous one stays.
     #[error("the relay refused the subscription: {} ({})", .0.code, .0.text)]
     SubscribeRefused(ErrorFrame),

@@ -18,6 +18,7 @@
 pub mod e2e;
 pub mod handshakes;
 pub mod hostile;
+pub mod idle_cover;
 pub mod process;
 mod publisher;
 mod subscriber;
