@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn metrics_default_to_loopback_next_to_the_client_port() {
-        let c = config("host = \"0.0.0.0\"\nport = 8100\n").unwrap();
+        let c = config("host = \"0.0.0.0\"\nport = 8100\ndanger_plaintext = true\n").unwrap();
         assert_eq!(metrics_bind_addr(&c), "127.0.0.1:8101".parse().unwrap());
         let c = config("port = 0\n").unwrap();
         assert_eq!(metrics_bind_addr(&c), "127.0.0.1:0".parse().unwrap());
@@ -111,7 +111,10 @@ mod tests {
     fn refusals_name_the_key() {
         let err = |toml: &str| config(toml).unwrap_err().key;
         assert_eq!(err("port = 8100\nmetrics_addr = \"127.0.0.1:8100\"\n"), "metrics-addr");
-        assert_eq!(err("host = \"0.0.0.0\"\nport = 8100\nmetrics_addr = \"127.0.0.1:8100\"\n"), "metrics-addr");
+        assert_eq!(
+            err("host = \"0.0.0.0\"\nport = 8100\ndanger_plaintext = true\nmetrics_addr = \"127.0.0.1:8100\"\n"),
+            "metrics-addr"
+        );
         assert_eq!(err("metrics_addr = \"localhost:9100\"\n"), "metrics-addr");
         assert_eq!(err("danger_exact_metrics = true\nmetrics_addr = \"0.0.0.0:9100\"\n"), "danger-exact-metrics");
         assert!(config("danger_exact_metrics = true\n").is_ok());
