@@ -29,10 +29,10 @@ use super::hostile::raw_ws::{binary_frame, connect_from, recv, upgrade, Message}
 use super::process::{raise_nofile_limit, ProcSample, RelayProcess};
 use crate::client::{CoverKey, CoverSchedule};
 use crate::driver::clock::unix_now_us;
+use crate::proto::claim::SubscriberKeyPair;
 use crate::proto::frame::{Publish, Subscribe};
 use crate::proto::{
-    encode_message, BloomFilter, Codec, Frame, Hello, ProofBatch, RelayParams, Role, SubscribeEntry, SubscriberId,
-    PROTOCOL_VERSION,
+    encode_message, BloomFilter, Codec, Frame, Hello, ProofBatch, RelayParams, Role, SubscribeEntry, PROTOCOL_VERSION,
 };
 
 /// How often a thread reads what the relay sent its connections.
@@ -364,10 +364,15 @@ fn connect_client(addr: SocketAddr, k: u32, rng: &mut ChaCha20Rng, round_s: &Ato
             SubscribeEntry { bucket: bucket as u16, window_from_s: from, window_to_s: to, filter }
         })
         .collect();
-    let mut id = [0u8; 16];
-    rng.fill_bytes(&mut id);
-    let subscribe = Frame::Subscribe(Subscribe { subscriber: SubscriberId(id), entries });
-    s.write_all(&binary_frame(&encode_message(&[subscribe]))).ok()?;
+    // A capability id: claimed on this connection in the SUBSCRIBE's message (docs/PROTOCOL.md §4.12).
+    let mut subscriber_secret = [0u8; 32];
+    rng.fill_bytes(&mut subscriber_secret);
+    let subscriber = SubscriberKeyPair::from_secret(&subscriber_secret);
+    let mut aux = [0u8; 32];
+    rng.fill_bytes(&mut aux);
+    let claim = Frame::Claim(subscriber.claim(&params.node_id, &params.auth_nonce, &aux));
+    let subscribe = Frame::Subscribe(Subscribe { subscriber: subscriber.id(), entries });
+    s.write_all(&binary_frame(&encode_message(&[claim, subscribe]))).ok()?;
     // Bounded even when the relay keeps sending other frames (DELIVERs of Bloom false positives).
     let deadline = Instant::now() + SETUP_TIMEOUT;
     while Instant::now() < deadline {

@@ -35,9 +35,9 @@ use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::{SinkExt, StreamExt};
-use glommio::net::TcpStream;
+use glommio::net::{Preallocated, TcpStream};
 
-use crate::driver::tls_stream::MaybeTls;
+use crate::driver::tls_stream::{MaybeTls, TLS_RECV_BUFFER_BYTES};
 
 use super::frame_gate::FrameGate;
 use super::shard_ctx::ShardCtx;
@@ -90,7 +90,7 @@ async fn before<T>(deadline: Instant, work: impl Future<Output = T>) -> Option<T
 
 /// Writes a whole HTTP response and closes, within `deadline`; counts a cut (`tessera_http_timeouts_total`).
 async fn answer(ctx: &ShardCtx, stream: &mut MaybeTls, deadline: Instant, response: &str) {
-    let _ = socket2::SockRef::from(stream.tcp()).set_send_buffer_size(HTTP_SEND_BUFFER_BYTES);
+    let _ = stream.tcp().set_send_buffer_size(HTTP_SEND_BUFFER_BYTES);
     let written = before(deadline, async {
         stream.write_all(response.as_bytes()).await?;
         stream.close().await
@@ -107,7 +107,13 @@ async fn secure(ctx: &ShardCtx, stream: TcpStream, deadline: Instant, tls: bool)
     let Some(config) = ctx.shared.tls.as_ref().filter(|_| tls) else {
         return Some(MaybeTls::Plain(stream));
     };
-    match before(deadline, futures_rustls::TlsAcceptor::from(config.clone()).accept(stream)).await {
+    match before(
+        deadline,
+        futures_rustls::TlsAcceptor::from(config.clone())
+            .accept(stream.buffered_with(Preallocated::new(TLS_RECV_BUFFER_BYTES))),
+    )
+    .await
+    {
         Some(Ok(tls)) => Some(MaybeTls::Server(Box::new(tls))),
         Some(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
