@@ -75,6 +75,28 @@ fn identity_invite_and_enroll_both_ways() {
     assert!(stderr(&dup).contains("already enrolled as \"alice\""), "{}", stderr(&dup));
     let own = tessera(&["enroll", &code_a, "--name", "me", "--home", &ha], &[]);
     assert!(stderr(&own).contains("your own"), "{}", stderr(&own));
+
+    // Alice moves to another relay: Bob enrols her new code under the same name, the contact's relays are
+    // replaced, and the safety code he is shown is the one Alice's side computes for it.
+    let new_a = tessera(&["invite", "--home", &ha, "--relay", "ws://127.0.0.1:9001"], &[]);
+    let code_a2 = stdout(&new_a).trim().to_owned();
+    let update = tessera(&["enroll", &code_a2, "--name", "alice", "--home", &hb], &[]);
+    assert!(update.status.success(), "{}", stderr(&update));
+    assert!(stdout(&update).contains("updated alice"), "{}", stdout(&update));
+    let contacts = std::fs::read_to_string(b.join("contacts.json")).unwrap();
+    assert!(contacts.contains("ws://127.0.0.1:9001") && !contacts.contains("ws://127.0.0.1:9000"), "{contacts}");
+    let alice_side = tessera(&["safety", "bob", "--home", &ha], &[]);
+    assert_eq!(safety(&update), safety(&alice_side));
+    assert_ne!(safety(&update), safety(&enroll_b), "the code covers the relays");
+    let again = tessera(&["enroll", &code_a2, "--name", "alice", "--home", &hb], &[]);
+    assert!(stdout(&again).contains("already enrolled with this invite"), "{}", stdout(&again));
+    // Another key under a taken name is still refused: Carol's code enrolled as "alice".
+    let hc = home_arg(&tmp.path().join("carol"));
+    assert!(tessera(&["id", "new", "--home", &hc], &[]).status.success());
+    let code_c = stdout(&tessera(&["invite", "--home", &hc], &[])).trim().to_owned();
+    let other = tessera(&["enroll", &code_c, "--name", "alice", "--home", &hb], &[]);
+    assert_eq!(other.status.code(), Some(1), "{}", stderr(&other));
+    assert!(stderr(&other).contains("alice"), "{}", stderr(&other));
 }
 
 #[test]

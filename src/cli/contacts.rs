@@ -113,12 +113,29 @@ pub fn run_enroll(args: EnrollArgs) -> i32 {
         let invite = Invite::decode(&args.code)?;
         let contact = Contact::new(&args.name, invite.public, invite.relays)?;
         let mut contacts = home.read_contacts(&me)?;
-        check_addition(&contacts, &contact, &me)?;
+        // The same person (same name, same key) with a new invite — other relays or pins: the contact's relays
+        // are replaced, and the safety code, which covers them, must be compared again. Anything else that
+        // collides (another key under this name, this key under another name) is refused as before.
+        let same = contacts.iter().position(|c| c.name == contact.name && c.public == contact.public);
+        if same.is_none() {
+            check_addition(&contacts, &contact, &me)?;
+        }
         let stored = home.read_own_invite()?.is_some_and(|i| i.public == me);
         let code = safety_code(&own_invite(&home, &me)?, &contact.invite());
-        contacts.push(contact);
+        match same {
+            Some(i) if contacts[i].relays == contact.relays => {
+                println!("{} is already enrolled with this invite", args.name)
+            }
+            Some(i) => {
+                contacts[i] = contact;
+                println!("updated {}: relays from the new invite", args.name);
+            }
+            None => {
+                contacts.push(contact);
+                println!("enrolled {}", args.name);
+            }
+        }
         home.write_contacts(&contacts)?;
-        println!("enrolled {}", args.name);
         println!("safety code: {code}");
         eprintln!(
             "compare the safety code with {} over a channel you trust; they must enroll your code too (tessera invite)",
