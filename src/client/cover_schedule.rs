@@ -23,7 +23,8 @@ use std::collections::VecDeque;
 use rand_core::{CryptoRng, RngCore};
 
 use super::cover::COVER_PROOFS_PER_ROUND_MAX;
-use super::envelope::{CHUNK_LEN_MAX, MESSAGE_LEN_MAX};
+use super::envelope::CHUNK_LEN_MAX;
+use super::send::{check_message_len, SendError};
 use crate::proto::derive::window_start;
 
 /// Pieces that may wait for their round: 64 one-part pieces is ~10 minutes of backlog at the default rate.
@@ -33,17 +34,9 @@ pub const QUEUED_PIECES_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoverQueueError {
-    /// Nothing to send.
-    #[error("the message is empty")]
-    EmptyMessage,
-    /// Longer than a message may be.
-    #[error("the message is {len} bytes; at most {max} fit")]
-    MessageTooLong {
-        /// Bytes given.
-        len: usize,
-        /// `MESSAGE_LEN_MAX`.
-        max: usize,
-    },
+    /// Empty, or longer than a message may be (`SendError::EmptyMessage`, `SendError::MessageTooLong`).
+    #[error(transparent)]
+    Message(#[from] SendError),
     /// The queue is full.
     #[error("{queued} message pieces are already waiting for their round; try again later")]
     QueueFull {
@@ -129,12 +122,7 @@ impl CoverSchedule {
     /// Queues `text` to `contact`: split into pieces of at most `proofs_per_round` parts, each cut at a
     /// UTF-8 boundary so every piece is valid text on its own.
     pub fn handle_message(&mut self, contact: &str, text: &str) -> Result<Queued, CoverQueueError> {
-        if text.is_empty() {
-            return Err(CoverQueueError::EmptyMessage);
-        }
-        if text.len() > MESSAGE_LEN_MAX {
-            return Err(CoverQueueError::MessageTooLong { len: text.len(), max: MESSAGE_LEN_MAX });
-        }
+        check_message_len(text)?;
         let pieces = split_pieces(text, self.proofs_per_round as usize * CHUNK_LEN_MAX);
         if self.queue.len() + pieces.len() > QUEUED_PIECES_MAX {
             return Err(CoverQueueError::QueueFull { queued: self.queue.len() });
@@ -357,7 +345,7 @@ mod tests {
         assert_eq!(pieces.concat(), text);
         assert!(pieces.iter().all(|p| p.len() <= CHUNK_LEN_MAX));
         let mut s = CoverSchedule::new(1, 10);
-        assert_eq!(s.handle_message("bob", ""), Err(CoverQueueError::EmptyMessage));
+        assert_eq!(s.handle_message("bob", ""), Err(CoverQueueError::Message(SendError::EmptyMessage)));
         for _ in 0..QUEUED_PIECES_MAX {
             s.handle_message("bob", "x").unwrap();
         }

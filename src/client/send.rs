@@ -53,6 +53,18 @@ pub enum SendError {
     },
 }
 
+/// A message's length as the envelope takes it: not empty, at most `MESSAGE_LEN_MAX` bytes (shared by the
+/// immediate send and the client-cover queue, `cover_schedule`).
+pub fn check_message_len(text: &str) -> Result<(), SendError> {
+    if text.is_empty() {
+        return Err(SendError::EmptyMessage);
+    }
+    if text.len() > MESSAGE_LEN_MAX {
+        return Err(SendError::MessageTooLong { len: text.len(), max: MESSAGE_LEN_MAX });
+    }
+    Ok(())
+}
+
 impl ClientState {
     /// Seals `text` to `contact` as one proof per part, in part order; publish them in the window of `now_s`.
     ///
@@ -66,13 +78,8 @@ impl ClientState {
         rng: &mut R,
     ) -> Result<Vec<Proof>, SendError> {
         let index = self.contact_index(contact).ok_or_else(|| SendError::UnknownContact(contact.to_owned()))?;
+        check_message_len(text)?;
         let bytes = text.as_bytes();
-        if bytes.is_empty() {
-            return Err(SendError::EmptyMessage);
-        }
-        if bytes.len() > MESSAGE_LEN_MAX {
-            return Err(SendError::MessageTooLong { len: bytes.len(), max: MESSAGE_LEN_MAX });
-        }
         let window = window_start(now_s, self.config.window_s);
         let c = &mut self.contacts[index];
         let first_seq = match c.send {
